@@ -1,0 +1,149 @@
+# mg - render farm for AI music. `make` builds bin/mgctl, bin/mg-coordinator, bin/mg-worker.
+#
+#   make            build the product binaries
+#   make test       install missing packages (ops/install-deps.sh), build, run every test
+#   make demo       start a coordinator and a worker, submit jobs/ad-campaign.yaml, show results
+#   make bench      coordinator throughput figures (bench/)
+#   make SAN=address,undefined test    the same tests under sanitizers (objects in build-san/)
+#
+# Sources are picked up by folder: common/ and kernels/ form libmg, coordinator/ (less
+# main.c) libmgcoord, worker/ (less main.c and the test renderer) libmgworker. Tests are
+# tests/test_*.c, one cmocka binary each. The test renderer is compiled into
+# build/.../mg-worker-test only, never into bin/.
+
+CC      ?= cc
+SAN     ?=
+ifeq ($(SAN),)
+BUILD   ?= build
+OPT     ?= -O2
+else
+BUILD   ?= build-san
+OPT     ?= -O1
+SANFLAGS = -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+BIN     ?= bin
+PKGS     = libzmq sqlite3 sndfile libavcodec libavformat libavutil libswresample yaml-0.1 libsodium libebur128
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter -MMD -MP \
+           -I. $(PKG_CFLAGS) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -lpthread
+
+COMMON_SRC = $(wildcard common/*.c) $(wildcard kernels/*.c)
+COORD_SRC  = $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
+WORKER_SRC = $(filter-out worker/main.c worker/render_test.c,$(wildcard worker/*.c))
+CLI_SRC    = $(wildcard cli/*.c)
+TEST_SRC   = $(wildcard tests/test_*.c)
+BENCH_SRC  = $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBMG      = $(BUILD)/libmg.a
+LIBCOORD   = $(BUILD)/libmgcoord.a
+LIBWORKER  = $(BUILD)/libmgworker.a
+SCHEMA_OBJ = $(BUILD)/obj/gen/schema_sql.o
+TEST_BINS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+WORKER_TEST_BIN = $(BUILD)/tests/mg-worker-test
+
+PRODUCTS = $(BIN)/mgctl $(BIN)/mg-coordinator $(BIN)/mg-worker
+
+.PHONY: all deps test test-run demo demo-run bench bench-run clean cuda
+all: $(PRODUCTS) cuda
+
+# ---- dependencies -----------------------------------------------------------------
+# Checked before test/demo/bench; a second make then parses with the packages present.
+deps:
+	@if ! pkg-config --exists $(PKGS) cmocka 2>/dev/null || ! command -v flac >/dev/null || ! command -v sqlite3 >/dev/null || ! command -v cc >/dev/null; then \
+	  echo "mg: installing missing packages (ops/install-deps.sh)"; \
+	  sh ops/install-deps.sh; \
+	fi
+
+test: deps
+	@$(MAKE) --no-print-directory test-run
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+bench: deps
+	@$(MAKE) --no-print-directory bench-run
+
+# ---- libraries and binaries ---------------------------------------------------------
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# schema.sql is the single source of the schema; it is compiled in as a string.
+$(BUILD)/gen/schema_sql.c: schema.sql
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from schema.sql by the Makefile; do not edit */'; \
+	   echo 'const char mg_schema_sql[] = {'; \
+	   od -An -v -tx1 schema.sql | sed -e 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	   echo '0x00};'; } > $@
+$(SCHEMA_OBJ): $(BUILD)/gen/schema_sql.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBMG): $(call obj,$(COMMON_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(LIBCOORD): $(call obj,$(COORD_SRC)) $(SCHEMA_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(LIBWORKER): $(call obj,$(WORKER_SRC))
+	@rm -f $@; ar rcs $@ $^
+
+$(BIN)/mg-coordinator: $(call obj,coordinator/main.c) $(LIBCOORD) $(LIBMG)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BIN)/mg-worker: $(call obj,worker/main.c) $(LIBWORKER) $(LIBMG)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BIN)/mgctl: $(call obj,$(CLI_SRC)) $(LIBMG)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The worker with the test renderer: tests only.
+$(BUILD)/obj-test/worker/%.o: worker/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMG_TEST_RENDERER -c $< -o $@
+$(WORKER_TEST_BIN): $(BUILD)/obj-test/worker/main.o $(BUILD)/obj-test/worker/render_test.o $(LIBWORKER) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBCOORD) $(LIBWORKER) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOORD) $(LIBWORKER) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- CUDA (optional) ----------------------------------------------------------------
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_SRC = $(wildcard kernels/cuda/*.cu)
+cuda:
+ifeq ($(NVCC),)
+	@echo "mg: nvcc not found; CUDA backend not built (CPU path only)"
+else
+ifneq ($(CUDA_SRC),)
+	@mkdir -p $(BUILD)/cuda
+	$(NVCC) -O3 -arch=sm_90 -c $(CUDA_SRC) -odir $(BUILD)/cuda
+endif
+endif
+
+# ---- test, demo, bench --------------------------------------------------------------
+export MG_BUILD = $(BUILD)
+export MG_BIN = $(BIN)
+test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN)
+	@sh tests/run.sh $(TEST_BINS)
+
+demo-run: $(PRODUCTS)
+	@sh ops/demo.sh
+
+bench-run: $(PRODUCTS) $(BENCH_BINS) $(WORKER_TEST_BIN)
+	@sh bench/run.sh $(BENCH_BINS)
+
+clean:
+	rm -rf $(BUILD) build-san $(BIN)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

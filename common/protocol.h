@@ -1,0 +1,76 @@
+/* protocol.h - the mg wire protocol over ZeroMQ (full description: docs/protocol.md).
+ *
+ * One coordinator ROUTER socket serves two kinds of peers, told apart by the first frame:
+ *
+ *   worker  (DEALER) <-> coordinator : [MG_PROTO_WORKER, command, body frames...]
+ *   mgctl   (DEALER) <-> coordinator : [MG_PROTO_CLIENT, command, body frames...]
+ *
+ * The header carries the protocol version; a peer speaking another version is answered
+ * with DISCONNECT (workers) or ERR (clients) and otherwise ignored. Bodies are kv records
+ * (kv.h) except encoded audio, which travels as raw bytes.
+ *
+ * Worker commands (Paranoid Pirate heartbeating: any message counts as a heartbeat; a
+ * peer silent for heartbeat_ms x liveness is dead):
+ *   W->C READY      [kv: host pid backend device capacity models protocol]
+ *   C->W HEARTBEAT  []                        W->C HEARTBEAT []
+ *   C->W LEASE      ([kv: render_id lease_token attempt deadline_ms], [kv: render spec])+
+ *   W->C PROGRESS   [kv: render_id lease_token done]          (renews the lease)
+ *   W->C RESULT     [kv: meta], ([kv: file meta], [bytes])+   (see docs/protocol.md)
+ *   W->C FAIL       [kv: render_id lease_token retryable message]
+ *   C->W ACK        [kv: render_id lease_token accepted reason]  (reply to RESULT / FAIL)
+ *   C->W CANCEL     [kv: job_id]                              (drop that job's renders)
+ *   both DISCONNECT [kv: reason]
+ *
+ * Client commands: request [MG_PROTO_CLIENT, command, kv args, (payload)], reply
+ * [MG_PROTO_CLIENT, "OK"|"ERR", kv (message, ids...), row kv frames...]. Row frames form a
+ * table: every row has the same keys in the same order. Commands: SUBMIT, STATUS, JOBS,
+ * RENDERS, CANCEL, RETRY, WORKERS, SCHED_ADD, SCHED_LIST, SCHED_RM, SCHED_PAUSE,
+ * SCHED_RESUME, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS, PING.
+ */
+#ifndef MG_PROTOCOL_H
+#define MG_PROTOCOL_H
+
+#include <stddef.h>
+
+#include "kv.h"
+
+#define MG_PROTO_WORKER "MGW01"
+#define MG_PROTO_CLIENT "MGC01"
+
+#define MG_DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"      /* coordinator bind / peers connect */
+#define MG_DEFAULT_HEARTBEAT_MS 1000
+#define MG_DEFAULT_LIVENESS 3
+#define MG_DEFAULT_LEASE_MS 30000
+#define MG_MAX_MESSAGE_BYTES (512LL * 1024 * 1024) /* ZMQ_MAXMSGSIZE: larger peers are cut off */
+
+/* A multipart message: frames are owned byte buffers. */
+typedef struct {
+    void **data;   /* owned */
+    size_t *size;
+    size_t n, cap;
+} mg_msg_t;
+
+void mg_msg_init(mg_msg_t *m);
+void mg_msg_clear(mg_msg_t *m); /* frees all frames */
+/* Append a copy of len bytes / a string / an encoded kv. 0 or -1. */
+int mg_msg_add(mg_msg_t *m, const void *data, size_t len);
+int mg_msg_add_str(mg_msg_t *m, const char *s);
+int mg_msg_add_kv(mg_msg_t *m, const mg_kv_t *kv);
+/* Append a buffer, taking ownership of *data_p (malloc'd) and nulling it. */
+int mg_msg_add_owned(mg_msg_t *m, void **data_p, size_t len);
+/* Frame i as a NUL-terminated copy into buf (truncated), and frame i decoded as kv. */
+const char *mg_msg_str(const mg_msg_t *m, size_t i, char *buf, size_t buflen);
+int mg_msg_kv(const mg_msg_t *m, size_t i, mg_kv_t *kv);
+/* Is frame i exactly the string s? */
+int mg_msg_is(const mg_msg_t *m, size_t i, const char *s);
+
+/* Send all frames (ZMQ_SNDMORE between them). Frames are not consumed. 0 or -1 (errno
+ * from zmq: EAGAIN on send timeout, EHOSTUNREACH for a ROUTER's unknown peer). */
+int mg_msg_send(const mg_msg_t *m, void *socket, int flags);
+/* Receive one whole multipart message into m (cleared first). 0 or -1 (errno). */
+int mg_msg_recv(mg_msg_t *m, void *socket, int flags);
+
+/* Socket options every mg socket gets: linger, MAXMSGSIZE, send timeout. */
+int mg_socket_setup(void *socket, int send_timeout_ms);
+
+#endif

@@ -1,0 +1,124 @@
+/* main.c - mg-coordinator: settings, signals, then the server loop (server.c).
+ * All state lives under $MG_HOME (default ~/.local/share/mg): mg.db (SQLite, WAL) and
+ * outputs/. Settings: flag > environment > $MG_HOME/mg.conf > default (docs/config.md).
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/config.h"
+#include "../common/protocol.h"
+#include "../common/util.h"
+#include "server.h"
+#include "store.h"
+
+static volatile sig_atomic_t s_stop;
+static void s_on_signal(int sig) { (void)sig; s_stop = 1; }
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: mg-coordinator [options]\n"
+        "\n"
+        "Keeps jobs, renders and provenance in SQLite and leases renders to workers over ZeroMQ.\n"
+        "\n"
+        "options (flag / environment / mg.conf key, default):\n"
+        "  --home DIR           MG_HOME              state folder (~/.local/share/mg)\n"
+        "  --endpoint E         MG_ENDPOINT          endpoint  bind address (" MG_DEFAULT_ENDPOINT ")\n"
+        "  --heartbeat-ms N     MG_HEARTBEAT_MS      heartbeat_ms (%d)\n"
+        "  --liveness N         MG_LIVENESS          liveness: missed heartbeats before a worker is dead (%d)\n"
+        "  --lease-ms N         MG_LEASE_MS          lease_ms: lease length, renewed by progress (%d)\n"
+        "  --max-attempts N     MG_MAX_ATTEMPTS      max_attempts per render (3)\n"
+        "  --blocklist-after N  MG_BLOCKLIST_AFTER   blocklist_after: consecutive failures of a worker on a job (3)\n"
+        "  -h, --help\n",
+        MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS, MG_DEFAULT_LEASE_MS);
+}
+
+static int s_int(const char *name, const char *value, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (!*value || *end || v < lo || v > hi) {
+        fprintf(stderr, "mg-coordinator: %s must be an integer in %d..%d, got '%s'\n", name, lo, hi, value);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    mg_log_init("mg-coordinator");
+    const char *f_home = NULL, *f_endpoint = NULL, *f_hb = NULL, *f_live = NULL, *f_lease = NULL, *f_max = NULL,
+               *f_block = NULL;
+    static const struct option opts[] = {
+        {"home", required_argument, 0, 'H'},          {"endpoint", required_argument, 0, 'e'},
+        {"heartbeat-ms", required_argument, 0, 'b'},  {"liveness", required_argument, 0, 'l'},
+        {"lease-ms", required_argument, 0, 'L'},      {"max-attempts", required_argument, 0, 'm'},
+        {"blocklist-after", required_argument, 0, 'B'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H': f_home = optarg; break;
+        case 'e': f_endpoint = optarg; break;
+        case 'b': f_hb = optarg; break;
+        case 'l': f_live = optarg; break;
+        case 'L': f_lease = optarg; break;
+        case 'm': f_max = optarg; break;
+        case 'B': f_block = optarg; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mg-coordinator: unexpected argument '%s'\n", argv[optind]);
+        s_usage(stderr);
+        return 2;
+    }
+    if (f_home) setenv("MG_HOME", f_home, 1);
+    const char *home = mg_home();
+    if (mg_mkdir_p(home, 0755) != 0) {
+        mg_err("cannot create MG_HOME %s: %m", home);
+        return 1;
+    }
+    mg_config_reload();
+    mg_server_config_t cfg = {0};
+    mg_store_policy_t policy = {0};
+    int lease_ms = 0;
+    cfg.endpoint = mg_config_get("endpoint", f_endpoint, "MG_ENDPOINT", MG_DEFAULT_ENDPOINT);
+    if (s_int("heartbeat_ms", mg_config_get("heartbeat_ms", f_hb, "MG_HEARTBEAT_MS", "1000"), 10, 600000,
+              &cfg.heartbeat_ms) ||
+        s_int("liveness", mg_config_get("liveness", f_live, "MG_LIVENESS", "3"), 1, 1000, &cfg.liveness) ||
+        s_int("lease_ms", mg_config_get("lease_ms", f_lease, "MG_LEASE_MS", "30000"), 100, 86400000, &lease_ms) ||
+        s_int("max_attempts", mg_config_get("max_attempts", f_max, "MG_MAX_ATTEMPTS", "3"), 1, 100,
+              &policy.max_attempts) ||
+        s_int("blocklist_after", mg_config_get("blocklist_after", f_block, "MG_BLOCKLIST_AFTER", "3"), 1, 1000,
+              &policy.blocklist_after))
+        return 2;
+    policy.lease_ms = lease_ms;
+    cfg.send_timeout_ms = 1000;
+
+    char db_path[4200], outputs[4200], err[1024] = "";
+    snprintf(db_path, sizeof db_path, "%s/mg.db", home);
+    snprintf(outputs, sizeof outputs, "%s/outputs", home);
+    mg_store_t *store = mg_store_open(db_path, outputs, &policy, err, sizeof err);
+    if (!store) {
+        mg_err("%s", err);
+        return 1;
+    }
+    mg_info("database %s, outputs in %s", db_path, outputs);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = mg_server_run(store, &cfg, &s_stop);
+    mg_store_close(&store);
+    return rc == 0 ? 0 : 1;
+}

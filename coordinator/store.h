@@ -1,0 +1,134 @@
+/* store.h - the coordinator's durable state machine over SQLite: jobs, renders, leases,
+ * results, provenance. Every function is one BEGIN IMMEDIATE transaction; when it returns
+ * success the change is durable (synchronous=FULL). The render lifecycle is drawn at the
+ * top of store.c. The network layer (server.c) calls these and never writes SQL itself.
+ */
+#ifndef MG_STORE_H
+#define MG_STORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/jobspec.h"
+#include "../common/renderspec.h"
+
+typedef struct {
+    int max_attempts;        /* leases per render before it is failed (default 3) */
+    int blocklist_after;     /* consecutive failures of one worker on one job (default 3) */
+    int64_t lease_ms;        /* lease length; PROGRESS renews it (default 30 s) */
+} mg_store_policy_t;
+
+typedef struct {
+    sqlite3 *db;             /* owned */
+    char outputs_dir[4096];  /* $MG_HOME/outputs */
+    mg_store_policy_t policy;
+} mg_store_t;
+
+enum {
+    MG_STORE_OK = 0,
+    MG_STORE_ERR = -1,       /* database or I/O error (message in err) */
+    MG_STORE_CONFLICT = -2,  /* idempotency key reused with other content */
+    MG_STORE_STALE = 1,      /* lease token not current: result/failure rejected */
+    MG_STORE_NOT_FOUND = 2,
+};
+
+/* Opens the database at db_path and the outputs folder. Returns a store the caller owns
+ * (mg_store_close), or NULL with a message in err. */
+mg_store_t *mg_store_open(const char *db_path, const char *outputs_dir, const mg_store_policy_t *policy,
+                          char *err, size_t errlen);
+void mg_store_close(mg_store_t **store_p);
+
+/* Stores a validated job with all its renders, or finds the job already stored under the
+ * same idempotency key (then *duplicate = 1 and nothing is written). The same key with a
+ * different canonical sha256 is MG_STORE_CONFLICT. schedule_id 0 = none. */
+int mg_store_submit(mg_store_t *s, const mg_job_t *job, const char *source_name,
+                    const char *source_text, int64_t schedule_id, int64_t *job_id,
+                    size_t *renders, int *duplicate, char *err, size_t errlen);
+
+/* The same inside a transaction the caller opened (mg_db_begin) and will commit or roll
+ * back; used by the scheduler to create a job and its schedule_runs row atomically. */
+int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_name,
+                       const char *source_text, int64_t schedule_id, int64_t *job_id,
+                       size_t *renders, int *duplicate, char *err, size_t errlen);
+
+typedef struct {
+    int64_t render_id;
+    char lease_token[33];
+    int attempt;
+    int64_t deadline_ms;
+    mg_render_spec_t spec;
+} mg_lease_t;
+
+/* Leases up to max queued renders to worker (highest job priority first, then oldest),
+ * skipping jobs that blocklisted the worker. Fills out[0..*n). */
+int mg_store_lease(mg_store_t *s, const char *worker, int max, int64_t now_ms, mg_lease_t *out, int *n);
+
+/* Gives a lease back unused (the LEASE could not be sent): the render is queued again and
+ * the attempt is not counted. */
+int mg_store_unlease(mg_store_t *s, int64_t render_id, const char *token, int64_t now_ms);
+
+/* PROGRESS: extends the lease to now + lease_ms. MG_STORE_OK or MG_STORE_STALE. */
+int mg_store_renew(mg_store_t *s, int64_t render_id, const char *token, int64_t now_ms);
+
+typedef struct {
+    const char *format;       /* "flac" | "mp3" | "wav" */
+    const unsigned char *data; /* borrowed */
+    size_t len;
+    const char *sha256;       /* claimed by the worker; checked against data */
+    double duration_s;
+    int sample_rate, channels;
+} mg_result_file_t;
+
+typedef struct {
+    int64_t render_id;
+    const char *lease_token;
+    const char *worker;
+    const char *backend, *device;
+    const char *model_name, *model_version, *model_sha256, *model_license;
+    const char *attribution;  /* lines "source; author; licence; url" */
+    const char *decision_json; /* may be NULL */
+    int64_t started_ms, finished_ms;
+    double integrated_lufs, peak_dbfs;
+    mg_result_file_t files[3];
+    int n_files;
+} mg_result_t;
+
+/* RESULT: checks the token and every file's sha256, writes the files atomically under
+ * outputs_dir, then in one transaction marks the render done and records outputs, model,
+ * attribution and the hash-chained provenance record. MG_STORE_OK (also for an exact
+ * re-send of an already accepted result), MG_STORE_STALE (nothing written), MG_STORE_ERR. */
+int mg_store_complete(mg_store_t *s, const mg_result_t *res, int64_t now_ms, char *err, size_t errlen);
+
+/* FAIL: retryable failures are queued again until max_attempts; permanent ones fail the
+ * render. Counts towards the worker's blocklist for the job. */
+int mg_store_fail(mg_store_t *s, int64_t render_id, const char *token, const char *worker,
+                  int retryable, const char *message, int64_t now_ms);
+
+/* Ends every lease whose deadline passed (outcome 'expired'): queued again, or failed
+ * after max_attempts. *n = how many. */
+int mg_store_expire(mg_store_t *s, int64_t now_ms, int *n);
+/* A worker was declared dead: its leases end now (outcome 'lost'), same rules. */
+int mg_store_worker_lost(mg_store_t *s, const char *worker, int64_t now_ms, int *n);
+/* At start: gives every live lease a grace period of lease_ms so workers can reconnect
+ * and claim (PROGRESS / RESULT) before anything is leased again. *n = live leases. */
+int mg_store_recover(mg_store_t *s, int64_t now_ms, int *n);
+
+/* Registers or refreshes a worker row. */
+int mg_store_worker_seen(mg_store_t *s, const char *name, const char *host, int64_t pid,
+                         const char *backend, const char *device, int capacity,
+                         const char *models, int64_t now_ms);
+int mg_store_worker_gone(mg_store_t *s, const char *name, int64_t now_ms);
+
+/* Cancel: queued and leased renders of the job become cancelled. *n = renders cancelled.
+ * MG_STORE_NOT_FOUND if no such job. */
+int mg_store_cancel_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
+/* Retry: failed and cancelled renders are queued again with fresh attempts. */
+int mg_store_retry_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
+
+/* Does the worker hold any live lease of the job? (for CANCEL messages) */
+int mg_store_worker_has_job(mg_store_t *s, const char *worker, int64_t job_id);
+/* The earliest live lease deadline, or INT64_MAX. */
+int64_t mg_store_next_deadline(mg_store_t *s);
+
+#endif

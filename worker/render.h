@@ -1,0 +1,67 @@
+/* render.h - the render interface: a render spec in, stems of raw audio out.
+ *
+ * The worker calls a renderer for each leased render, then hands the stems to the
+ * audio pipeline (pipeline.h: mix, resample, loudness, encode, tag). Renderers:
+ *   "synth" - worker/render_synth.c, the interim CPU renderer shipped until the
+ *             composer (issue 3) and the neural model (issue 4) plug in here;
+ *   "test"  - worker/render_test.c, compiled into test builds only (instant, scriptable
+ *             failures); never linked into bin/mg-worker.
+ */
+#ifndef MG_RENDER_H
+#define MG_RENDER_H
+
+#include <stddef.h>
+
+#include "../common/renderspec.h"
+
+enum {
+    MG_RENDER_OK = 0,
+    MG_RENDER_ERR_RETRYABLE = -1, /* try again, maybe elsewhere */
+    MG_RENDER_ERR_PERMANENT = -2, /* this spec can never render; do not retry */
+    MG_RENDER_ERR_CANCELLED = -3, /* *cancel became non-zero */
+};
+
+typedef struct {
+    char name[32];     /* "melody", "bass", "drums", ... */
+    float *samples;    /* owned: frames mono samples at the audio's sample_rate */
+    float gain;        /* linear, applied at mixdown */
+    float pan;         /* -1 left .. +1 right */
+} mg_stem_t;
+
+typedef struct {
+    int sample_rate;       /* the renderer's native rate */
+    size_t frames;         /* every stem has this many samples */
+    mg_stem_t *stems;      /* owned array */
+    int n_stems;
+    char *decision_json;   /* owned, may be NULL: the composer's decision record */
+} mg_audio_t;
+
+/* Frees everything the audio owns and zeroes it. NULL-safe. */
+void mg_audio_free(mg_audio_t *audio);
+
+/* Called now and then with done in [0,1]; returns non-zero to ask for cancellation. */
+typedef int (*mg_progress_fn)(void *ctx, double done);
+
+typedef struct {
+    const char *name;           /* "synth", "test" */
+    const char *backend;        /* "cpu", "cuda" */
+    const char *device;         /* "x86-64 (avx2)", "NVIDIA H100", ... */
+    const char *model_name;
+    const char *model_version;
+    const char *model_license;
+    const char *attribution;    /* training-data sources, authors, licences (free text) */
+    char model_sha256[65];      /* of the model file, or of the renderer's code version */
+    /* Renders spec into *out (zeroed on entry, owned by the caller after success).
+     * Returns MG_RENDER_OK or an MG_RENDER_ERR_* code with a message in err. */
+    int (*render)(const mg_render_spec_t *spec, mg_progress_fn progress, void *progress_ctx,
+                  mg_audio_t *out, char *err, size_t errlen);
+} mg_renderer_t;
+
+/* The interim synth renderer (always built). */
+const mg_renderer_t *mg_renderer_synth(void);
+#ifdef MG_TEST_RENDERER
+/* The test renderer (test builds only): see render_test.c for its MG_TEST_* knobs. */
+const mg_renderer_t *mg_renderer_test(void);
+#endif
+
+#endif
