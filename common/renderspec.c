@@ -126,7 +126,8 @@ static int s_formats(const char *v, unsigned *out)
 {
     unsigned mask = 0;
     char name[8];
-    while (v && *v) {
+    if (!v) return -1;
+    while (v) { /* "flac,,mp3" and "flac," have an empty name: rejected */
         const char *comma = strchr(v, ',');
         size_t n = comma ? (size_t)(comma - v) : strlen(v);
         if (n == 0 || n >= sizeof name) return -1;

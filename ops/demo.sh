@@ -1,0 +1,51 @@
+#!/bin/sh
+# ops/demo.sh - the main job, end to end on one machine (called by `make demo`):
+# start a coordinator and a worker, submit jobs/ad-campaign.yaml, show progress, then print
+# the output files and an audit query. State goes to $MG_HOME (default ./mg-home).
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${MG_BIN:-bin}
+export MG_HOME="${MG_HOME:-$PWD/mg-home}"
+export MG_ENDPOINT="${MG_ENDPOINT:-tcp://127.0.0.1:5555}"
+JOB=${1:-jobs/ad-campaign.yaml}
+mkdir -p "$MG_HOME"
+echo "mg demo: MG_HOME=$MG_HOME, coordinator at $MG_ENDPOINT"
+
+pids=""
+cleanup() {
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  for p in $pids; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+if "$BIN/mgctl" --timeout 500 ping >/dev/null 2>&1; then
+  echo "mg demo: using the coordinator already running at $MG_ENDPOINT"
+else
+  "$BIN/mg-coordinator" >"$MG_HOME/coordinator.log" 2>&1 &
+  pids="$pids $!"
+  "$BIN/mg-worker" >"$MG_HOME/worker.log" 2>&1 &
+  pids="$pids $!"
+  i=0
+  until "$BIN/mgctl" --timeout 500 ping >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ $i -gt 20 ]; then echo "mg demo: the coordinator did not start; see $MG_HOME/coordinator.log" >&2; exit 1; fi
+    sleep 0.2
+  done
+fi
+
+"$BIN/mgctl" submit "$JOB" --wait
+# Submitting again is idempotent: it answers with the same job id and adds nothing.
+job=$("$BIN/mgctl" submit "$JOB" --json | sed -n 's/.*"job_id": *"\([0-9]*\)".*/\1/p')
+echo
+echo "Files written:"
+sqlite3 "$MG_HOME/mg.db" "SELECT '  $MG_HOME/outputs/' || output_path FROM audit_renders WHERE job_id = $job ORDER BY render_id, format;"
+echo
+echo "Audit (plain SQL over the audit_renders view):"
+q="SELECT cue, variation, format, seed, model_name, substr(output_sha256, 1, 16) AS sha256, output_path FROM audit_renders WHERE job_id = $job ORDER BY render_id, format;"
+echo "  sqlite3 -header -column $MG_HOME/mg.db \"$q\""
+if command -v sqlite3 >/dev/null 2>&1; then
+  sqlite3 -header -column "$MG_HOME/mg.db" "$q"
+fi
+echo
+"$BIN/mgctl" audit verify
+echo "Verify any file:  $BIN/mgctl verify FILE      (MG_HOME=$MG_HOME)"

@@ -1,0 +1,26 @@
+#!/bin/sh
+# tests/run.sh - runs every cmocka test binary given as arguments, then prints one summary
+# line "N passed, N failed" (test cases, summed over binaries). Called by `make test`.
+# A binary that crashes or exits non-zero without a cmocka summary counts as one failure.
+set -u
+passed=0
+failed=0
+failed_bins=""
+log=$(mktemp)
+for bin in "$@"; do
+  echo "== $bin"
+  "$bin" >"$log" 2>&1
+  rc=$?
+  cat "$log"
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  [ "$rc" -ne 0 ] && failed_bins="$failed_bins $bin"
+done
+rm -f "$log"
+echo
+[ -n "$failed_bins" ] && echo "failing:$failed_bins"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ -z "$failed_bins" ]

@@ -1,0 +1,779 @@
+/* test_pipeline.c - the worker's audio path: encoders (FLAC checked by `flac -t` and
+ * `metaflac`, MP3 read back with libavformat/libavcodec, WAV bit-exact), the pipeline
+ * (loudness target, -1 dBFS ceiling, exact resampled length) and the synth renderer
+ * (deterministic in the seed, exact length, audible, never clipping).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ebur128.h>
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/log.h>
+#include <sndfile.h>
+
+#include "common/util.h"
+#include "worker/pipeline.h"
+#include "worker/render.h"
+
+static double s_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Writes bytes to a new temp file named ...suffix; path gets its name (caller unlinks). */
+static void s_write_temp(const unsigned char *data, size_t len, const char *suffix, char *path,
+                         size_t pathlen)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, pathlen, "%s/mg-test-pipeline-XXXXXX%s", dir && *dir ? dir : "/tmp", suffix);
+    int fd = mkstemps(path, (int)strlen(suffix));
+    assert_true(fd >= 0);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        assert_true(w > 0);
+        off += (size_t)w;
+    }
+    assert_int_equal(close(fd), 0);
+}
+
+/* Runs a shell command, returns its stdout (malloc'd) and exit status. */
+static char *s_run(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return buf;
+}
+
+/* A stereo test signal: 440 Hz left, 660 Hz right, 0.5 peak, plus a slow sweep. */
+static float *s_signal(size_t frames, int rate)
+{
+    float *x = malloc(frames * 2 * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < frames; i++) {
+        double t = (double)i / rate;
+        x[2 * i] = (float)(0.5 * sin(2 * M_PI * 440.0 * t));
+        x[2 * i + 1] = (float)(0.4 * sin(2 * M_PI * 660.0 * t) + 0.1 * sin(2 * M_PI * (100 + 50 * t) * t));
+    }
+    return x;
+}
+
+static void s_tags(mg_kv_t *tags)
+{
+    mg_kv_init(tags);
+    assert_int_equal(mg_kv_set(tags, "MG_RENDER_ID", "42"), 0);
+    assert_int_equal(mg_kv_set(tags, "mg_campaign", "summer sale 2026"), 0);
+    assert_int_equal(mg_kv_set(tags, "mg_prompt", "warm piano, a=b; caf\xc3\xa9 \xe2\x99\xaa"), 0);
+    assert_int_equal(mg_kv_set(tags, "mg_seed", "18446744073709551615"), 0);
+}
+
+/* ---- FLAC ------------------------------------------------------------------------ */
+
+static void s_flac_roundtrip(int bits)
+{
+    const int rate = 44100;
+    const size_t frames = 44100 + 123;
+    float *x = s_signal(frames, rate);
+    mg_kv_t tags;
+    s_tags(&tags);
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    int rc = mg_encode_flac(x, frames, rate, 2, bits, &tags, &data, &len, err, sizeof err);
+    if (rc != 0) fail_msg("mg_encode_flac: %s", err);
+    assert_true(len > 1000 && memcmp(data, "fLaC", 4) == 0);
+
+    /* metadata chain: STREAMINFO first, exactly one VORBIS_COMMENT, one last flag */
+    size_t pos = 4;
+    int n_vc = 0, n_blocks = 0, last = 0;
+    while (!last) {
+        assert_true(pos + 4 <= len);
+        int type = data[pos] & 0x7F;
+        last = data[pos] & 0x80;
+        size_t bl = ((size_t)data[pos + 1] << 16) | ((size_t)data[pos + 2] << 8) | data[pos + 3];
+        if (n_blocks == 0) assert_int_equal(type, 0);
+        if (type == 4) n_vc++;
+        n_blocks++;
+        pos += 4 + bl;
+        assert_true(pos <= len);
+    }
+    assert_int_equal(n_vc, 1);
+    /* audio frames start with the FLAC frame sync code 0xFFF8 */
+    assert_int_equal(data[pos], 0xFF);
+    assert_int_equal(data[pos + 1] & 0xFE, 0xF8);
+
+    char path[512], cmd[1200];
+    s_write_temp(data, len, ".flac", path, sizeof path);
+    int st;
+    snprintf(cmd, sizeof cmd, "flac -t -s '%s' 2>&1", path);
+    char *o = s_run(cmd, &st);
+    if (st != 0) fail_msg("flac -t failed (%d): %s", st, o);
+    free(o);
+
+    snprintf(cmd, sizeof cmd, "metaflac --export-tags-to=- '%s'", path);
+    o = s_run(cmd, &st);
+    assert_int_equal(st, 0);
+    char want[1024] = "";
+    for (size_t i = 0; i < tags.n; i++) {
+        strcat(want, tags.pairs[i].key);
+        strcat(want, "=");
+        strcat(want, tags.pairs[i].value);
+        strcat(want, "\n");
+    }
+    assert_string_equal(o, want);
+    free(o);
+    snprintf(cmd, sizeof cmd, "metaflac --show-vendor-tag '%s'", path);
+    o = s_run(cmd, &st);
+    assert_int_equal(st, 0);
+    assert_string_equal(o, "mg " MG_VERSION "\n");
+    free(o);
+    snprintf(cmd, sizeof cmd, "metaflac --show-bps --show-total-samples '%s'", path);
+    o = s_run(cmd, &st);
+    char want2[64];
+    snprintf(want2, sizeof want2, "%d\n%zu\n", bits, frames);
+    assert_string_equal(o, want2);
+    free(o);
+
+    SF_INFO info = {0};
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    assert_non_null(sf);
+    assert_int_equal(info.frames, (sf_count_t)frames);
+    assert_int_equal(info.channels, 2);
+    assert_int_equal(info.samplerate, rate);
+    float *y = malloc(frames * 2 * sizeof *y);
+    assert_non_null(y);
+    assert_int_equal(sf_readf_float(sf, y, (sf_count_t)frames), (sf_count_t)frames);
+    sf_close(sf);
+    /* rounding to the nearest step: at most half a quantisation step off */
+    double lsb = 1.0 / (double)(1L << (bits - 1)), maxd = 0.0;
+    for (size_t i = 0; i < frames * 2; i++) {
+        double d = fabs((double)y[i] - x[i]);
+        if (d > maxd) maxd = d;
+    }
+    if (maxd > 0.5 * lsb + 1e-7) fail_msg("flac %d-bit: max error %g > half LSB %g", bits, maxd, 0.5 * lsb);
+    unlink(path);
+    free(y);
+    free(x);
+    free(data);
+    mg_kv_clear(&tags);
+}
+
+static void test_flac_16(void **state) { (void)state; s_flac_roundtrip(16); }
+static void test_flac_24(void **state) { (void)state; s_flac_roundtrip(24); }
+
+/* Field names outside ASCII 0x20..0x7D, or with '=', are sanitised to '_'. */
+static void test_flac_tag_names_sanitised(void **state)
+{
+    (void)state;
+    mg_kv_pair_t pairs[2] = {{"bad=name", "v1"}, {"tab\there", "v2"}};
+    mg_kv_t tags = {pairs, 2, 2};
+    float x[64] = {0};
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    assert_int_equal(mg_encode_flac(x, 32, 8000, 2, 16, &tags, &data, &len, err, sizeof err), 0);
+    char path[512], cmd[1200];
+    s_write_temp(data, len, ".flac", path, sizeof path);
+    snprintf(cmd, sizeof cmd, "metaflac --export-tags-to=- '%s'", path);
+    int st;
+    char *o = s_run(cmd, &st);
+    assert_int_equal(st, 0);
+    assert_string_equal(o, "bad_name=v1\ntab_here=v2\n");
+    free(o);
+    unlink(path);
+    free(data);
+
+    mg_kv_pair_t empty[1] = {{"", "v"}};
+    mg_kv_t bad = {empty, 1, 1};
+    assert_int_equal(mg_encode_flac(x, 32, 8000, 2, 16, &bad, &data, &len, err, sizeof err), -1);
+    assert_null(data);
+    assert_non_null(strstr(err, "empty name"));
+    assert_int_equal(mg_encode_flac(x, 32, 8000, 2, 20, NULL, &data, &len, err, sizeof err), -1);
+    assert_non_null(strstr(err, "bit depth"));
+}
+
+/* ---- MP3 ------------------------------------------------------------------------- */
+
+static void test_mp3_roundtrip(void **state)
+{
+    (void)state;
+    const int rate = 44100;
+    const size_t frames = 2 * 44100 + 500;
+    float *x = s_signal(frames, rate);
+    mg_kv_t tags;
+    s_tags(&tags);
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    if (mg_encode_mp3(x, frames, rate, 2, 192, &tags, &data, &len, err, sizeof err) != 0)
+        fail_msg("mg_encode_mp3: %s", err);
+    /* ID3v2.4 header at the start */
+    assert_true(len > 10000);
+    assert_memory_equal(data, "ID3\x04\x00", 5);
+    /* 192 kbps CBR for ~2 s: 48 kB of audio, give or take the tag and the Xing frame */
+    assert_true(len > 40000 && len < 60000);
+
+    char path[512];
+    s_write_temp(data, len, ".mp3", path, sizeof path);
+    AVFormatContext *ic = NULL;
+    assert_int_equal(avformat_open_input(&ic, path, NULL, NULL), 0);
+    assert_true(avformat_find_stream_info(ic, NULL) >= 0);
+    double dur = (double)ic->duration / AV_TIME_BASE, want = (double)frames / rate;
+    if (fabs(dur - want) > 0.05 * want) fail_msg("mp3 duration %.3f s, want %.3f s", dur, want);
+    for (size_t i = 0; i < tags.n; i++) {
+        const AVDictionaryEntry *e = av_dict_get(ic->metadata, tags.pairs[i].key, NULL, AV_DICT_MATCH_CASE);
+        if (!e) fail_msg("mp3: tag %s missing", tags.pairs[i].key);
+        assert_string_equal(e->value, tags.pairs[i].value);
+    }
+    int si = av_find_best_stream(ic, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+    assert_true(si >= 0);
+    AVStream *st = ic->streams[si];
+    assert_int_equal(st->codecpar->sample_rate, rate);
+    assert_int_equal(st->codecpar->ch_layout.nb_channels, 2);
+    const AVCodec *dec = avcodec_find_decoder(st->codecpar->codec_id);
+    assert_non_null(dec);
+    AVCodecContext *dc = avcodec_alloc_context3(dec);
+    assert_non_null(dc);
+    assert_true(avcodec_parameters_to_context(dc, st->codecpar) >= 0);
+    assert_int_equal(avcodec_open2(dc, dec, NULL), 0);
+    AVPacket *pkt = av_packet_alloc();
+    AVFrame *fr = av_frame_alloc();
+    double ss[2] = {0, 0};
+    size_t decoded = 0;
+    int eof = 0;
+    while (!eof) {
+        int r = av_read_frame(ic, pkt);
+        if (r < 0) {
+            eof = 1;
+            avcodec_send_packet(dc, NULL);
+        } else {
+            if (pkt->stream_index == si) assert_true(avcodec_send_packet(dc, pkt) >= 0);
+            av_packet_unref(pkt);
+        }
+        while (avcodec_receive_frame(dc, fr) == 0) {
+            assert_true(fr->format == AV_SAMPLE_FMT_FLTP);
+            for (int c = 0; c < 2; c++) {
+                const float *p = (const float *)fr->extended_data[c];
+                for (int i = 0; i < fr->nb_samples; i++) ss[c] += (double)p[i] * p[i];
+            }
+            decoded += (size_t)fr->nb_samples;
+        }
+    }
+    double rms_l = sqrt(ss[0] / decoded), rms_r = sqrt(ss[1] / decoded);
+    /* 0.5-peak sine: RMS 0.354; right is 0.4 + 0.1 sines: about 0.29 */
+    if (fabs(rms_l - 0.354) > 0.03 || fabs(rms_r - 0.29) > 0.03)
+        fail_msg("mp3 decode: rms L %.3f R %.3f", rms_l, rms_r);
+    /* encoder delay and padding are signalled in the LAME frame: length within a frame */
+    if (llabs((long long)decoded - (long long)frames) > 1152)
+        fail_msg("mp3 decode: %zu samples, encoded %zu", decoded, frames);
+    av_frame_free(&fr);
+    av_packet_free(&pkt);
+    avcodec_free_context(&dc);
+    avformat_close_input(&ic);
+    unlink(path);
+    free(data);
+    free(x);
+    mg_kv_clear(&tags);
+}
+
+static void test_mp3_errors(void **state)
+{
+    (void)state;
+    float x[2048] = {0};
+    unsigned char *data = (unsigned char *)1;
+    size_t len = 1;
+    char err[256] = "";
+    assert_int_equal(mg_encode_mp3(x, 1024, 96000, 2, 192, NULL, &data, &len, err, sizeof err), -1);
+    assert_null(data);
+    assert_int_equal(len, 0);
+    assert_non_null(strstr(err, "96000"));
+    assert_int_equal(mg_encode_mp3(x, 1024, 48000, 3, 192, NULL, &data, &len, err, sizeof err), -1);
+    assert_int_equal(mg_encode_mp3(x, 0, 48000, 2, 192, NULL, &data, &len, err, sizeof err), -1);
+    /* mono, a very short input (less than one MPEG frame) still makes a valid file */
+    assert_int_equal(mg_encode_mp3(x, 100, 22050, 1, 64, NULL, &data, &len, err, sizeof err), 0);
+    assert_true(len > 100);
+    free(data);
+}
+
+/* ---- WAV ------------------------------------------------------------------------- */
+
+static void test_wav_exact(void **state)
+{
+    (void)state;
+    const size_t frames = 10007;
+    short *q = malloc(frames * 2 * sizeof *q);
+    float *x = malloc(frames * 2 * sizeof *x);
+    assert_true(q && x);
+    uint32_t r = 12345;
+    for (size_t i = 0; i < frames * 2; i++) {
+        r = r * 1664525u + 1013904223u;
+        q[i] = (short)(r >> 16);
+        x[i] = q[i] / 32768.0f;
+    }
+    q[0] = -32768; x[0] = -1.0f;
+    q[1] = 32767; x[1] = 1.0f; /* full-scale positive clips to the largest code */
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    assert_int_equal(mg_encode_wav(x, frames, 32000, 2, &data, &len, err, sizeof err), 0);
+    assert_int_equal(len, 44 + frames * 4);
+    assert_memory_equal(data, "RIFF", 4);
+    char path[512];
+    s_write_temp(data, len, ".wav", path, sizeof path);
+    SF_INFO info = {0};
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    assert_non_null(sf);
+    assert_int_equal(info.frames, (sf_count_t)frames);
+    assert_int_equal(info.samplerate, 32000);
+    assert_int_equal(info.format, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    short *y = malloc(frames * 2 * sizeof *y);
+    assert_non_null(y);
+    assert_int_equal(sf_readf_short(sf, y, (sf_count_t)frames), (sf_count_t)frames);
+    sf_close(sf);
+    assert_memory_equal(y, q, frames * 2 * sizeof *q);
+    unlink(path);
+    free(y);
+    free(q);
+    free(x);
+    free(data);
+}
+
+/* ---- pipeline -------------------------------------------------------------------- */
+
+static mg_render_spec_t s_spec(unsigned formats, int rate, int ch, int normalize, double lufs)
+{
+    mg_render_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    spec.render_id = 7;
+    mg_strlcpy(spec.cue, "hero", sizeof spec.cue);
+    spec.seed = 1;
+    spec.duration_s = 10.0;
+    spec.output.formats = formats;
+    spec.output.sample_rate = rate;
+    spec.output.channels = ch;
+    spec.output.mp3_bitrate_kbps = 128;
+    spec.output.flac_bits = 16;
+    spec.output.normalize = normalize;
+    spec.output.loudness_lufs = lufs;
+    return spec;
+}
+
+/* Loudness and sample peak of a WAV file, measured here, not by the pipeline. */
+static void s_measure_wav(const mg_encoded_t *f, double *lufs, double *peak_db, size_t *frames)
+{
+    char path[512];
+    s_write_temp(f->data, f->len, ".wav", path, sizeof path);
+    SF_INFO info = {0};
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    assert_non_null(sf);
+    assert_int_equal(info.channels, f->channels);
+    assert_int_equal(info.samplerate, f->sample_rate);
+    float *y = malloc((size_t)info.frames * info.channels * sizeof *y);
+    assert_non_null(y);
+    assert_int_equal(sf_readf_float(sf, y, info.frames), info.frames);
+    sf_close(sf);
+    unlink(path);
+    ebur128_state *st = ebur128_init((unsigned)info.channels, (unsigned long)info.samplerate, EBUR128_MODE_I);
+    assert_non_null(st);
+    if (info.channels == 1) ebur128_set_channel(st, 0, EBUR128_DUAL_MONO);
+    ebur128_add_frames_float(st, y, (size_t)info.frames);
+    assert_int_equal(ebur128_loudness_global(st, lufs), EBUR128_SUCCESS);
+    ebur128_destroy(&st);
+    float p = 0;
+    for (size_t i = 0; i < (size_t)info.frames * info.channels; i++)
+        if (fabsf(y[i]) > p) p = fabsf(y[i]);
+    *peak_db = 20 * log10(p);
+    *frames = (size_t)info.frames;
+    free(y);
+}
+
+static void s_render_synth(mg_render_spec_t *spec, uint64_t seed, const char *emotions,
+                           double dur, mg_audio_t *a)
+{
+    spec->seed = seed;
+    mg_strlcpy(spec->emotions, emotions, sizeof spec->emotions);
+    spec->duration_s = dur;
+    char err[256] = "";
+    int rc = mg_renderer_synth()->render(spec, NULL, NULL, a, err, sizeof err);
+    if (rc != MG_RENDER_OK) fail_msg("synth render: %d %s", rc, err);
+}
+
+static void test_pipeline_loudness(void **state)
+{
+    (void)state;
+    const double targets[] = {-14.0, -23.0, -10.0};
+    const char *emotions[] = {"energetic,epic", "calm", "happy"};
+    for (int t = 0; t < 3; t++) {
+        mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, t == 1 ? 1 : 2, 1, targets[t]);
+        mg_audio_t a;
+        s_render_synth(&spec, 100 + (uint64_t)t, emotions[t], 20.0, &a);
+        mg_pipeline_result_t res;
+        char err[256] = "";
+        if (mg_pipeline_run(&spec, &a, NULL, &res, err, sizeof err) != 0)
+            fail_msg("pipeline: %s", err);
+        assert_int_equal(res.n_files, 1);
+        double lufs, peak;
+        size_t frames;
+        s_measure_wav(&res.files[0], &lufs, &peak, &frames);
+        if (fabs(lufs - targets[t]) > 1.0 || fabs(res.integrated_lufs - targets[t]) > 1.0)
+            fail_msg("target %.1f LUFS: measured %.2f, reported %.2f", targets[t], lufs,
+                     res.integrated_lufs);
+        if (peak > -1.0 || res.peak_dbfs > -1.0)
+            fail_msg("target %.1f LUFS: peak %.3f dBFS (reported %.3f) above -1", targets[t], peak,
+                     res.peak_dbfs);
+        assert_true(fabs(peak - res.peak_dbfs) < 0.01);
+        assert_int_equal(frames, 20 * 48000);
+        mg_pipeline_result_free(&res);
+        mg_audio_free(&a);
+    }
+}
+
+/* A peaky, clipping stem: the limiter must hold -1 dBFS with and without normalisation. */
+static void test_pipeline_limiter(void **state)
+{
+    (void)state;
+    const int rate = 24000;
+    mg_audio_t a = {0};
+    a.sample_rate = rate;
+    a.frames = (size_t)rate * 8;
+    a.n_stems = 2;
+    a.stems = calloc(2, sizeof *a.stems);
+    assert_non_null(a.stems);
+    for (int k = 0; k < 2; k++) {
+        a.stems[k].samples = calloc(a.frames, sizeof(float));
+        assert_non_null(a.stems[k].samples);
+        a.stems[k].gain = 2.0f;
+        a.stems[k].pan = k ? 0.7f : -0.7f;
+    }
+    for (size_t i = 0; i < a.frames; i++) {
+        a.stems[0].samples[i] = 0.1f * sinf(2 * (float)M_PI * 330.0f * i / rate);
+        a.stems[1].samples[i] = (i % (rate / 4)) < 40 ? 1.0f : 0.0f; /* clicks, 4 per second */
+    }
+    for (int norm = 0; norm < 2; norm++) {
+        mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 44100, 2, norm, -12.0);
+        mg_pipeline_result_t res;
+        char err[256] = "";
+        assert_int_equal(mg_pipeline_run(&spec, &a, NULL, &res, err, sizeof err), 0);
+        double lufs, peak;
+        size_t frames;
+        s_measure_wav(&res.files[0], &lufs, &peak, &frames);
+        if (peak > -1.0) fail_msg("limiter (normalize=%d): peak %.3f dBFS", norm, peak);
+        if (norm && fabs(lufs + 12.0) > 1.0) fail_msg("limiter: %.2f LUFS, want -12", lufs);
+        assert_int_equal(frames, 8 * 44100);
+        mg_pipeline_result_free(&res);
+    }
+    mg_audio_free(&a);
+}
+
+/* 24000 -> 48000 keeps the length exact to the sample, and the timing (an impulse at
+ * frame k lands at frame 2k); 24000 -> 44100 rounds the length to the nearest frame. */
+static void test_pipeline_resample_exact(void **state)
+{
+    (void)state;
+    mg_audio_t a = {0};
+    a.sample_rate = 24000;
+    a.frames = 36007;
+    a.n_stems = 1;
+    a.stems = calloc(1, sizeof *a.stems);
+    a.stems[0].samples = calloc(a.frames, sizeof(float));
+    a.stems[0].gain = 1.0f;
+    a.stems[0].samples[10000] = 0.5f;
+    const int rates[] = {48000, 44100, 24000, 8000};
+    for (int r = 0; r < 4; r++) {
+        mg_render_spec_t spec = s_spec(MG_FORMAT_WAV | MG_FORMAT_FLAC, rates[r], 1, 0, -14);
+        mg_pipeline_result_t res;
+        char err[256] = "";
+        if (mg_pipeline_run(&spec, &a, NULL, &res, err, sizeof err) != 0) fail_msg("%s", err);
+        size_t want = (size_t)llround(36007.0 * rates[r] / 24000.0);
+        double lufs, peak;
+        size_t frames;
+        s_measure_wav(&res.files[1], &lufs, &peak, &frames);
+        if (frames != want) fail_msg("%d Hz: %zu frames, want %zu", rates[r], frames, want);
+        assert_true(fabs(res.files[0].duration_s - (double)want / rates[r]) < 1e-9);
+        assert_int_equal(res.files[0].sample_rate, rates[r]);
+        if (rates[r] == 48000) {
+            char path[512];
+            s_write_temp(res.files[1].data, res.files[1].len, ".wav", path, sizeof path);
+            SF_INFO info = {0};
+            SNDFILE *sf = sf_open(path, SFM_READ, &info);
+            float *y = malloc(frames * sizeof *y);
+            sf_readf_float(sf, y, (sf_count_t)frames);
+            sf_close(sf);
+            unlink(path);
+            size_t at = 0;
+            for (size_t i = 0; i < frames; i++)
+                if (fabsf(y[i]) > fabsf(y[at])) at = i;
+            assert_int_equal(at, 20000);
+            free(y);
+        }
+        mg_pipeline_result_free(&res);
+    }
+    mg_audio_free(&a);
+}
+
+/* All three formats: order, sha256, per-file rate (MP3 tops out at 48 kHz). */
+static void test_pipeline_formats(void **state)
+{
+    (void)state;
+    mg_render_spec_t spec = s_spec(MG_FORMAT_WAV | MG_FORMAT_MP3 | MG_FORMAT_FLAC, 96000, 2, 1, -16);
+    mg_audio_t a;
+    s_render_synth(&spec, 9, "romantic", 6.0, &a);
+    mg_kv_t tags;
+    s_tags(&tags);
+    mg_pipeline_result_t res;
+    char err[256] = "";
+    if (mg_pipeline_run(&spec, &a, &tags, &res, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(res.n_files, 3);
+    const unsigned order[3] = {MG_FORMAT_FLAC, MG_FORMAT_MP3, MG_FORMAT_WAV};
+    for (int i = 0; i < 3; i++) {
+        const mg_encoded_t *f = &res.files[i];
+        assert_int_equal(f->format, order[i]);
+        char hex[65];
+        mg_sha256_hex(f->data, f->len, hex);
+        assert_string_equal(hex, f->sha256);
+        assert_int_equal(f->channels, 2);
+        assert_int_equal(f->sample_rate, order[i] == MG_FORMAT_MP3 ? 48000 : 96000);
+        assert_true(fabs(f->duration_s - 6.0) < 1e-9);
+    }
+    assert_memory_equal(res.files[0].data, "fLaC", 4);
+    assert_memory_equal(res.files[1].data, "ID3", 3);
+    assert_memory_equal(res.files[2].data, "RIFF", 4);
+    /* the same input gives the same bytes */
+    mg_pipeline_result_t again;
+    assert_int_equal(mg_pipeline_run(&spec, &a, &tags, &again, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++) assert_string_equal(res.files[i].sha256, again.files[i].sha256);
+    mg_pipeline_result_free(&again);
+    mg_pipeline_result_free(&res);
+    assert_int_equal(res.n_files, 0);
+    assert_null(res.files[0].data);
+
+    /* failures leave nothing allocated */
+    spec.output.formats = 0;
+    assert_int_equal(mg_pipeline_run(&spec, &a, &tags, &res, err, sizeof err), -1);
+    assert_int_equal(res.n_files, 0);
+    assert_non_null(strstr(err, "format"));
+    spec.output.formats = MG_FORMAT_FLAC;
+    spec.output.flac_bits = 12;
+    assert_int_equal(mg_pipeline_run(&spec, &a, &tags, &res, err, sizeof err), -1);
+    assert_int_equal(res.n_files, 0);
+    assert_null(res.files[0].data);
+    mg_kv_clear(&tags);
+    mg_audio_free(&a);
+}
+
+/* Encode timings for 30 s of 48 kHz stereo (figures for the report; loose bounds). */
+static void test_encode_speed(void **state)
+{
+    (void)state;
+    const size_t frames = 30 * 48000;
+    float *x = s_signal(frames, 48000);
+    unsigned char *data;
+    size_t len;
+    char err[256];
+    double t0 = s_now_s();
+    assert_int_equal(mg_encode_flac(x, frames, 48000, 2, 16, NULL, &data, &len, err, sizeof err), 0);
+    double t1 = s_now_s();
+    free(data);
+    assert_int_equal(mg_encode_mp3(x, frames, 48000, 2, 192, NULL, &data, &len, err, sizeof err), 0);
+    double t2 = s_now_s();
+    free(data);
+    assert_int_equal(mg_encode_wav(x, frames, 48000, 2, &data, &len, err, sizeof err), 0);
+    double t3 = s_now_s();
+    free(data);
+    printf("# encode 30 s 48 kHz stereo: flac-16 %.0f ms, mp3-192 %.0f ms, wav %.0f ms\n",
+           (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3);
+    free(x);
+}
+
+/* ---- synth renderer ---------------------------------------------------------------- */
+
+static void s_audio_sha(const mg_audio_t *a, char hex[65])
+{
+    mg_sha256_t h;
+    mg_sha256_init(&h);
+    for (int k = 0; k < a->n_stems; k++)
+        mg_sha256_update(&h, a->stems[k].samples, a->frames * sizeof(float));
+    mg_sha256_final_hex(&h, hex);
+}
+
+static void test_synth_renderer(void **state)
+{
+    (void)state;
+    const mg_renderer_t *r = mg_renderer_synth();
+    assert_string_equal(r->name, "synth");
+    assert_string_equal(r->backend, "cpu");
+    assert_string_equal(r->model_name, "mg-sketch-synth");
+    assert_string_equal(r->model_version, "0.1");
+    char want[65];
+    mg_sha256_hex("mg-sketch-synth 0.1", 19, want);
+    assert_string_equal(r->model_sha256, want);
+
+    mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, 2, 1, -14);
+    mg_audio_t a, b, c;
+    s_render_synth(&spec, 1234, "happy,playful", 7.5, &a);
+    s_render_synth(&spec, 1234, "happy,playful", 7.5, &b);
+    s_render_synth(&spec, 1235, "happy,playful", 7.5, &c);
+    char ha[65], hb[65], hc[65];
+    s_audio_sha(&a, ha);
+    s_audio_sha(&b, hb);
+    s_audio_sha(&c, hc);
+    assert_string_equal(ha, hb);
+    assert_string_not_equal(ha, hc);
+    assert_string_equal(a.decision_json, b.decision_json);
+
+    assert_int_equal(a.sample_rate, 24000);
+    assert_int_equal(a.frames, 180000);
+    assert_int_equal(a.n_stems, 4);
+    const char *names[4] = {"melody", "chords", "bass", "drums"};
+    for (int k = 0; k < 4; k++) {
+        assert_string_equal(a.stems[k].name, names[k]);
+        double ss = 0;
+        float peak = 0;
+        for (size_t i = 0; i < a.frames; i++) {
+            float v = a.stems[k].samples[i];
+            assert_true(isfinite(v));
+            ss += (double)v * v;
+            if (fabsf(v) > peak) peak = fabsf(v);
+        }
+        double rms = sqrt(ss / a.frames);
+        if (rms < 0.02) fail_msg("stem %s nearly silent (rms %g)", names[k], rms);
+        if (peak > 1.0f) fail_msg("stem %s clips (peak %g)", names[k], peak);
+        /* faded out: the last 10 ms are near silence */
+        for (size_t i = a.frames - 240; i < a.frames; i++)
+            assert_true(fabsf(a.stems[k].samples[i]) < 0.01f);
+    }
+    assert_non_null(strstr(a.decision_json, "\"renderer\":\"synth\""));
+    assert_non_null(strstr(a.decision_json, "\"mode\":\"major\"")); /* happy: positive valence */
+    mg_audio_free(&a);
+    mg_audio_free(&b);
+    mg_audio_free(&c);
+
+    /* explicit tempo and key win over the emotions */
+    spec.tempo_bpm = 100;
+    mg_strlcpy(spec.key, "D minor", sizeof spec.key);
+    s_render_synth(&spec, 5, "happy", 3.0, &a);
+    assert_non_null(strstr(a.decision_json, "\"tempo_bpm\":100"));
+    assert_non_null(strstr(a.decision_json, "\"key\":\"D minor\""));
+    assert_int_equal(a.frames, 72000);
+    mg_audio_free(&a);
+
+    /* sad and calm: minor, slower */
+    spec.tempo_bpm = 0;
+    spec.key[0] = '\0';
+    s_render_synth(&spec, 5, "sad", 3.0, &a);
+    assert_non_null(strstr(a.decision_json, "\"mode\":\"minor\""));
+    int bpm = 0;
+    const char *p = strstr(a.decision_json, "\"tempo_bpm\":");
+    assert_non_null(p);
+    bpm = atoi(p + 12);
+    assert_true(bpm >= 60 && bpm < 100);
+    mg_audio_free(&a);
+
+    /* 30 s: the figure for the report; the bound only catches a pathological slowdown */
+    double t0 = s_now_s();
+    s_render_synth(&spec, 77, "energetic", 30.0, &a);
+    double dt = s_now_s() - t0;
+    printf("# synth render 30 s: %.0f ms (%zu frames x %d stems)\n", dt * 1e3, a.frames, a.n_stems);
+    assert_int_equal(a.frames, 720000);
+    assert_true(dt < 10.0);
+    mg_audio_free(&a);
+}
+
+static int s_cancel_at(void *ctx, double done)
+{
+    int *calls = ctx;
+    assert_true(done >= 0.0 && done <= 1.0);
+    return ++*calls >= 3;
+}
+
+static void test_synth_cancel(void **state)
+{
+    (void)state;
+    mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, 2, 1, -14);
+    spec.duration_s = 30;
+    mg_strlcpy(spec.emotions, "calm", sizeof spec.emotions);
+    mg_audio_t a;
+    int calls = 0;
+    char err[256] = "";
+    assert_int_equal(mg_renderer_synth()->render(&spec, s_cancel_at, &calls, &a, err, sizeof err),
+                     MG_RENDER_ERR_CANCELLED);
+    assert_int_equal(calls, 3);
+    assert_null(a.stems);
+    assert_int_equal(a.n_stems, 0);
+    assert_non_null(strstr(err, "cancel"));
+
+    spec.duration_s = 0;
+    assert_int_equal(mg_renderer_synth()->render(&spec, NULL, NULL, &a, err, sizeof err),
+                     MG_RENDER_ERR_PERMANENT);
+}
+
+static void test_audio_free(void **state)
+{
+    (void)state;
+    mg_audio_t a = {0};
+    a.sample_rate = 24000;
+    a.frames = 100;
+    a.n_stems = 3;
+    a.stems = calloc(3, sizeof *a.stems);
+    for (int k = 0; k < 3; k++) a.stems[k].samples = calloc(100, sizeof(float));
+    a.decision_json = strdup("{}");
+    mg_audio_free(&a);
+    assert_null(a.stems);
+    assert_null(a.decision_json);
+    assert_int_equal(a.n_stems, 0);
+    assert_int_equal(a.frames, 0);
+    mg_audio_free(&a); /* already empty */
+    mg_audio_free(NULL);
+}
+
+int main(void)
+{
+    av_log_set_level(AV_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flac_16),
+        cmocka_unit_test(test_flac_24),
+        cmocka_unit_test(test_flac_tag_names_sanitised),
+        cmocka_unit_test(test_mp3_roundtrip),
+        cmocka_unit_test(test_mp3_errors),
+        cmocka_unit_test(test_wav_exact),
+        cmocka_unit_test(test_pipeline_loudness),
+        cmocka_unit_test(test_pipeline_limiter),
+        cmocka_unit_test(test_pipeline_resample_exact),
+        cmocka_unit_test(test_pipeline_formats),
+        cmocka_unit_test(test_encode_speed),
+        cmocka_unit_test(test_synth_renderer),
+        cmocka_unit_test(test_synth_cancel),
+        cmocka_unit_test(test_audio_free),
+    };
+    return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
+}
