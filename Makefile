@@ -18,6 +18,7 @@ BUILD   ?= build
 OPT     ?= -O2
 else
 BUILD   ?= build-san
+BIN     ?= build-san/bin
 OPT     ?= -O1
 SANFLAGS = -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif

@@ -83,6 +83,7 @@ CREATE TABLE renders (
     lease_token      TEXT,                         -- fencing token of the live lease
     lease_worker     TEXT,                         -- workers.name holding it
     lease_expires_ms INTEGER,
+    last_worker      TEXT,                         -- worker of the last ended attempt
     last_error       TEXT,
     decision_json    TEXT,                         -- composer decision record
     created_ms       INTEGER NOT NULL,

@@ -384,6 +384,7 @@ static int s_wait_job(s_ctx_t *ctx, const char *job_id, const mg_kv_t *extra)
             fprintf(stderr, "job %s: %s, %" PRId64 " queued\n", job_id, text, c.queued);
         }
         last = c;
+        last.state = NULL; /* points into reply, which the next request replaces */
         if (s_finished(&c)) {
             if (drawn) fputc('\n', stderr);
             drawn = 0;
@@ -984,11 +985,12 @@ static const s_cmd_t s_cmds[] = {
      "mgctl cancel JOB [--json]\n\n"
      "Cancels the job's renders that are not finished; prints how many were cancelled.\n"},
     {"retry", s_cmd_retry, 0,
-     "requeue a job's failed renders",
+     "requeue a job's failed and cancelled renders",
      "mgctl retry JOB [--json]\n\n"
-     "Puts the job's failed renders back in the queue; prints how many were requeued.\n"},
+     "Puts the job's failed and cancelled renders back in the queue and makes the job active\n"
+     "again; prints how many were requeued.\n"},
     {"workers", s_cmd_workers, 0,
-     "the workers connected to the coordinator",
+     "the workers the coordinator knows, and their state",
      "mgctl workers [--json]\n"},
     {"schedule", s_cmd_schedule, OB(O_CRON) | OB(O_NAME),
      "submit a job file on a cron schedule",
@@ -1161,27 +1163,20 @@ static int s_parse_opts(s_ctx_t *ctx, int argc, char **argv, int *i, unsigned ma
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Parses the command line into ctx and runs the command. Returns the exit code. */
+static int s_main(s_ctx_t *ctx, int argc, char **argv)
 {
-    mg_log_init("mgctl"); /* also initialises libsodium for the sha256 helpers */
-    s_ctx_t ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.pos = calloc((size_t)argc + 1, sizeof *ctx.pos);
-    if (!ctx.pos) return MGCTL_EXIT_ERROR;
-
     int i = 1;
-    int rc = s_parse_opts(&ctx, argc, argv, &i, S_GLOBAL_OPTS | OB(O_VERSION), 0);
+    int rc = s_parse_opts(ctx, argc, argv, &i, S_GLOBAL_OPTS | OB(O_VERSION), 0);
     if (rc) return rc;
-    if (ctx.opt[O_VERSION]) {
+    if (ctx->opt[O_VERSION] || (i < argc && strcmp(argv[i], "version") == 0)) {
         printf("mgctl %s (protocol %s)\n", MG_VERSION, MG_PROTO_CLIENT);
         return MGCTL_EXIT_OK;
     }
     if (i >= argc) {
-        if (ctx.opt[O_HELP]) {
-            s_help_main(stdout);
-            return MGCTL_EXIT_OK;
-        }
-        return s_usage_error(NULL, "no command given");
+        if (!ctx->opt[O_HELP]) return s_usage_error(NULL, "no command given");
+        s_help_main(stdout);
+        return MGCTL_EXIT_OK;
     }
     const char *name = argv[i++];
     if (strcmp(name, "help") == 0) {
@@ -1194,33 +1189,39 @@ int main(int argc, char **argv)
         s_help_cmd(stdout, cmd);
         return MGCTL_EXIT_OK;
     }
-    if (strcmp(name, "version") == 0) {
-        printf("mgctl %s (protocol %s)\n", MG_VERSION, MG_PROTO_CLIENT);
-        return MGCTL_EXIT_OK;
+    ctx->cmd = s_find_cmd(name);
+    if (!ctx->cmd) return s_unknown_cmd(name);
+    if (!ctx->opt[O_HELP]) {
+        rc = s_parse_opts(ctx, argc, argv, &i, S_GLOBAL_OPTS | ctx->cmd->opts, 1);
+        if (rc) return rc;
     }
-    ctx.cmd = s_find_cmd(name);
-    if (!ctx.cmd) return s_unknown_cmd(name);
-    if (ctx.opt[O_HELP]) {
-        s_help_cmd(stdout, ctx.cmd);
-        return MGCTL_EXIT_OK;
-    }
-    rc = s_parse_opts(&ctx, argc, argv, &i, S_GLOBAL_OPTS | ctx.cmd->opts, 1);
-    if (rc) return rc;
-    if (ctx.opt[O_HELP]) {
-        s_help_cmd(stdout, ctx.cmd);
+    if (ctx->opt[O_HELP]) {
+        s_help_cmd(stdout, ctx->cmd);
         return MGCTL_EXIT_OK;
     }
 
-    ctx.json = ctx.opt[O_JSON] != NULL;
-    ctx.endpoint = mg_config_get("endpoint", ctx.opt[O_ENDPOINT], "MG_ENDPOINT", MG_DEFAULT_ENDPOINT);
-    const char *timeout = mg_config_get("timeout", ctx.opt[O_TIMEOUT], "MG_TIMEOUT", "5000");
+    ctx->json = ctx->opt[O_JSON] != NULL;
+    ctx->endpoint = mg_config_get("endpoint", ctx->opt[O_ENDPOINT], "MG_ENDPOINT", MG_DEFAULT_ENDPOINT);
+    const char *timeout = mg_config_get("timeout", ctx->opt[O_TIMEOUT], "MG_TIMEOUT", "5000");
     long long t;
     if (s_parse_count(timeout, 86400000, &t) != 0)
-        return s_usage_error(&ctx, "timeout '%s' is not a number of milliseconds from 1 to 86400000", timeout);
-    ctx.timeout_ms = (int)t;
-    if (!*ctx.endpoint) return s_usage_error(&ctx, "the endpoint is empty (--endpoint tcp://HOST:PORT)");
+        return s_usage_error(ctx, "timeout '%s' is not a number of milliseconds from 1 to 86400000", timeout);
+    ctx->timeout_ms = (int)t;
+    if (!*ctx->endpoint) return s_usage_error(ctx, "the endpoint is empty (--endpoint tcp://HOST:PORT)");
+    return ctx->cmd->run(ctx);
+}
 
-    rc = ctx.cmd->run(&ctx);
+int main(int argc, char **argv)
+{
+    mg_log_init("mgctl"); /* also initialises libsodium for the sha256 helpers */
+    s_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.pos = calloc((size_t)argc + 1, sizeof *ctx.pos);
+    if (!ctx.pos) {
+        fprintf(stderr, "mgctl: out of memory\n");
+        return MGCTL_EXIT_ERROR;
+    }
+    int rc = s_main(&ctx, argc, argv);
     fflush(stdout);
     mg_client_destroy(&ctx.client);
     free(ctx.pos);

@@ -285,6 +285,10 @@ void mg_out_fields(FILE *f, const mg_kv_t *kv, const char *indent)
         char tbuf[40];
         const char *key = kv->pairs[i].key;
         const char *v = mg_out_value(key, kv->pairs[i].value, tbuf, sizeof tbuf);
+        if (!*v) { /* no padding after the key: lines never end in spaces */
+            fprintf(f, "%s%s\n", indent, key);
+            continue;
+        }
         fprintf(f, "%s%s%*s  ", indent, key, kw - s_width(key), "");
         for (const char *p = v; *p; p++) {
             fputc(*p, f);

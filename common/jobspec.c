@@ -377,21 +377,24 @@ static const char *s_got(const s_node_t *n, char *buf, size_t buflen)
 /* Aliases and tagged nodes were reported when loaded; their uses are skipped silently. */
 #define S_SKIP(n) ((n)->bad)
 
+/* A scalar key equal to name (a key with an escaped NUL never is). */
+static int s_key_is(const s_node_t *k, const char *name)
+{
+    return k->type == S_SCALAR && !k->bad && strlen(name) == k->len && memcmp(k->text, name, k->len) == 0;
+}
+
+/* The first value / key node of key in a mapping, or NULL. */
 static const s_node_t *s_map_get(const s_node_t *map, const char *key)
 {
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const s_node_t *k = map->kids[i];
-        if (k->type == S_SCALAR && strcmp(k->text, key) == 0) return map->kids[i + 1];
-    }
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        if (s_key_is(map->kids[i], key)) return map->kids[i + 1];
     return NULL;
 }
 
 static const s_node_t *s_map_key(const s_node_t *map, const char *key)
 {
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const s_node_t *k = map->kids[i];
-        if (k->type == S_SCALAR && strcmp(k->text, key) == 0) return k;
-    }
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        if (s_key_is(map->kids[i], key)) return map->kids[i];
     return NULL;
 }
 
@@ -580,6 +583,10 @@ static void s_unknown_key(s_ctx_t *c, const s_node_t *k, const char *const *set,
 {
     char sh[64];
     const char *key = s_show(k->text, k->len, sh, sizeof sh);
+    if (strlen(k->text) != k->len) { /* an escaped NUL: no hint can be right */
+        s_error(c, k, "unknown key '%s' in %s (it contains a NUL character)", key, where);
+        return;
+    }
     if (set == s_defaults_keys && strcmp(k->text, "name") == 0) {
         s_error(c, k, "'name' cannot have a default: every cue names itself");
         return;
@@ -631,7 +638,7 @@ static void s_check_keys(s_ctx_t *c, const s_node_t *map, const char *const *set
                 break;
             }
         }
-        if (!dup && !s_in(set, k->text)) s_unknown_key(c, k, set, where);
+        if (!dup && (strlen(k->text) != k->len || !s_in(set, k->text))) s_unknown_key(c, k, set, where);
     }
 }
 

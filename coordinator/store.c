@@ -20,7 +20,7 @@
  *     |       mg_store_worker_lost, attempts < max_attempts    |         |
  *     |       / mg_store_unlease (attempt not counted)         |         |
  *     +--------------------------------------------------------+---------+
- *                              mg_store_retry_job (attempts = 0)
+ *                   mg_store_retry_job (max_attempts = attempts + policy)
  *
  * Fencing: every lease gets a fresh random token, stored in renders.lease_token while
  * the render is leased and in attempts.lease_token for ever. A RESULT / FAIL / PROGRESS
@@ -313,8 +313,9 @@ int mg_store_lease(mg_store_t *s, const char *worker, int max, int64_t now_ms, m
     sqlite3_stmt *st = mg_db_prepare(db,
         "SELECT r.id, r.attempts FROM renders r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'queued' AND j.state = 'active' AND NOT EXISTS (SELECT 1 FROM worker_job_failures f "
-        "  WHERE f.worker = ? AND f.job_id = r.job_id AND f.blocked) "
-        "ORDER BY j.priority DESC, j.id, r.id LIMIT ?",
+        "  WHERE f.worker = ?1 AND f.job_id = r.job_id AND f.blocked) "
+        /* A retry goes to another worker when there is other work for this one. */
+        "ORDER BY j.priority DESC, coalesce(r.last_worker = ?1, 0), j.id, r.id LIMIT ?2",
         "si", worker, (int64_t)max);
     if (!st) goto fail;
     int64_t ids[256];
@@ -423,8 +424,9 @@ static int s_end_lease(sqlite3 *db, int64_t render_id, const char *outcome, int 
     char msg[1200];
     if (requeue) {
         if (mg_db_run(db,
-                "UPDATE renders SET state = 'queued', lease_token = NULL, lease_worker = NULL, "
-                "lease_expires_ms = NULL, last_error = ? WHERE id = ?", "si", error, render_id) != 0)
+                "UPDATE renders SET state = 'queued', lease_token = NULL, last_worker = lease_worker, "
+                "lease_worker = NULL, lease_expires_ms = NULL, last_error = ? WHERE id = ?", "si", error,
+                render_id) != 0)
             return -1;
         mg_db_event(db, "render_requeued", job_id, render_id, worker, "attempt %d %s: %s", attempts, outcome,
                     error ? error : "");
@@ -432,8 +434,8 @@ static int s_end_lease(sqlite3 *db, int64_t render_id, const char *outcome, int 
         snprintf(msg, sizeof msg, "%s%s (after %d attempt%s)", error ? error : outcome,
                  retry ? "" : "", attempts, attempts == 1 ? "" : "s");
         if (mg_db_run(db,
-                "UPDATE renders SET state = 'failed', lease_token = NULL, lease_worker = NULL, "
-                "lease_expires_ms = NULL, last_error = ?, finished_ms = ? WHERE id = ?", "sii", msg, now_ms,
+                "UPDATE renders SET state = 'failed', lease_token = NULL, last_worker = lease_worker, "
+                "lease_worker = NULL, lease_expires_ms = NULL, last_error = ?, finished_ms = ? WHERE id = ?", "sii", msg, now_ms,
                 render_id) != 0)
             return -1;
         mg_db_event(db, "render_failed", job_id, render_id, worker, "%s", msg);
@@ -799,8 +801,10 @@ int mg_store_retry_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n)
         return MG_STORE_NOT_FOUND;
     }
     if (mg_db_run(db,
-            "UPDATE renders SET state = 'queued', attempts = 0, finished_ms = NULL "
-            "WHERE job_id = ? AND state IN ('failed', 'cancelled')", "i", job_id) != 0)
+            /* Attempt numbers stay unique per render: the budget grows instead. */
+            "UPDATE renders SET state = 'queued', max_attempts = attempts + ?, finished_ms = NULL "
+            "WHERE job_id = ? AND state IN ('failed', 'cancelled')", "ii", (int64_t)s->policy.max_attempts,
+            job_id) != 0)
         goto fail;
     *n = sqlite3_changes(db);
     if (*n > 0 &&

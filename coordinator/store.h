@@ -123,7 +123,7 @@ int mg_store_worker_gone(mg_store_t *s, const char *name, int64_t now_ms);
 /* Cancel: queued and leased renders of the job become cancelled. *n = renders cancelled.
  * MG_STORE_NOT_FOUND if no such job. */
 int mg_store_cancel_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
-/* Retry: failed and cancelled renders are queued again with fresh attempts. */
+/* Retry: failed and cancelled renders are queued again with max_attempts more attempts. */
 int mg_store_retry_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
 
 /* Does the worker hold any live lease of the job? (for CANCEL messages) */

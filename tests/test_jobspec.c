@@ -204,6 +204,8 @@ static void test_more_errors(void **state)
                 "t.yaml:5:12: 'seeds' must not be empty; leave it out to derive seeds from 'variations'");
     s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    emotions: []\n",
                 "t.yaml:5:15: 'emotions' must not be empty; leave it out for no emotion tags");
+    s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    \"tempo\\0\": 1\n",
+                "t.yaml:5:5: unknown key 'tempo?' in a cue (it contains a NUL character)");
     s_parse_bad("campaign: c\n? [a]\n: 1\ncues:\n  - name: a\n    prompt: p\n",
                 "t.yaml:2:3: keys in the job file must be words, got a list");
     /* A syntax error is reported with libyaml's problem mark and nothing else. */
@@ -263,7 +265,15 @@ static void test_example_jobs(void **state)
     assert_true(audio <= 240.0); /* make demo renders it on a 2-core CPU */
     const mg_cue_t *jingle = &job->cues[0];
     assert_string_equal(jingle->name, "jingle-30s");
-    assert_int_equal(jingle->line, 26);
+    /* The cue's position is its mapping's first key: "  - name: jingle-30s". */
+    char *text = mg_read_file(s_path("jobs/ad-campaign.yaml"), NULL);
+    assert_non_null(text);
+    char *at = strstr(text, "\n  - name: jingle-30s\n");
+    assert_non_null(at);
+    int line = 2;
+    for (char *p = text; p < at; p++) line += *p == '\n';
+    free(text);
+    assert_int_equal(jingle->line, line);
     assert_int_equal(jingle->col, 5);
     assert_int_equal(jingle->n_emotions, 2);
     assert_string_equal(jingle->emotions[0], "joyful");

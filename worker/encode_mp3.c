@@ -1,0 +1,290 @@
+/* encode_mp3.c - the pipeline's MP3 output (pipeline.h): interleaved float PCM through
+ * libswresample (to the encoder's sample format), libavcodec's libmp3lame encoder and
+ * libavformat's mp3 muxer (ID3v2.4, tags as TXXX frames) into memory.
+ */
+#include "pipeline.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/channel_layout.h>
+#include <libswresample/swresample.h>
+
+/* ---- growable in-memory file ----------------------------------------------------- */
+
+/* A seekable file in memory behind a custom AVIOContext (the same idea as encode.c's
+ * libsndfile buffer). Writes past the end grow it; a seek past the end followed by a
+ * write zero-fills the gap. */
+typedef struct {
+    unsigned char *data; /* owned */
+    size_t len, cap, pos;
+    int oom;             /* set when a write could not grow the buffer */
+} s_membuf_t;
+
+static int s_membuf_write(s_membuf_t *mb, const void *src, size_t n)
+{
+    if (n == 0) return 0;
+    if (mb->pos > SIZE_MAX - n) { mb->oom = 1; return -1; }
+    size_t end = mb->pos + n;
+    if (end > mb->cap) {
+        size_t cap = mb->cap ? mb->cap : 64 * 1024;
+        while (cap < end) {
+            if (cap > SIZE_MAX / 2) { cap = end; break; }
+            cap *= 2;
+        }
+        unsigned char *p = realloc(mb->data, cap);
+        if (!p) { mb->oom = 1; return -1; }
+        mb->data = p;
+        mb->cap = cap;
+    }
+    if (mb->pos > mb->len) memset(mb->data + mb->len, 0, mb->pos - mb->len);
+    memcpy(mb->data + mb->pos, src, n);
+    mb->pos = end;
+    if (end > mb->len) mb->len = end;
+    return 0;
+}
+
+static int64_t s_membuf_seek(s_membuf_t *mb, int64_t off, int whence)
+{
+    int64_t base;
+    switch (whence) {
+    case SEEK_SET: base = 0; break;
+    case SEEK_CUR: base = (int64_t)mb->pos; break;
+    case SEEK_END: base = (int64_t)mb->len; break;
+    default: return -1;
+    }
+    if (off < -base) return -1;
+    mb->pos = (size_t)(base + off);
+    return (int64_t)mb->pos;
+}
+
+/* ---- MP3 ------------------------------------------------------------------------- */
+
+/* The write callback takes a const buffer from FFmpeg 7 (libavformat 61) on. */
+#if LIBAVFORMAT_VERSION_MAJOR >= 61
+#define S_AVIO_WBUF const uint8_t *
+#else
+#define S_AVIO_WBUF uint8_t *
+#endif
+
+static int s_avio_write(void *opaque, S_AVIO_WBUF buf, int n)
+{
+    if (n < 0) return AVERROR(EINVAL);
+    return s_membuf_write(opaque, buf, (size_t)n) == 0 ? n : AVERROR(ENOMEM);
+}
+
+static int64_t s_avio_seek(void *opaque, int64_t off, int whence)
+{
+    s_membuf_t *mb = opaque;
+    if (whence & AVSEEK_SIZE) return (int64_t)mb->len;
+    int64_t r = s_membuf_seek(mb, off, whence & ~AVSEEK_FORCE);
+    return r < 0 ? AVERROR(EINVAL) : r;
+}
+
+/* Everything mg_encode_mp3 allocates, so one function can release it on every path. */
+typedef struct {
+    AVCodecContext *enc;
+    AVFormatContext *fmt;
+    AVIOContext *pb;
+    SwrContext *swr;
+    AVFrame *frame;
+    AVPacket *pkt;
+    AVStream *st;
+    s_membuf_t mb;
+} s_mp3_t;
+
+static void s_mp3_free(s_mp3_t *m)
+{
+    if (m->pb) {
+        av_freep(&m->pb->buffer);
+        avio_context_free(&m->pb);
+    }
+    if (m->fmt) {
+        m->fmt->pb = NULL; /* ours, freed above */
+        avformat_free_context(m->fmt);
+    }
+    avcodec_free_context(&m->enc);
+    swr_free(&m->swr);
+    av_frame_free(&m->frame);
+    av_packet_free(&m->pkt);
+    free(m->mb.data);
+    memset(m, 0, sizeof *m);
+}
+
+static int s_averr(char *err, size_t errlen, const char *where, int code)
+{
+    char msg[AV_ERROR_MAX_STRING_SIZE];
+    av_strerror(code, msg, sizeof msg);
+    snprintf(err, errlen, "mp3 encode: %s: %s", where, msg);
+    return -1;
+}
+
+/* Moves every packet the encoder has ready into the muxer. 0, or -1 with err set. */
+static int s_mp3_drain(s_mp3_t *m, char *err, size_t errlen)
+{
+    for (;;) {
+        int r = avcodec_receive_packet(m->enc, m->pkt);
+        if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
+        if (r < 0) return s_averr(err, errlen, "receiving a packet from libmp3lame", r);
+        av_packet_rescale_ts(m->pkt, m->enc->time_base, m->st->time_base);
+        m->pkt->stream_index = m->st->index;
+        r = av_interleaved_write_frame(m->fmt, m->pkt); /* takes the packet's reference */
+        if (r < 0) return s_averr(err, errlen, "writing a packet to the mp3 muxer", r);
+    }
+}
+
+int mg_encode_mp3(const float *pcm, size_t frames, int rate, int channels, int bitrate_kbps,
+                  const mg_kv_t *tags, unsigned char **data, size_t *len, char *err, size_t errlen)
+{
+    *data = NULL;
+    *len = 0;
+    if (!pcm || frames == 0) {
+        snprintf(err, errlen, "mp3 encode: no samples to encode");
+        return -1;
+    }
+    if (channels < 1 || channels > 2) {
+        snprintf(err, errlen, "mp3 encode: %d channels not supported (1 or 2)", channels);
+        return -1;
+    }
+    if (bitrate_kbps < 8 || bitrate_kbps > 320) {
+        snprintf(err, errlen, "mp3 encode: bitrate %d kbps out of range (8..320)", bitrate_kbps);
+        return -1;
+    }
+    const AVCodec *codec = avcodec_find_encoder_by_name("libmp3lame");
+    if (!codec) {
+        snprintf(err, errlen, "mp3 encode: libavcodec was built without libmp3lame "
+                              "(install an FFmpeg build with --enable-libmp3lame)");
+        return -1;
+    }
+    int rate_ok = codec->supported_samplerates == NULL;
+    for (const int *r = codec->supported_samplerates; r && *r; r++)
+        if (*r == rate) rate_ok = 1;
+    if (!rate_ok) {
+        snprintf(err, errlen, "mp3 encode: %d Hz is not an MPEG audio rate (8000..48000 family); "
+                              "resample first", rate);
+        return -1;
+    }
+
+    s_mp3_t m = {0};
+    int r;
+    m.enc = avcodec_alloc_context3(codec);
+    m.frame = av_frame_alloc();
+    m.pkt = av_packet_alloc();
+    if (!m.enc || !m.frame || !m.pkt) goto oom;
+    m.enc->bit_rate = (int64_t)bitrate_kbps * 1000;
+    m.enc->sample_rate = rate;
+    av_channel_layout_default(&m.enc->ch_layout, channels);
+    m.enc->sample_fmt = codec->sample_fmts ? codec->sample_fmts[0] : AV_SAMPLE_FMT_FLTP;
+    m.enc->time_base = (AVRational){1, rate};
+
+    r = avformat_alloc_output_context2(&m.fmt, NULL, "mp3", NULL);
+    if (r < 0 || !m.fmt) {
+        s_averr(err, errlen, "creating the mp3 muxer", r < 0 ? r : AVERROR(ENOMEM));
+        goto fail;
+    }
+    if (m.fmt->oformat->flags & AVFMT_GLOBALHEADER) m.enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if ((r = avcodec_open2(m.enc, codec, NULL)) < 0) {
+        s_averr(err, errlen, "opening libmp3lame", r);
+        goto fail;
+    }
+    m.st = avformat_new_stream(m.fmt, NULL);
+    if (!m.st) goto oom;
+    if ((r = avcodec_parameters_from_context(m.st->codecpar, m.enc)) < 0) {
+        s_averr(err, errlen, "copying encoder parameters", r);
+        goto fail;
+    }
+    m.st->time_base = m.enc->time_base;
+    for (size_t i = 0; tags && i < tags->n; i++)
+        if (av_dict_set(&m.fmt->metadata, tags->pairs[i].key, tags->pairs[i].value, 0) < 0)
+            goto oom;
+
+    /* A seekable custom AVIOContext (not a dyn_buf) so the muxer can go back at the end
+     * and fill in the Xing/LAME frame: exact length, encoder delay and padding. */
+    unsigned char *iobuf = av_malloc(32768);
+    if (!iobuf) goto oom;
+    m.pb = avio_alloc_context(iobuf, 32768, 1, &m.mb, NULL, s_avio_write, s_avio_seek);
+    if (!m.pb) {
+        av_free(iobuf);
+        goto oom;
+    }
+    m.fmt->pb = m.pb;
+
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "id3v2_version", "4", 0);
+    r = avformat_write_header(m.fmt, &opts);
+    av_dict_free(&opts);
+    if (r < 0) {
+        s_averr(err, errlen, "writing the ID3v2 header", r);
+        goto fail;
+    }
+
+    r = swr_alloc_set_opts2(&m.swr, &m.enc->ch_layout, m.enc->sample_fmt, rate,
+                            &m.enc->ch_layout, AV_SAMPLE_FMT_FLT, rate, 0, NULL);
+    if (r < 0 || (r = swr_init(m.swr)) < 0) {
+        s_averr(err, errlen, "setting up the float -> encoder sample format conversion", r);
+        goto fail;
+    }
+
+    int fs = m.enc->frame_size > 0 ? m.enc->frame_size : 1152;
+    int small_last = (codec->capabilities & AV_CODEC_CAP_SMALL_LAST_FRAME) != 0;
+    m.frame->nb_samples = fs;
+    m.frame->format = m.enc->sample_fmt;
+    m.frame->sample_rate = rate;
+    if ((r = av_channel_layout_copy(&m.frame->ch_layout, &m.enc->ch_layout)) < 0 ||
+        (r = av_frame_get_buffer(m.frame, 0)) < 0) {
+        s_averr(err, errlen, "allocating an audio frame", r);
+        goto fail;
+    }
+    for (size_t off = 0; off < frames;) {
+        int n = frames - off < (size_t)fs ? (int)(frames - off) : fs;
+        if ((r = av_frame_make_writable(m.frame)) < 0) {
+            s_averr(err, errlen, "making the frame writable", r);
+            goto fail;
+        }
+        const uint8_t *in[1] = {(const uint8_t *)(pcm + off * (size_t)channels)};
+        int got = swr_convert(m.swr, m.frame->data, fs, in, n);
+        if (got != n) {
+            s_averr(err, errlen, "converting samples", got < 0 ? got : AVERROR_BUG);
+            goto fail;
+        }
+        m.frame->nb_samples = n;
+        if (n < fs && !small_last) {
+            av_samples_set_silence(m.frame->data, n, fs - n, channels, m.enc->sample_fmt);
+            m.frame->nb_samples = fs;
+        }
+        m.frame->pts = (int64_t)off;
+        if ((r = avcodec_send_frame(m.enc, m.frame)) < 0) {
+            s_averr(err, errlen, "sending a frame to libmp3lame", r);
+            goto fail;
+        }
+        if (s_mp3_drain(&m, err, errlen) != 0) goto fail;
+        off += (size_t)n;
+    }
+    if ((r = avcodec_send_frame(m.enc, NULL)) < 0) {
+        s_averr(err, errlen, "flushing libmp3lame", r);
+        goto fail;
+    }
+    if (s_mp3_drain(&m, err, errlen) != 0) goto fail;
+    if ((r = av_write_trailer(m.fmt)) < 0) {
+        s_averr(err, errlen, "writing the mp3 trailer", r);
+        goto fail;
+    }
+    avio_flush(m.pb);
+    if (m.mb.oom || m.pb->error < 0) goto oom;
+
+    *data = m.mb.data;
+    *len = m.mb.len;
+    m.mb.data = NULL;
+    s_mp3_free(&m);
+    return 0;
+
+oom:
+    snprintf(err, errlen, "mp3 encode: out of memory");
+fail:
+    s_mp3_free(&m);
+    return -1;
+}
