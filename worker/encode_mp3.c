@@ -187,6 +187,9 @@ int mg_encode_mp3(const float *pcm, size_t frames, int rate, int channels, int b
         goto fail;
     }
     if (m.fmt->oformat->flags & AVFMT_GLOBALHEADER) m.enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    /* No "encoder=Lavf<version>" frame: the file carries our tags only, and its bytes do
+     * not change with the libavformat patch level. */
+    m.fmt->flags |= AVFMT_FLAG_BITEXACT;
     if ((r = avcodec_open2(m.enc, codec, NULL)) < 0) {
         s_averr(err, errlen, "opening libmp3lame", r);
         goto fail;

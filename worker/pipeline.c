@@ -154,7 +154,8 @@ oom:
 }
 
 /* Integrated loudness (LUFS) of interleaved float, S_SILENCE_DB for silence. A mono
- * file is measured as dual mono (played on both speakers), as EBU R128 asks. */
+ * file is measured as dual mono: it plays on both speakers, so at the same reading it
+ * sounds as loud as a stereo file. */
 static int s_loudness(const float *pcm, size_t frames, int ch, int rate, double *lufs,
                       char *err, size_t errlen)
 {
@@ -165,14 +166,10 @@ static int s_loudness(const float *pcm, size_t frames, int ch, int rate, double 
     }
     if (ch == 1) ebur128_set_channel(st, 0, EBUR128_DUAL_MONO);
     double l = -HUGE_VAL;
-    /* add_frames takes size_t, but feed in slices to keep its internal copies small. */
-    int rc = 0;
-    for (size_t off = 0; off < frames && rc == 0;) {
-        size_t n = frames - off < 65536 ? frames - off : 65536;
-        if (ebur128_add_frames_float(st, pcm + off * (size_t)ch, n) != EBUR128_SUCCESS) rc = -1;
-        off += n;
-    }
-    if (rc == 0 && ebur128_loudness_global(st, &l) != EBUR128_SUCCESS) rc = -1;
+    int rc = ebur128_add_frames_float(st, pcm, frames) == EBUR128_SUCCESS &&
+                     ebur128_loudness_global(st, &l) == EBUR128_SUCCESS
+                 ? 0
+                 : -1;
     ebur128_destroy(&st);
     if (rc != 0) {
         snprintf(err, errlen, "pipeline: libebur128 failed to measure loudness");

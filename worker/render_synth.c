@@ -199,8 +199,8 @@ static void s_plan(const mg_render_spec_t *spec, s_rng_t *rng, s_plan_t *p)
         p->bpm = (int)lround(spec->tempo_bpm);
     else
         p->bpm = (int)lround(72.0 + (p->arousal + 1.0) * 0.5 * 60.0 + jitter);
-    if (p->bpm < 40) p->bpm = 40;
-    if (p->bpm > 240) p->bpm = 240;
+    if (p->bpm < 20) p->bpm = 20; /* the job-file limits */
+    if (p->bpm > 300) p->bpm = 300;
 
     static const int keys[] = {0, 2, 3, 4, 5, 7, 9, 10}; /* C D Eb E F G A Bb */
     int tonic = keys[s_rng_int(rng, 8)];
@@ -448,7 +448,7 @@ static int s_bar_degree(const s_synth_t *s, int bar)
 static double s_to_end(const s_synth_t *s, double t0) { return s->spec->duration_s - t0; }
 
 /* Nearest chord tone (as a scale index) to idx. */
-static int s_snap_chord(const s_plan_t *p, int idx, int degree)
+static int s_snap_chord(int idx, int degree)
 {
     int best = idx, bd = 99;
     for (int cand = idx - 3; cand <= idx + 3; cand++) {
@@ -458,7 +458,6 @@ static int s_snap_chord(const s_plan_t *p, int idx, int degree)
         int d = abs(cand - idx);
         if (d < bd) { bd = d; best = cand; }
     }
-    (void)p;
     return best;
 }
 
@@ -478,7 +477,7 @@ static void s_bar_melody(s_synth_t *s, int bar, double t0, int degree, int tonic
     int half = in_phrase % 2;              /* bar 0 or 1 of the motif */
     const s_rhythm_t *rh = &m->bar[half];
     if (in_phrase == 0) /* each phrase starts on a chord tone near the middle */
-        s->mel_idx = s_snap_chord(p, 7 + s_rng_int(&s->rng, 3) - 1, degree);
+        s->mel_idx = s_snap_chord(7 + s_rng_int(&s->rng, 3) - 1, degree);
     double eighth = s->beat_s / 2.0;
     for (int k = 0; k < rh->n; k++) {
         int idx = s->mel_idx;
@@ -486,7 +485,7 @@ static void s_bar_melody(s_synth_t *s, int bar, double t0, int degree, int tonic
         if (idx > hi) idx -= 3;
         if (idx < lo) idx += 3;
         int onset = rh->h[k].onset;
-        if (onset == 0 || onset == 4) idx = s_snap_chord(p, idx, degree);
+        if (onset == 0 || onset == 4) idx = s_snap_chord(idx, degree);
         /* the phrase's last note resolves to the chord root */
         if (in_phrase == 3 && k == rh->n - 1) {
             int root = degree;
