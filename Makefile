@@ -6,7 +6,7 @@
 #   make bench      coordinator throughput figures (bench/)
 #   make SAN=address,undefined test    the same tests under sanitizers (objects in build-san/)
 #
-# Sources are picked up by folder: common/ and kernels/ form libmg, coordinator/ (less
+# Sources are picked up by folder: common/, composer/ and kernels/ form libmg, coordinator/ (less
 # main.c) libmgcoord, worker/ (less main.c and the test renderer) libmgworker. Tests are
 # tests/test_*.c, one cmocka binary each. The test renderer is compiled into
 # build/.../mg-worker-test only, never into bin/.
@@ -33,7 +33,7 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter 
 LDFLAGS += $(SANFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm -lpthread
 
-COMMON_SRC = $(wildcard common/*.c) $(wildcard kernels/*.c)
+COMMON_SRC = $(wildcard common/*.c) $(wildcard composer/*.c) $(wildcard kernels/*.c)
 COORD_SRC  = $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
 WORKER_SRC = $(filter-out worker/main.c worker/render_test.c,$(wildcard worker/*.c))
 CLI_SRC    = $(wildcard cli/*.c)

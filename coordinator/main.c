@@ -2,7 +2,11 @@
  * All state lives under $MG_HOME (default ~/.local/share/mg): mg.db (SQLite, WAL) and
  * outputs/. Settings: flag > environment > $MG_HOME/mg.conf > default (docs/config.md).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +88,19 @@ int main(int argc, char **argv)
         mg_err("cannot create MG_HOME %s: %m", home);
         return 1;
     }
+    /* One coordinator per MG_HOME: two would lease the same renders twice. */
+    char lock_path[4200];
+    snprintf(lock_path, sizeof lock_path, "%s/coordinator.lock", home);
+    int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        mg_err("another mg-coordinator is already using %s (%s is locked): stop it first, or use another --home",
+               home, lock_path);
+        return 1;
+    }
+    char pid_text[32];
+    int pid_len = snprintf(pid_text, sizeof pid_text, "%d\n", (int)getpid());
+    if (ftruncate(lock_fd, 0) != 0 || write(lock_fd, pid_text, (size_t)pid_len) != pid_len)
+        mg_warn("cannot write the pid into %s: %s", lock_path, strerror(errno));
     mg_config_reload();
     mg_server_config_t cfg = {0};
     mg_store_policy_t policy = {0};

@@ -576,6 +576,21 @@ static void test_submit_output_dir_unique(void **state)
     assert_int_equal(ja, 1);
     assert_int_equal(jb, 2);
     assert_int_equal(jc, 3);
+    /* The consequence: job 3's result overwrites job 1's file, then fails on outputs.path. */
+    mg_lease_t l[3];
+    s_lease(f->s, "w1", 3, T0, l, 3);
+    s_res_t x1, x3;
+    s_result(&x1, &l[0], "w1", "job 1", 1);
+    s_result(&x3, &l[2], "w1", "job 3", 1);
+    assert_int_equal(l[0].spec.job_id, ja);
+    assert_int_equal(l[2].spec.job_id, jc);
+    assert_int_equal(s_complete(f->s, &x1, T0 + 1), MG_STORE_OK);
+    int rc3 = s_complete(f->s, &x3, T0 + 2);
+    char abs[700];
+    snprintf(abs, sizeof abs, "%s/%s", f->out_path, s_textf(f->s, "SELECT path FROM outputs WHERE render_id = %"
+                                                                   PRId64, l[0].render_id));
+    assert_true(s_file_equals(abs, x1.data[0], x1.r.files[0].len));
+    assert_int_equal(rc3, MG_STORE_OK);
     assert_int_equal(s_int(f->s, "SELECT count(DISTINCT output_dir) FROM jobs"), 3);
 }
 #endif

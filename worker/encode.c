@@ -5,7 +5,6 @@
  */
 #include "pipeline.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,7 +93,7 @@ static sf_count_t s_vio_tell(void *user) { return (sf_count_t)((s_membuf_t *)use
  * output must be a pure function of the input (the pipeline's sha256 is reproducible). */
 static int32_t s_quantise(float x, int bits)
 {
-    if (!(x == x)) return 0;
+    if (isnan(x)) return 0;
     const double full = (double)(1L << (bits - 1));
     double v = nearbyint((double)x * full);
     if (v > full - 1) v = full - 1;

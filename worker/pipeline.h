@@ -3,7 +3,7 @@
  *   stems --mix(gain, pan)--> interleaved float at the renderer's rate
  *         --libswresample--> spec.output.sample_rate / channels
  *         --EBU R128 (libebur128), when spec.output.normalize--> loudness target,
- *           with a true-peak-safe limiter so nothing clips
+ *           with a look-ahead limiter on sample peaks (ceiling -1 dBFS) so nothing clips
  *         --encode--> FLAC (libsndfile, Vorbis comments), MP3 (libavcodec libmp3lame,
  *                     ID3v2.4 TXXX), WAV (libsndfile)
  * The bytes travel to the coordinator in a RESULT message; nothing touches disk here.
@@ -33,7 +33,8 @@ typedef struct {
 } mg_pipeline_result_t;
 
 /* Runs the pipeline. tags are written into every file (FLAC Vorbis comments with the
- * key as field name; MP3 ID3v2 TXXX frames with the key as description). On success
+ * key as field name; MP3 ID3v2.4: TITLE/ALBUM/ARTIST as their standard frames TIT2/TALB/TPE1,
+ * every other key as a TXXX frame with the key as description). On success
  * returns 0 and *out owns its buffers (free with mg_pipeline_result_free); on failure -1
  * with a message in err and nothing allocated. */
 int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const mg_kv_t *tags,
