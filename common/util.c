@@ -199,6 +199,15 @@ const char *mg_home(void)
     return buf;
 }
 
+void mg_set_error(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 int mg_strlcpy(char *dst, const char *src, size_t dstlen)
 {
     if (dstlen == 0) return -1;

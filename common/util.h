@@ -48,6 +48,9 @@ int mg_write_file_atomic(const char *path, const void *data, size_t len);
 /* $MG_HOME, or "$HOME/.local/share/mg" (or "./mg-home" without $HOME). Static storage. */
 const char *mg_home(void);
 
+/* snprintf into an error buffer; NULL-safe (err may be NULL or errlen 0). */
+void mg_set_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Safe copy: always NUL-terminates; returns -1 if src was truncated. */
 int mg_strlcpy(char *dst, const char *src, size_t dstlen);
 

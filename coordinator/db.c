@@ -9,15 +9,6 @@
 #include "../common/emotion.h"
 #include "../common/util.h"
 
-static void s_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int mg_db_exec(sqlite3 *db, const char *sql)
 {
     char *msg = NULL;
@@ -143,7 +134,7 @@ int mg_db_migrate(sqlite3 *db, const char *schema_text, char *err, size_t errlen
 {
     int current = mg_db_user_version(db);
     if (current < 0) {
-        s_seterr(err, errlen, "cannot read user_version: %s", sqlite3_errmsg(db));
+        mg_set_error(err, errlen, "cannot read user_version: %s", sqlite3_errmsg(db));
         return -1;
     }
     /* A block marker is a line that starts with "-- migrate: N". */
@@ -154,7 +145,7 @@ int mg_db_migrate(sqlite3 *db, const char *schema_text, char *err, size_t errlen
         int version = atoi(p + strlen(marker));
         const char *body = strchr(p + 1, '\n');
         if (!body || version != latest + 1) {
-            s_seterr(err, errlen, "schema.sql: migration blocks must be numbered 1, 2, 3... (found %d after %d)",
+            mg_set_error(err, errlen, "schema.sql: migration blocks must be numbered 1, 2, 3... (found %d after %d)",
                      version, latest);
             return -1;
         }
@@ -163,13 +154,13 @@ int mg_db_migrate(sqlite3 *db, const char *schema_text, char *err, size_t errlen
         latest = version;
         if (version > current) {
             char *sql = malloc(n + 64);
-            if (!sql) { s_seterr(err, errlen, "out of memory"); return -1; }
+            if (!sql) { mg_set_error(err, errlen, "out of memory"); return -1; }
             memcpy(sql, body, n);
             snprintf(sql + n, 64, "\nPRAGMA user_version = %d;", version);
             char *msg = NULL;
             if (mg_db_begin(db) != 0 || sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK ||
                 mg_db_commit(db) != 0) {
-                s_seterr(err, errlen, "schema migration %d failed: %s", version,
+                mg_set_error(err, errlen, "schema migration %d failed: %s", version,
                          msg ? msg : sqlite3_errmsg(db));
                 sqlite3_free(msg);
                 mg_db_rollback(db);
@@ -182,7 +173,7 @@ int mg_db_migrate(sqlite3 *db, const char *schema_text, char *err, size_t errlen
         p = next;
     }
     if (current > latest) {
-        s_seterr(err, errlen, "database schema version %d is newer than this coordinator's (%d): upgrade mg",
+        mg_set_error(err, errlen, "database schema version %d is newer than this coordinator's (%d): upgrade mg",
                  current, latest);
         return -1;
     }
@@ -212,7 +203,7 @@ sqlite3 *mg_db_open(const char *path, char *err, size_t errlen)
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        s_seterr(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        mg_set_error(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
@@ -220,12 +211,12 @@ sqlite3 *mg_db_open(const char *path, char *err, size_t errlen)
     if (mg_db_exec(db, "PRAGMA journal_mode = WAL") != 0 ||
         mg_db_exec(db, "PRAGMA synchronous = FULL") != 0 ||
         mg_db_exec(db, "PRAGMA foreign_keys = ON") != 0) {
-        s_seterr(err, errlen, "cannot configure database %s: %s", path, sqlite3_errmsg(db));
+        mg_set_error(err, errlen, "cannot configure database %s: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
         return NULL;
     }
     if (mg_db_migrate(db, mg_schema_sql, err, errlen) < 0 || s_refresh_emotions(db) != 0) {
-        if (err && !*err) s_seterr(err, errlen, "cannot load emotion lexicon: %s", sqlite3_errmsg(db));
+        if (err && !*err) mg_set_error(err, errlen, "cannot load emotion lexicon: %s", sqlite3_errmsg(db));
         sqlite3_close(db);
         return NULL;
     }

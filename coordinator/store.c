@@ -44,23 +44,14 @@
 #include "db.h"
 #include "provenance.h"
 
-static void s_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 mg_store_t *mg_store_open(const char *db_path, const char *outputs_dir, const mg_store_policy_t *policy,
                           char *err, size_t errlen)
 {
     mg_store_t *s = calloc(1, sizeof *s);
-    if (!s) { s_seterr(err, errlen, "out of memory"); return NULL; }
+    if (!s) { mg_set_error(err, errlen, "out of memory"); return NULL; }
     if (mg_strlcpy(s->outputs_dir, outputs_dir, sizeof s->outputs_dir) != 0 ||
         mg_mkdir_p(outputs_dir, 0755) != 0) {
-        s_seterr(err, errlen, "cannot create outputs folder %s: %s", outputs_dir, strerror(errno));
+        mg_set_error(err, errlen, "cannot create outputs folder %s: %s", outputs_dir, strerror(errno));
         free(s);
         return NULL;
     }
@@ -117,7 +108,7 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
         int same = strcmp((const char *)sqlite3_column_text(st, 1), job->canonical_sha256) == 0;
         sqlite3_finalize(st);
         if (!same) {
-            s_seterr(err, errlen,
+            mg_set_error(err, errlen,
                      "idempotency key '%s' was already used by job %" PRId64 " with different content; "
                      "change the key or submit the original file",
                      job->idempotency_key, id);
@@ -213,7 +204,7 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
     *job_id = id;
     return MG_STORE_OK;
 fail:
-    s_seterr(err, errlen, "cannot store job: %s", sqlite3_errmsg(db));
+    mg_set_error(err, errlen, "cannot store job: %s", sqlite3_errmsg(db));
     *renders = 0;
     return MG_STORE_ERR;
 }
@@ -223,7 +214,7 @@ int mg_store_submit(mg_store_t *s, const mg_job_t *job, const char *source_name,
                     size_t *renders, int *duplicate, char *err, size_t errlen)
 {
     if (mg_db_begin(s->db) != 0) {
-        s_seterr(err, errlen, "database busy: %s", sqlite3_errmsg(s->db));
+        mg_set_error(err, errlen, "database busy: %s", sqlite3_errmsg(s->db));
         return MG_STORE_ERR;
     }
     int rc = mg_store_submit_tx(s, job, source_name, source_text, schedule_id, job_id, renders, duplicate, err,
@@ -233,7 +224,7 @@ int mg_store_submit(mg_store_t *s, const mg_job_t *job, const char *source_name,
         return rc;
     }
     if (mg_db_commit(s->db) != 0) {
-        s_seterr(err, errlen, "cannot commit job: %s", sqlite3_errmsg(s->db));
+        mg_set_error(err, errlen, "cannot commit job: %s", sqlite3_errmsg(s->db));
         return MG_STORE_ERR;
     }
     return MG_STORE_OK;
@@ -649,12 +640,12 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
         char sha[65];
         mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
         if (!r->files[i].sha256 || strcmp(sha, r->files[i].sha256) != 0) {
-            s_seterr(err, errlen, "render %" PRId64 ": %s bytes do not match their sha256 (corrupted in transit)",
+            mg_set_error(err, errlen, "render %" PRId64 ": %s bytes do not match their sha256 (corrupted in transit)",
                      r->render_id, r->files[i].format);
             return MG_STORE_ERR;
         }
     }
-    if (mg_db_begin(db) != 0) { s_seterr(err, errlen, "database busy"); return MG_STORE_ERR; }
+    if (mg_db_begin(db) != 0) { mg_set_error(err, errlen, "database busy"); return MG_STORE_ERR; }
     sqlite3_stmt *st = mg_db_prepare(db,
         "SELECT r.state, r.lease_token, r.job_id, j.output_dir, c.name, r.variation, "
         "(SELECT outcome FROM attempts WHERE lease_token = ?) "
@@ -664,7 +655,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
         mg_db_rollback(db);
-        s_seterr(err, errlen, "render %" PRId64 " does not exist", r->render_id);
+        mg_set_error(err, errlen, "render %" PRId64 " does not exist", r->render_id);
         return MG_STORE_STALE;
     }
     char state[16], token[40], out_dir[256], cue[MG_NAME_MAX + 1], attempt_outcome[16];
@@ -686,7 +677,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
         mg_db_event(db, "result_rejected", job_id, r->render_id, r->worker,
                     "late result with a stale lease token (render is %s): discarded", state);
         mg_db_commit(db);
-        s_seterr(err, errlen, "stale lease token for render %" PRId64 " (render is %s)", r->render_id, state);
+        mg_set_error(err, errlen, "stale lease token for render %" PRId64 " (render is %s)", r->render_id, state);
         return MG_STORE_STALE;
     }
 
@@ -699,7 +690,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
         snprintf(dir, sizeof dir, "%s/%s/%s", s->outputs_dir, out_dir, cue_slug);
         snprintf(abs, sizeof abs, "%s/%s", s->outputs_dir, rel);
         if (mg_mkdir_p(dir, 0755) != 0 || mg_write_file_atomic(abs, r->files[i].data, r->files[i].len) != 0) {
-            s_seterr(err, errlen, "cannot write %s: %s", abs, strerror(errno));
+            mg_set_error(err, errlen, "cannot write %s: %s", abs, strerror(errno));
             goto fail_quiet;
         }
         char sha[65];
@@ -737,7 +728,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
     if (mg_db_commit(db) != 0) goto fail;
     return MG_STORE_OK;
 fail:
-    s_seterr(err, errlen, "cannot record result of render %" PRId64 ": %s", r->render_id, sqlite3_errmsg(db));
+    mg_set_error(err, errlen, "cannot record result of render %" PRId64 ": %s", r->render_id, sqlite3_errmsg(db));
 fail_quiet:
     mg_db_rollback(db);
     return MG_STORE_ERR;

@@ -4,6 +4,7 @@
  * MP3 lives in encode_mp3.c.
  */
 #include "pipeline.h"
+#include "membuf.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -15,62 +16,17 @@
 
 #include "../common/util.h"
 
-/* ---- growable in-memory file ----------------------------------------------------- */
+/* ---- libsndfile on a growable in-memory file (membuf.h) ------------------------------ */
 
-/* A seekable file in memory for libsndfile's virtual I/O. Writes past the end grow it; a
- * seek past the end followed by a write zero-fills the gap. */
-typedef struct {
-    unsigned char *data; /* owned */
-    size_t len, cap, pos;
-    int oom;             /* set when a write could not grow the buffer */
-} s_membuf_t;
-
-static int s_membuf_write(s_membuf_t *mb, const void *src, size_t n)
-{
-    if (n == 0) return 0;
-    if (mb->pos > SIZE_MAX - n) { mb->oom = 1; return -1; }
-    size_t end = mb->pos + n;
-    if (end > mb->cap) {
-        size_t cap = mb->cap ? mb->cap : 64 * 1024;
-        while (cap < end) {
-            if (cap > SIZE_MAX / 2) { cap = end; break; }
-            cap *= 2;
-        }
-        unsigned char *p = realloc(mb->data, cap);
-        if (!p) { mb->oom = 1; return -1; }
-        mb->data = p;
-        mb->cap = cap;
-    }
-    if (mb->pos > mb->len) memset(mb->data + mb->len, 0, mb->pos - mb->len);
-    memcpy(mb->data + mb->pos, src, n);
-    mb->pos = end;
-    if (end > mb->len) mb->len = end;
-    return 0;
-}
-
-static int64_t s_membuf_seek(s_membuf_t *mb, int64_t off, int whence)
-{
-    int64_t base;
-    switch (whence) {
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = (int64_t)mb->pos; break;
-    case SEEK_END: base = (int64_t)mb->len; break;
-    default: return -1;
-    }
-    if (off < -base) return -1;
-    mb->pos = (size_t)(base + off);
-    return (int64_t)mb->pos;
-}
-
-/* libsndfile virtual I/O over s_membuf_t. */
-static sf_count_t s_vio_filelen(void *user) { return (sf_count_t)((s_membuf_t *)user)->len; }
+/* libsndfile virtual I/O over mg_membuf_t. */
+static sf_count_t s_vio_filelen(void *user) { return (sf_count_t)((mg_membuf_t *)user)->len; }
 static sf_count_t s_vio_seek(sf_count_t off, int whence, void *user)
 {
-    return (sf_count_t)s_membuf_seek(user, (int64_t)off, whence);
+    return (sf_count_t)mg_membuf_seek(user, (int64_t)off, whence);
 }
 static sf_count_t s_vio_read(void *ptr, sf_count_t count, void *user)
 {
-    s_membuf_t *mb = user;
+    mg_membuf_t *mb = user;
     if (count <= 0 || mb->pos >= mb->len) return 0;
     size_t n = mb->len - mb->pos;
     if ((uint64_t)count < n) n = (size_t)count;
@@ -81,9 +37,9 @@ static sf_count_t s_vio_read(void *ptr, sf_count_t count, void *user)
 static sf_count_t s_vio_write(const void *ptr, sf_count_t count, void *user)
 {
     if (count <= 0) return 0;
-    return s_membuf_write(user, ptr, (size_t)count) == 0 ? count : 0;
+    return mg_membuf_write(user, ptr, (size_t)count) == 0 ? count : 0;
 }
-static sf_count_t s_vio_tell(void *user) { return (sf_count_t)((s_membuf_t *)user)->pos; }
+static sf_count_t s_vio_tell(void *user) { return (sf_count_t)((mg_membuf_t *)user)->pos; }
 
 /* ---- quantisation ----------------------------------------------------------------- */
 
@@ -147,7 +103,7 @@ static int s_sf_encode(const char *what, int major, const float *pcm, size_t fra
         snprintf(err, errlen, "%s encode: bit depth %d not supported (use 16 or 24)", what, bits);
         return -1;
     }
-    s_membuf_t mb = {0};
+    mg_membuf_t mb = {0};
     SF_VIRTUAL_IO vio = {s_vio_filelen, s_vio_seek, s_vio_read, s_vio_write, s_vio_tell};
     SF_INFO info = {0};
     info.samplerate = rate;

@@ -3,6 +3,7 @@
  * libavformat's mp3 muxer (ID3v2.4, tags as TXXX frames) into memory.
  */
 #include "pipeline.h"
+#include "membuf.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -13,54 +14,6 @@
 #include <libavformat/avformat.h>
 #include <libavutil/channel_layout.h>
 #include <libswresample/swresample.h>
-
-/* ---- growable in-memory file ----------------------------------------------------- */
-
-/* A seekable file in memory behind a custom AVIOContext (the same idea as encode.c's
- * libsndfile buffer). Writes past the end grow it; a seek past the end followed by a
- * write zero-fills the gap. */
-typedef struct {
-    unsigned char *data; /* owned */
-    size_t len, cap, pos;
-    int oom;             /* set when a write could not grow the buffer */
-} s_membuf_t;
-
-static int s_membuf_write(s_membuf_t *mb, const void *src, size_t n)
-{
-    if (n == 0) return 0;
-    if (mb->pos > SIZE_MAX - n) { mb->oom = 1; return -1; }
-    size_t end = mb->pos + n;
-    if (end > mb->cap) {
-        size_t cap = mb->cap ? mb->cap : 64 * 1024;
-        while (cap < end) {
-            if (cap > SIZE_MAX / 2) { cap = end; break; }
-            cap *= 2;
-        }
-        unsigned char *p = realloc(mb->data, cap);
-        if (!p) { mb->oom = 1; return -1; }
-        mb->data = p;
-        mb->cap = cap;
-    }
-    if (mb->pos > mb->len) memset(mb->data + mb->len, 0, mb->pos - mb->len);
-    memcpy(mb->data + mb->pos, src, n);
-    mb->pos = end;
-    if (end > mb->len) mb->len = end;
-    return 0;
-}
-
-static int64_t s_membuf_seek(s_membuf_t *mb, int64_t off, int whence)
-{
-    int64_t base;
-    switch (whence) {
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = (int64_t)mb->pos; break;
-    case SEEK_END: base = (int64_t)mb->len; break;
-    default: return -1;
-    }
-    if (off < -base) return -1;
-    mb->pos = (size_t)(base + off);
-    return (int64_t)mb->pos;
-}
 
 /* ---- MP3 ------------------------------------------------------------------------- */
 
@@ -74,14 +27,14 @@ static int64_t s_membuf_seek(s_membuf_t *mb, int64_t off, int whence)
 static int s_avio_write(void *opaque, S_AVIO_WBUF buf, int n)
 {
     if (n < 0) return AVERROR(EINVAL);
-    return s_membuf_write(opaque, buf, (size_t)n) == 0 ? n : AVERROR(ENOMEM);
+    return mg_membuf_write(opaque, buf, (size_t)n) == 0 ? n : AVERROR(ENOMEM);
 }
 
 static int64_t s_avio_seek(void *opaque, int64_t off, int whence)
 {
-    s_membuf_t *mb = opaque;
+    mg_membuf_t *mb = opaque;
     if (whence & AVSEEK_SIZE) return (int64_t)mb->len;
-    int64_t r = s_membuf_seek(mb, off, whence & ~AVSEEK_FORCE);
+    int64_t r = mg_membuf_seek(mb, off, whence & ~AVSEEK_FORCE);
     return r < 0 ? AVERROR(EINVAL) : r;
 }
 
@@ -94,7 +47,7 @@ typedef struct {
     AVFrame *frame;
     AVPacket *pkt;
     AVStream *st;
-    s_membuf_t mb;
+    mg_membuf_t mb;
 } s_mp3_t;
 
 static void s_mp3_free(s_mp3_t *m)
