@@ -2,8 +2,8 @@
 --
 -- The coordinator compiles this file in and applies it at start: each block that begins
 -- with a line "-- migrate: N" runs once, in its own BEGIN IMMEDIATE transaction, when
--- PRAGMA user_version < N, and sets user_version = N. Blocks are forward-only: never edit
--- a released block, add a new one. Pragmas that are per-connection (foreign_keys, WAL,
+-- PRAGMA user_version < N, and sets user_version = N. Blocks are forward-only: once a block
+-- has landed on main, never edit it; add a new one. Pragmas that are per-connection (foreign_keys, WAL,
 -- synchronous, busy_timeout) are set by coordinator/db.c, not here.
 --
 -- Audits are plain SQL over the views at the end (docs/audit.md has example queries).
@@ -208,7 +208,7 @@ CREATE TABLE schedule_runs (
     schedule_id  INTEGER NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
     due_ms       INTEGER NOT NULL,
     job_id       INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
-    outcome      TEXT    NOT NULL CHECK (outcome IN ('submitted', 'skipped', 'invalid')),
+    outcome      TEXT    NOT NULL CHECK (outcome IN ('submitted', 'invalid')),
     created_ms   INTEGER NOT NULL,
     PRIMARY KEY (schedule_id, due_ms)
 );
@@ -225,28 +225,30 @@ CREATE TABLE events (
 );
 CREATE INDEX events_job ON events (job_id, id);
 
--- One row per finished output: everything an auditor asks about a file.
+-- One row per finished output: everything an auditor asks about a file. Everything about
+-- how the file was made is read from the hash-chained record_json (json_extract), not from
+-- columns that the chain does not cover; output_sha256 is cross-checked against the record
+-- by `mgctl audit verify`.
 CREATE VIEW audit_renders AS
-SELECT r.id                AS render_id,
-       j.id                AS job_id,
-       j.campaign          AS campaign,
-       j.client            AS client,
-       c.name              AS cue,
-       r.variation + 1     AS variation,
-       c.prompt            AS prompt,
-       (SELECT group_concat(tag, ',') FROM
-          (SELECT tag FROM cue_emotions ce WHERE ce.cue_id = c.id ORDER BY position))
-                           AS emotion_tags,
-       r.seed              AS seed,
-       m.name              AS model_name,
-       m.version           AS model_version,
-       m.sha256            AS model_sha256,
-       m.license           AS model_license,
-       w.host              AS worker_host,
-       p.backend           AS backend,
-       p.device            AS device,
-       p.started_ms        AS started_ms,
-       p.finished_ms       AS finished_ms,
+SELECT json_extract(p.record_json, '$.render_id')          AS render_id,
+       json_extract(p.record_json, '$.job_id')             AS job_id,
+       json_extract(p.record_json, '$.campaign')           AS campaign,
+       json_extract(p.record_json, '$.client')             AS client,
+       json_extract(p.record_json, '$.cue')                AS cue,
+       json_extract(p.record_json, '$.variation')          AS variation,
+       json_extract(p.record_json, '$.prompt')             AS prompt,
+       json_extract(p.record_json, '$.emotions')           AS emotion_tags,
+       json_extract(p.record_json, '$.seed')               AS seed,
+       json_extract(p.record_json, '$.model.name')         AS model_name,
+       json_extract(p.record_json, '$.model.version')      AS model_version,
+       json_extract(p.record_json, '$.model.sha256')       AS model_sha256,
+       json_extract(p.record_json, '$.model.license')      AS model_license,
+       w.host                                               AS worker_host,
+       json_extract(p.record_json, '$.worker')             AS worker,
+       json_extract(p.record_json, '$.backend')            AS backend,
+       json_extract(p.record_json, '$.device')             AS device,
+       json_extract(p.record_json, '$.started_ms')         AS started_ms,
+       json_extract(p.record_json, '$.finished_ms')        AS finished_ms,
        o.path              AS output_path,
        o.format            AS format,
        o.sha256            AS output_sha256,
@@ -255,12 +257,8 @@ SELECT r.id                AS render_id,
        p.seq               AS provenance_seq,
        p.record_hash       AS provenance_hash
 FROM outputs o
-JOIN renders r     ON r.id = o.render_id
-JOIN jobs j        ON j.id = r.job_id
-JOIN cues c        ON c.id = r.cue_id
-JOIN provenance p  ON p.render_id = r.id
-JOIN models m      ON m.id = p.model_id
-LEFT JOIN workers w ON w.name = p.worker;
+JOIN provenance p   ON p.render_id = o.render_id
+LEFT JOIN workers w ON w.name = json_extract(p.record_json, '$.worker');
 
 -- Per job: progress counts.
 CREATE VIEW job_progress AS
@@ -274,7 +272,8 @@ SELECT j.id AS job_id, j.campaign, j.client, j.state, j.priority, j.created_ms, 
 FROM jobs j LEFT JOIN renders r ON r.job_id = j.id
 GROUP BY j.id;
 
--- Renders that failed, with every attempt's error.
+-- Every attempt that did not succeed (expired, lost, failed, rejected, cancelled), with
+-- its error; the render itself may have succeeded on a later attempt (see state).
 CREATE VIEW audit_failures AS
 SELECT r.id AS render_id, r.job_id, c.name AS cue, r.variation + 1 AS variation, r.state,
        r.attempts, r.last_error, a.attempt_no, a.worker, a.outcome, a.error,

@@ -737,7 +737,7 @@ static int s_simple_table(s_ctx_t *ctx, const char *command, const char *empty_n
     return rc;
 }
 
-static int s_cmd_workers(s_ctx_t *ctx) { return s_simple_table(ctx, "WORKERS", "(no workers connected)"); }
+static int s_cmd_workers(s_ctx_t *ctx) { return s_simple_table(ctx, "WORKERS", "(no worker has registered yet)"); }
 
 static int s_schedule_add(s_ctx_t *ctx)
 {
@@ -823,7 +823,10 @@ static int s_audit_verify(s_ctx_t *ctx)
         int ok = mg_kv_get_i64(in, "ok", 0) == 1;
         const char *msg = mg_kv_get_or(in, "message", "");
         if (ctx->json) mg_out_json_reply(stdout, in, reply.rows, reply.n_rows);
-        else if (ok) printf("audit chain ok: %s records verified\n", mg_kv_get_or(in, "records", "?"));
+        else if (ok) printf("audit chain ok: %s records verified; head: record %s, hash %s\n"
+                            "(keep the head elsewhere: a later verify can then prove nothing was removed from the end)\n",
+                            mg_kv_get_or(in, "records", "?"), mg_kv_get_or(in, "head_seq", "?"),
+                            mg_kv_get_or(in, "head_hash", "?"));
         else printf("audit chain BROKEN at record %s of %s%s%s\n", mg_kv_get_or(in, "first_broken_seq", "?"),
                     mg_kv_get_or(in, "records", "?"), *msg ? ": " : "", msg);
         rc = ok ? MGCTL_EXIT_OK : MGCTL_EXIT_AUDIT_BROKEN;
@@ -884,7 +887,10 @@ static int s_cmd_verify(s_ctx_t *ctx)
 
     mg_kv_t *in = &reply.info;
     const char *status = mg_kv_get_or(in, "status", "");
-    if (strcmp(status, "known") == 0) rc = MGCTL_EXIT_OK;
+    /* A known file whose record no longer matches its hash: the file is fine, the audit
+     * trail is not. */
+    if (strcmp(status, "known") == 0)
+        rc = strcmp(mg_kv_get_or(&reply.info, "record_intact", "1"), "0") == 0 ? MGCTL_EXIT_AUDIT_BROKEN : MGCTL_EXIT_OK;
     else if (strcmp(status, "altered") == 0) rc = MGCTL_EXIT_ALTERED;
     else if (strcmp(status, "unknown") == 0) rc = MGCTL_EXIT_UNKNOWN;
     else {

@@ -1,7 +1,8 @@
 /* config.h - settings resolved in one order for every mg program:
  *   command-line flag  >  environment variable  >  $MG_HOME/mg.conf  >  built-in default.
  * mg.conf holds "key = value" lines ('#' starts a comment); keys are the long flag
- * names without dashes, e.g. "endpoint = tcp://10.0.0.5:5555". See docs/config.md.
+ * names with dashes written as underscores ("heartbeat_ms = 500", "endpoint =
+ * tcp://10.0.0.5:5555"). See docs/config.md.
  */
 #ifndef MG_CONFIG_H
 #define MG_CONFIG_H

@@ -5,27 +5,29 @@
  *   worker  (DEALER) <-> coordinator : [MG_PROTO_WORKER, command, body frames...]
  *   mgctl   (DEALER) <-> coordinator : [MG_PROTO_CLIENT, command, body frames...]
  *
- * The header carries the protocol version; a peer speaking another version is answered
- * with DISCONNECT (workers) or ERR (clients) and otherwise ignored. Bodies are kv records
+ * The header carries the protocol version. Bodies are kv records
  * (kv.h) except encoded audio, which travels as raw bytes.
  *
  * Worker commands (Paranoid Pirate heartbeating: any message counts as a heartbeat; a
  * peer silent for heartbeat_ms x liveness is dead):
- *   W->C READY      [kv: host pid backend device capacity models protocol]
+ *   W->C READY      [kv: name host pid backend device capacity models protocol held]
+ *                   (capacity 0: draining; held = "render_id:token,..." leases still owned)
  *   C->W HEARTBEAT  []                        W->C HEARTBEAT []
- *   C->W LEASE      ([kv: render_id lease_token attempt deadline_ms], [kv: render spec])+
+ *   C->W LEASE      ([kv: render_id lease_token attempt deadline_ms lease_ms], [kv: render spec])+
  *   W->C PROGRESS   [kv: render_id lease_token done]          (renews the lease)
- *   W->C RESULT     [kv: meta], ([kv: file meta], [bytes])+   (see docs/protocol.md)
- *   W->C FAIL       [kv: render_id lease_token retryable message]
+ *   W->C RESULT     [kv: meta incl. worker], ([kv: file meta], [bytes])+   (docs/protocol.md)
+ *   W->C FAIL       [kv: render_id lease_token worker retryable message (handback)]
  *   C->W ACK        [kv: render_id lease_token accepted reason]  (reply to RESULT / FAIL)
- *   C->W CANCEL     [kv: job_id]                              (drop that job's renders)
+ *   C->W CANCEL     [kv: job_id] (drop that job's renders), or
+ *                   [kv: render_id lease_token reason] (that lease is no longer valid)
  *   both DISCONNECT [kv: reason]
  *
  * Client commands: request [MG_PROTO_CLIENT, command, kv args, (payload)], reply
  * [MG_PROTO_CLIENT, "OK"|"ERR", kv (message, ids...), row kv frames...]. Row frames form a
  * table: every row has the same keys in the same order. Commands: SUBMIT, STATUS, JOBS,
  * RENDERS, CANCEL, RETRY, WORKERS, SCHED_ADD, SCHED_LIST, SCHED_RM, SCHED_PAUSE,
- * SCHED_RESUME, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS, PING.
+ * SCHED_RESUME, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS, PING. A peer speaking another version
+ * of either protocol is answered with DISCONNECT (workers) or ERR (clients).
  */
 #ifndef MG_PROTOCOL_H
 #define MG_PROTOCOL_H

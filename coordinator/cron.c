@@ -21,7 +21,9 @@ static int s_num(const char **p, int *out)
 static int s_field(const char *text, int f, uint64_t *bits, int *star, char *err, size_t errlen)
 {
     *bits = 0;
-    *star = strcmp(text, "*") == 0;
+    /* As in Vixie cron, a field that starts with '*' (also '* /2' written without the
+     * space) counts as unrestricted for the day-of-month / day-of-week rule. */
+    *star = text[0] == '*';
     const char *p = text;
     for (;;) {
         int a, b, step = 1;
@@ -40,6 +42,7 @@ static int s_field(const char *text, int f, uint64_t *bits, int *star, char *err
         if (*p == '/') {
             p++;
             if (s_num(&p, &step) != 0 || step <= 0) goto bad;
+            if (a == b && text[0] != '*') b = s_hi[f] == 7 ? 6 : s_hi[f]; /* "5/15" = 5-59/15, as cronie */
         }
         if (a < s_lo[f] || a > s_hi[f] || b < s_lo[f] || b > s_hi[f] || b < a) {
             snprintf(err, errlen, "field %d (%s): '%s' is out of range %d-%d", f + 1, s_field_names[f], text,
@@ -96,6 +99,31 @@ static int s_day_matches(const mg_cron_t *c, const struct tm *tm)
     if (c->dom_star) return dow;
     if (c->dow_star) return dom;
     return dom || dow;
+}
+
+int64_t mg_cron_prev(const mg_cron_t *c, int64_t at_or_before_ms)
+{
+    time_t t = (time_t)(at_or_before_ms / 1000);
+    t -= t % 60; /* the whole minute at or before */
+    time_t limit = t - (time_t)5 * 366 * 86400;
+    while (t > limit) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        if (!s_day_matches(c, &tm)) {
+            t -= (time_t)(tm.tm_hour * 3600 + tm.tm_min * 60 + 60); /* 23:59 of the day before */
+            continue;
+        }
+        if (!((c->hour >> tm.tm_hour) & 1)) {
+            t -= (time_t)(tm.tm_min * 60 + 60); /* :59 of the hour before */
+            continue;
+        }
+        if (!((c->minute >> tm.tm_min) & 1)) {
+            t -= 60;
+            continue;
+        }
+        return (int64_t)t * 1000;
+    }
+    return -1;
 }
 
 int64_t mg_cron_next(const mg_cron_t *c, int64_t after_ms)

@@ -137,9 +137,11 @@ int mg_db_migrate(sqlite3 *db, const char *schema_text, char *err, size_t errlen
         mg_set_error(err, errlen, "cannot read user_version: %s", sqlite3_errmsg(db));
         return -1;
     }
-    /* A block marker is a line that starts with "-- migrate: N". */
+    /* A block marker is a line that starts with "-- migrate: N" (searched with its
+     * leading newline, so a prefix is added for a marker on the very first line). */
     const char *marker = "\n-- migrate: ";
-    const char *p = strstr(schema_text, marker);
+    const char *p = strncmp(schema_text, marker + 1, strlen(marker) - 1) == 0 ? schema_text - 1
+                                                                            : strstr(schema_text, marker);
     int latest = 0;
     while (p) {
         int version = atoi(p + strlen(marker));

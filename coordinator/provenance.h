@@ -23,8 +23,14 @@ int64_t mg_prov_append(sqlite3 *db, int64_t render_id, int64_t model_id, const c
                        int64_t finished_ms, const char *record_json, int64_t now_ms,
                        char hash_out[65]);
 
-/* Walks the chain. Returns 1 if intact, 0 if broken (first_broken_seq and msg say where
- * and why), -1 on a database error. *records = number of records checked. */
+/* Walks the chain, then checks that every outputs row's sha256 appears in its render's
+ * record. Returns 1 if intact, 0 if broken (first_broken_seq and msg say where and why),
+ * -1 on a database error. *records = number of records in the table. */
 int mg_prov_verify(sqlite3 *db, int64_t *records, int64_t *first_broken_seq, char *msg, size_t msglen);
+
+/* The newest record: its seq (0 if none) and hash. Deleting records from the end of the
+ * chain cannot be seen from inside the database; an auditor who keeps (seq, hash) of an
+ * earlier head elsewhere can check that the chain still reaches it. */
+int64_t mg_prov_head(sqlite3 *db, char hash_out[65]);
 
 #endif

@@ -35,19 +35,18 @@ int mg_sched_add(mg_store_t *s, const char *cron, const char *name, const char *
     }
     mg_job_t *job = NULL;
     if (mg_job_parse_buffer(source_name, source_text, strlen(source_text), &job, err, errlen) != 0) return -1;
-    if (!name || !*name) name = job->campaign;
+    if (!name || !*name) name = job->campaign; /* borrowed from job: used before mg_job_destroy */
     sqlite3 *db = s->db;
     int rc = mg_db_run(db,
         "INSERT INTO schedules (name, cron, source_name, source_text, created_ms, last_due_ms) VALUES (?,?,?,?,?,?)",
         "ssssii", name, cron, source_name, source_text, now_ms, now_ms);
-    mg_job_destroy(&job);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot store schedule: %s", sqlite3_errmsg(db));
-        return -1;
+    if (rc != 0) snprintf(err, errlen, "cannot store schedule: %s", sqlite3_errmsg(db));
+    else {
+        *id = sqlite3_last_insert_rowid(db);
+        mg_db_event(db, "schedule_added", 0, 0, NULL, "schedule %" PRId64 " '%s' (%s)", *id, name, cron);
     }
-    *id = sqlite3_last_insert_rowid(db);
-    mg_db_event(db, "schedule_added", 0, 0, NULL, "schedule %" PRId64 " '%s' (%s)", *id, name, cron);
-    return 0;
+    mg_job_destroy(&job);
+    return rc == 0 ? 0 : -1;
 }
 
 int mg_sched_set_state(mg_store_t *s, int64_t id, const char *state)
@@ -96,11 +95,22 @@ static int s_materialise(mg_store_t *s, const s_sched_row_t *row, int64_t due_ms
         job->idempotency_key = strdup(key);
         size_t renders = 0;
         int dup = 0;
+        /* A submit that fails part-way must leave no half job behind: savepoint. */
+        if (mg_db_exec(db, "SAVEPOINT sched_submit") != 0) {
+            mg_job_destroy(&job);
+            mg_db_rollback(db);
+            return -1;
+        }
         if (job->idempotency_key &&
             mg_store_submit_tx(s, job, row->source_name, row->source_text, row->id, &job_id, &renders, &dup, err,
                                sizeof err) == MG_STORE_OK) {
             outcome = "submitted";
             made = !dup;
+            mg_db_exec(db, "RELEASE sched_submit");
+        } else {
+            job_id = 0;
+            mg_db_exec(db, "ROLLBACK TO sched_submit");
+            mg_db_exec(db, "RELEASE sched_submit");
         }
     }
     mg_job_destroy(&job);
@@ -160,13 +170,12 @@ int mg_sched_tick(mg_store_t *s, int64_t now_ms, int *jobs_created)
         if (!r->cron || !r->name || !r->source_name || !r->source_text ||
             mg_cron_parse(r->cron, &c, err, sizeof err) != 0)
             continue;
-        int64_t due = mg_cron_next(&c, r->last_due_ms), latest = -1, missed = -1;
-        for (int guard = 0; due >= 0 && due <= now_ms && guard < 1000000; guard++) {
-            latest = due;
-            missed++;
-            due = mg_cron_next(&c, due);
-        }
-        if (latest < 0) continue;
+        /* The latest due time at or before now; the ones between are missed (counted, up
+         * to a bound, for the event only). */
+        int64_t first = mg_cron_next(&c, r->last_due_ms);
+        if (first < 0 || first > now_ms) continue;
+        int64_t latest = mg_cron_prev(&c, now_ms), missed = 0;
+        for (int64_t due = first; due >= 0 && due < latest && missed < 100000; due = mg_cron_next(&c, due)) missed++;
         int made = s_materialise(s, r, latest, missed, now_ms);
         if (made < 0) rc = -1;
         else *jobs_created += made;

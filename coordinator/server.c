@@ -100,7 +100,7 @@ static s_worker_t *s_worker_by_name(s_server_t *srv, const char *name)
 static void s_worker_dead(s_server_t *srv, s_worker_t *w, const char *why)
 {
     int n = 0;
-    mg_store_worker_lost(srv->store, w->name, mg_now_ms(), &n);
+    mg_store_worker_lost(srv->store, w->name, why, mg_now_ms(), &n);
     mg_warn("worker %s %s: %d lease(s) released", w->name, why, n);
     mg_db_event(srv->store->db, "worker_lost", 0, 0, w->name, "%s; %d lease(s) released", why, n);
     w->live = 0;
@@ -244,6 +244,14 @@ static void s_handle_fail(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *kv)
     const char *worker = mg_kv_get_or(kv, "worker", "?");
     int retryable = (int)mg_kv_get_i64(kv, "retryable", 1);
     const char *message = mg_kv_get_or(kv, "message", "(no message)");
+    if (mg_kv_get_i64(kv, "handback", 0) == 1) {
+        /* Handed back unstarted (worker draining): queued again, no attempt counted. */
+        int rc = mg_store_unlease(srv->store, render_id, token, mg_now_ms());
+        mg_info("render %" PRId64 " handed back by %s", render_id, worker);
+        s_ack(srv, m, render_id, token, rc == MG_STORE_OK, rc == MG_STORE_OK ? "handed back" : "stale lease token");
+        srv->dispatch_needed = 1;
+        return;
+    }
     int rc = mg_store_fail(srv->store, render_id, token, worker, retryable, message, mg_now_ms());
     mg_warn("render %" PRId64 " failed on %s (%s): %s%s", render_id, worker, retryable ? "retryable" : "permanent",
             message, rc == MG_STORE_STALE ? " [stale lease, ignored]" : "");
@@ -565,7 +573,8 @@ static void s_cmd_sched_add(s_reply_t *r, const mg_kv_t *args)
     if (mg_sched_add(r->srv->store, mg_kv_get_or(args, "cron", ""), mg_kv_get(args, "name"),
                      mg_kv_get_or(args, "source_name", mg_kv_get_or(args, "name", "job.yaml")), text, mg_now_ms(), &id,
                      &next, err, sizeof err) != 0) {
-        s_reply_err(r, strstr(err, "--cron") ? "bad_request" : "invalid_job", "%s", err);
+        s_reply_err(r, strstr(err, "--cron") ? "bad_request" : strstr(err, "cannot store") ? "internal" : "invalid_job",
+                    "%s", err);
     } else {
         char iso[40];
         mg_format_time(next, iso, sizeof iso);
@@ -660,7 +669,8 @@ static void s_cmd_verify(s_reply_t *r, const mg_kv_t *args)
         if (st && sqlite3_step(st) == SQLITE_ROW) {
             char h[65];
             mg_prov_hash((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), h);
-            intact = strcmp(h, (const char *)sqlite3_column_text(st, 2)) == 0;
+            intact = strcmp(h, (const char *)sqlite3_column_text(st, 2)) == 0 &&
+                     strstr((const char *)sqlite3_column_text(st, 1), sha) != NULL;
         }
         sqlite3_finalize(st);
         mg_kv_set(&r->info, "status", "known");
@@ -724,6 +734,9 @@ static void s_handle_client(s_server_t *srv, const mg_msg_t *m)
             mg_kv_set_i64(&r.info, "ok", ok);
             mg_kv_set_i64(&r.info, "first_broken_seq", broken);
             mg_kv_set(&r.info, "message", msg);
+            char head[65];
+            mg_kv_set_i64(&r.info, "head_seq", mg_prov_head(srv->store->db, head));
+            mg_kv_set(&r.info, "head_hash", head);
         }
     } else if (strcmp(cmd, "VERIFY") == 0) s_cmd_verify(&r, &args);
     else if (strcmp(cmd, "EVENTS") == 0) {
@@ -776,6 +789,20 @@ static void s_housekeeping(s_server_t *srv, int64_t *last_hb, int64_t *last_sche
             if (w->live && s_send(srv, w->rid, w->rid_len, MG_PROTO_WORKER, "HEARTBEAT", NULL) != 0 &&
                 errno == EHOSTUNREACH)
                 s_worker_dead(srv, w, "unreachable");
+        }
+    }
+    /* workers.last_seen_ms: flushed every 5 s rather than written per heartbeat. */
+    static int64_t last_seen_flush;
+    if (mono - last_seen_flush >= 5000) {
+        last_seen_flush = mono;
+        if (mg_db_begin(srv->store->db) == 0) {
+            for (int i = 0; i < srv->n_workers; i++) {
+                s_worker_t *w = &srv->workers[i];
+                if (w->live)
+                    mg_db_run(srv->store->db, "UPDATE workers SET last_seen_ms = ? WHERE name = ?", "is",
+                              now - (mono - w->last_seen), w->name);
+            }
+            mg_db_commit(srv->store->db);
         }
     }
     if (mono - *last_sched >= 1000) {
@@ -834,6 +861,20 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
                 mg_kv_set(&d, "reason", "protocol version not supported (coordinator speaks " MG_PROTO_WORKER ")");
                 s_send_kv(srv, m.data[0], m.size[0], MG_PROTO_WORKER, "DISCONNECT", &d);
                 mg_kv_clear(&d);
+            } else if (m.n >= 2 && m.size[1] >= 3 && memcmp(m.data[1], "MGC", 3) == 0) {
+                mg_kv_t e;
+                mg_kv_init(&e);
+                mg_kv_set(&e, "code", "bad_request");
+                mg_kv_set(&e, "message", "protocol version not supported (coordinator speaks " MG_PROTO_CLIENT ")");
+                mg_msg_t reply;
+                mg_msg_init(&reply);
+                mg_msg_add(&reply, m.data[0], m.size[0]);
+                mg_msg_add(&reply, m.data[1], m.size[1]); /* in the client's own header, so it reads the error */
+                mg_msg_add_str(&reply, "ERR");
+                mg_msg_add_kv(&reply, &e);
+                mg_msg_send(&reply, srv->router, 0);
+                mg_msg_clear(&reply);
+                mg_kv_clear(&e);
             } else mg_warn("message with an unknown header: ignored");
         }
         int64_t mono = mg_mono_ms();

@@ -122,9 +122,10 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
     sqlite3_finalize(st);
 
     int64_t now = mg_now_ms();
-    char formats[32], slug[MG_NAME_MAX + 1];
+    char formats[32], job_slug[MG_NAME_MAX + 1], slug[MG_NAME_MAX + 48];
     s_formats(job->output.formats, formats, sizeof formats);
-    mg_slugify(job->campaign, slug, sizeof slug);
+    mg_slugify(job->campaign, job_slug, sizeof job_slug);
+    mg_strlcpy(slug, job_slug, sizeof slug);
     st = mg_db_prepare(db,
         "INSERT INTO jobs (idempotency_key, canonical_sha256, campaign, client, owner, priority, source_name, "
         "source_text, canonical_json, output_dir, formats, sample_rate, channels, mp3_bitrate_kbps, flac_bits, "
@@ -139,12 +140,16 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
     if (sqlite3_step(st) != SQLITE_DONE) { sqlite3_finalize(st); goto fail; }
     sqlite3_finalize(st);
     int64_t id = sqlite3_last_insert_rowid(db);
-    /* The first job of a campaign writes to <campaign>/, later ones to <campaign>.<job id>/,
-     * so a re-run never overwrites files that earlier provenance records point at. */
-    if (mg_db_int(db, 0, "SELECT count(*) FROM jobs WHERE output_dir = ? AND id <> ?", "si", slug, id) > 0) {
-        char dir[MG_NAME_MAX + 32];
-        snprintf(dir, sizeof dir, "%s.%" PRId64, slug, id);
-        if (mg_db_run(db, "UPDATE jobs SET output_dir = ? WHERE id = ?", "si", dir, id) != 0) goto fail;
+    /* The first job of a campaign writes to <campaign>/, later ones to <campaign>.<job id>/
+     * (then .<job id>.2, ... should a campaign be named like that), so a job never writes
+     * into a folder that another job's provenance records point at. */
+    for (int k = 1; mg_db_int(db, 0, "SELECT count(*) FROM jobs WHERE output_dir = ? AND id <> ?", "si",
+                              (const char *)slug, id) > 0; k++) {
+        char dir[MG_NAME_MAX + 48];
+        if (k == 1) snprintf(dir, sizeof dir, "%s.%" PRId64, job_slug, id);
+        else snprintf(dir, sizeof dir, "%s.%" PRId64 ".%d", job_slug, id, k);
+        mg_strlcpy(slug, dir, sizeof slug);
+        if (mg_db_run(db, "UPDATE jobs SET output_dir = ? WHERE id = ?", "si", slug, id) != 0) goto fail;
     }
 
     sqlite3_stmt *ins_cue = mg_db_prepare(db,
@@ -504,9 +509,11 @@ int mg_store_expire(mg_store_t *s, int64_t now_ms, int *n)
     return s_end_leases_where(s, "lease_expires_ms < ?", "i", &now_ms, "expired", "lease expired", now_ms, n);
 }
 
-int mg_store_worker_lost(mg_store_t *s, const char *worker, int64_t now_ms, int *n)
+int mg_store_worker_lost(mg_store_t *s, const char *worker, const char *why, int64_t now_ms, int *n)
 {
-    int rc = s_end_leases_where(s, "lease_worker = ?", "s", worker, "lost", "worker lost (no heartbeat)", now_ms, n);
+    char error[256];
+    snprintf(error, sizeof error, "worker lost (%s)", why ? why : "no heartbeat");
+    int rc = s_end_leases_where(s, "lease_worker = ?", "s", worker, "lost", error, now_ms, n);
     mg_store_worker_gone(s, worker, now_ms);
     return rc;
 }
@@ -628,7 +635,12 @@ static char *s_provenance_json(sqlite3 *db, const mg_result_t *r, int64_t model_
     sqlite3_finalize(st);
     mg_json_arr_close(&sb);
     mg_json_key(&sb, "decision");
-    mg_json_raw(&sb, r->decision_json);
+    /* The record must stay valid JSON whatever a worker sends: a decision record that is
+     * not JSON is kept as a string. */
+    if (r->decision_json && mg_db_int(db, 0, "SELECT json_valid(?)", "s", r->decision_json) == 1)
+        mg_json_raw(&sb, r->decision_json);
+    else
+        mg_json_str(&sb, r->decision_json);
     mg_json_obj_close(&sb);
     return mg_sb_take(&sb);
 }
@@ -807,13 +819,6 @@ int mg_store_retry_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n)
 fail:
     mg_db_rollback(db);
     return MG_STORE_ERR;
-}
-
-int mg_store_worker_has_job(mg_store_t *s, const char *worker, int64_t job_id)
-{
-    return mg_db_int(s->db, 0, "SELECT count(*) FROM attempts a JOIN renders r ON r.id = a.render_id "
-                               "WHERE a.worker = ? AND r.job_id = ? AND a.outcome IN ('running', 'cancelled')",
-                     "si", worker, job_id) > 0;
 }
 
 int64_t mg_store_next_deadline(mg_store_t *s)

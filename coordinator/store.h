@@ -108,8 +108,9 @@ int mg_store_fail(mg_store_t *s, int64_t render_id, const char *token, const cha
 /* Ends every lease whose deadline passed (outcome 'expired'): queued again, or failed
  * after max_attempts. *n = how many. */
 int mg_store_expire(mg_store_t *s, int64_t now_ms, int *n);
-/* A worker was declared dead: its leases end now (outcome 'lost'), same rules. */
-int mg_store_worker_lost(mg_store_t *s, const char *worker, int64_t now_ms, int *n);
+/* A worker was declared dead (why: "silent for 3000 ms", "unreachable", ...): its leases
+ * end now (outcome 'lost', error "worker lost (why)"), same rules. */
+int mg_store_worker_lost(mg_store_t *s, const char *worker, const char *why, int64_t now_ms, int *n);
 /* At start: gives every live lease a grace period of lease_ms so workers can reconnect
  * and claim (PROGRESS / RESULT) before anything is leased again. *n = live leases. */
 int mg_store_recover(mg_store_t *s, int64_t now_ms, int *n);
@@ -126,8 +127,6 @@ int mg_store_cancel_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
 /* Retry: failed and cancelled renders are queued again with max_attempts more attempts. */
 int mg_store_retry_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
 
-/* Does the worker hold any live lease of the job? (for CANCEL messages) */
-int mg_store_worker_has_job(mg_store_t *s, const char *worker, int64_t job_id);
 /* The earliest live lease deadline, or INT64_MAX. */
 int64_t mg_store_next_deadline(mg_store_t *s);
 

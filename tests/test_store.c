@@ -398,7 +398,6 @@ static void test_migrate_failing_block_rolls_back(void **state)
     sqlite3_close(db);
 }
 
-#ifdef MG_KNOWN_BUG_MIGRATE_FIRST_LINE
 /* db.c documents a marker as "a line that starts with '-- migrate: N'", but the search
  * is for "\n-- migrate: ", so a schema text whose very first line is the marker loses
  * block 1 and is refused as misnumbered. */
@@ -414,7 +413,6 @@ static void test_migrate_marker_on_first_line(void **state)
     assert_int_equal(s_table_exists(db, "a"), 1);
     sqlite3_close(db);
 }
-#endif
 
 static void test_migrate_newer_db_refused(void **state)
 {
@@ -562,7 +560,6 @@ static void test_submit_same_campaign_output_dir(void **state)
     assert_string_equal(s_textf(f->s, "SELECT output_dir FROM jobs WHERE id = %" PRId64, jc), want);
 }
 
-#ifdef MG_KNOWN_BUG_OUTPUT_DIR_CLASH
 /* store.c mg_store_submit_tx names a later job of a campaign "<slug>.<id>" without checking
  * that no other job already uses that name: a campaign literally called "promo.3" (job 1)
  * and the second "promo" job (job 3) share outputs/promo.3/. */
@@ -593,7 +590,6 @@ static void test_submit_output_dir_unique(void **state)
     assert_int_equal(rc3, MG_STORE_OK);
     assert_int_equal(s_int(f->s, "SELECT count(DISTINCT output_dir) FROM jobs"), 3);
 }
-#endif
 
 static void test_submit_10000_renders(void **state)
 {
@@ -688,8 +684,7 @@ static void test_lease_max_zero_and_next_deadline(void **state)
     s_lease(f->s, "w1", 1, T0, l, 1);
     s_lease(f->s, "w1", 1, T0 + 5000, l + 1, 1);
     assert_int_equal(mg_store_next_deadline(f->s), T0 + LEASE_MS);
-    assert_int_equal(mg_store_worker_has_job(f->s, "w1", l[0].spec.job_id), 1);
-    assert_int_equal(mg_store_worker_has_job(f->s, "w2", l[0].spec.job_id), 0);
+    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'w1'"), 2);
 }
 
 static void test_renew(void **state)
@@ -880,6 +875,35 @@ static void test_complete_bad_sha256(void **state)
     x.r.files[0].sha256 = x.sha[0];
     assert_int_equal(s_complete(f->s, &x, T0 + 2000), MG_STORE_OK);
     assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 2);
+}
+
+/* The output file cannot be written (a plain file sits where the cue folder goes): an
+ * error, nothing recorded, the lease still live so the worker can send it again. */
+static void test_complete_write_failure(void **state)
+{
+    s_fix_t *f = *state;
+    s_submit(f->s, s_job3, 3);
+    mg_lease_t l[1];
+    s_lease(f->s, "w1", 1, T0, l, 1);
+    char dir[400], blocker[500];
+    snprintf(dir, sizeof dir, "%s/store-test", f->out_path);
+    assert_int_equal(mg_mkdir_p(dir, 0755), 0);
+    snprintf(blocker, sizeof blocker, "%s/intro", dir);
+    assert_int_equal(mg_write_file_atomic(blocker, "x", 1), 0);
+    s_res_t x;
+    s_result(&x, &l[0], "w1", "no room", 1);
+    char err[512] = "";
+    assert_int_equal(mg_store_complete(f->s, &x.r, T0 + 1, err, sizeof err), MG_STORE_ERR);
+    assert_non_null(strstr(err, "intro"));
+    assert_string_equal(s_render_state(f->s, l[0].render_id), "leased");
+    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "running");
+    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 0);
+    assert_int_not_equal(sqlite3_get_autocommit(f->s->db), 0);
+    /* Once the folder can be made, the same result goes through. */
+    assert_int_equal(remove(blocker), 0);
+    assert_int_equal(s_complete(f->s, &x, T0 + 2), MG_STORE_OK);
+    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 1);
 }
 
 /* ---- expire, fail, blocklist, worker lost, unlease ------------------------------------- */
@@ -1080,7 +1104,7 @@ static void test_worker_lost(void **state)
     s_lease(f->s, "A", 2, T0, a, 2);
     s_lease(f->s, "B", 1, T0, b, 1);
     int n = -1;
-    assert_int_equal(mg_store_worker_lost(f->s, "A", T0 + 100, &n), MG_STORE_OK);
+    assert_int_equal(mg_store_worker_lost(f->s, "A", "silent for 3000 ms", T0 + 100, &n), MG_STORE_OK);
     assert_int_equal(n, 2);
     for (int i = 0; i < 2; i++) {
         assert_string_equal(s_render_state(f->s, a[i].render_id), "queued");
@@ -1093,7 +1117,7 @@ static void test_worker_lost(void **state)
     assert_string_equal(s_textf(f->s, "SELECT state FROM workers WHERE name = 'B'"), "ready");
     assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'queued'"), 3);
     /* Losing it again finds nothing. */
-    assert_int_equal(mg_store_worker_lost(f->s, "A", T0 + 200, &n), MG_STORE_OK);
+    assert_int_equal(mg_store_worker_lost(f->s, "A", "silent for 3000 ms", T0 + 200, &n), MG_STORE_OK);
     assert_int_equal(n, 0);
 }
 
@@ -1144,7 +1168,6 @@ static void test_cancel_then_retry(void **state)
     assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'cancelled' AND lease_token IS NULL"), 3);
     assert_string_equal(s_job_state(f->s, job), "cancelled");
     assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "cancelled");
-    assert_int_equal(mg_store_worker_has_job(f->s, "w1", job), 1);
     /* The worker finishes anyway: stale, nothing written. */
     s_res_t x;
     s_result(&x, &l[0], "w1", "after cancel", 1);
@@ -1282,17 +1305,13 @@ int main(void)
         T(test_migrate_reopen_keeps_data),
         T(test_migrate_custom_blocks),
         T(test_migrate_failing_block_rolls_back),
-#ifdef MG_KNOWN_BUG_MIGRATE_FIRST_LINE
         T(test_migrate_marker_on_first_line),
-#endif
         T(test_migrate_newer_db_refused),
         T(test_submit_expands_renders),
         T(test_submit_duplicate_same_key),
         T(test_submit_conflict),
         T(test_submit_same_campaign_output_dir),
-#ifdef MG_KNOWN_BUG_OUTPUT_DIR_CLASH
         T(test_submit_output_dir_unique),
-#endif
         T(test_submit_10000_renders),
         T(test_lease_priority_order),
         T(test_lease_max_zero_and_next_deadline),
@@ -1302,6 +1321,7 @@ int main(void)
         T(test_complete_stale_token),
         T(test_complete_unknown_token_rejected),
         T(test_complete_bad_sha256),
+        T(test_complete_write_failure),
         T(test_expire_requeue_then_fail),
         T(test_expire_last_render_fails_job),
         T(test_fail_retryable_vs_permanent),

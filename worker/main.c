@@ -271,6 +271,7 @@ typedef struct {
     const char *endpoint;
     int heartbeat_ms, liveness;
     int64_t last_recv, last_send;
+    int heard;                    /* a message came from the coordinator since connecting */
     int draining;
     const char *backend, *device;
 } s_conn_t;
@@ -329,6 +330,7 @@ static int s_connect(s_conn_t *c)
         return -1;
     }
     c->last_recv = mg_mono_ms();
+    c->heard = 0;
     s_send_ready(c);
     /* Resend what the coordinator has not acknowledged yet. */
     for (int i = 0; i < S_MAX_SLOTS; i++) {
@@ -406,11 +408,13 @@ static void s_on_cancel(s_conn_t *c, const mg_kv_t *kv)
 {
     s_worker_t *w = c->w;
     int64_t job_id = mg_kv_get_i64(kv, "job_id", 0), render_id = mg_kv_get_i64(kv, "render_id", 0);
+    const char *token = mg_kv_get(kv, "lease_token"); /* a render CANCEL names the lease it ends */
     pthread_mutex_lock(&w->lock);
     for (int i = 0; i < S_MAX_SLOTS; i++) {
         s_slot_t *s = &w->slots[i];
         if (s->state == SLOT_FREE) continue;
-        if ((job_id && s->spec.job_id == job_id) || (render_id && s->render_id == render_id)) {
+        if ((job_id && s->spec.job_id == job_id) ||
+            (render_id && s->render_id == render_id && (!token || strcmp(token, s->token) == 0))) {
             atomic_store(&s->cancel, 1);
             if (s->state == SLOT_QUEUED) s->state = SLOT_FREE; /* never started */
             else if (s->state == SLOT_DELIVERING) { s->state = SLOT_FREE; mg_msg_clear(&s->outbox); }
@@ -423,6 +427,7 @@ static void s_on_cancel(s_conn_t *c, const mg_kv_t *kv)
 static void s_on_coordinator(s_conn_t *c, const mg_msg_t *m, int *reconnect)
 {
     c->last_recv = mg_mono_ms();
+    c->heard = 1;
     if (m->n < 2 || !mg_msg_is(m, 0, MG_PROTO_WORKER)) {
         mg_warn("message with an unknown header from the coordinator: ignored");
         return;
@@ -500,7 +505,7 @@ static void s_usage(FILE *f)
         "  --heartbeat-ms N   MG_HEARTBEAT_MS    heartbeat_ms (%d)\n"
         "  --liveness N       MG_LIVENESS        liveness (%d)\n"
         "  --drain-s N        MG_DRAIN_S         on SIGTERM, seconds to finish renders (60)\n"
-        "  --name NAME        MG_WORKER_NAME     worker name (host:pid:random)\n"
+        "  --name NAME        MG_WORKER_NAME     name (host:pid:random)\n"
         "  -h, --help\n",
 #ifdef MG_TEST_RENDERER
         " | test",
@@ -583,7 +588,8 @@ int main(int argc, char **argv)
     FILE *ur = fopen("/dev/urandom", "rb");
     if (!ur || fread(rnd, 1, 2, ur) != 2) rnd[0] = rnd[1] = (unsigned char)getpid();
     if (ur) fclose(ur);
-    if (f_name || getenv("MG_WORKER_NAME")) mg_strlcpy(w.name, mg_config_get("name", f_name, "MG_WORKER_NAME", ""), sizeof w.name);
+    const char *name = mg_config_get("name", f_name, "MG_WORKER_NAME", NULL);
+    if (name && *name) mg_strlcpy(w.name, name, sizeof w.name);
     else snprintf(w.name, sizeof w.name, "%s:%d:%02x%02x", w.host, (int)getpid(), rnd[0], rnd[1]);
 
     struct sigaction sa;
@@ -630,6 +636,7 @@ int main(int argc, char **argv)
                 mg_kv_set(&kv, "lease_token", s->token);
                 mg_kv_set(&kv, "worker", w.name);
                 mg_kv_set_i64(&kv, "retryable", 1);
+                mg_kv_set_i64(&kv, "handback", 1); /* never started: not an attempt */
                 mg_kv_set(&kv, "message", "worker shutting down before starting this render");
                 mg_msg_add_str(&s->outbox, MG_PROTO_WORKER);
                 mg_msg_add_str(&s->outbox, "FAIL");
@@ -681,7 +688,7 @@ int main(int argc, char **argv)
             backoff_ms = backoff_ms * 2 > 32000 ? 32000 : backoff_ms * 2;
             continue;
         }
-        if (c.dealer && now - c.last_recv < c.heartbeat_ms) backoff_ms = 1000; /* healthy again */
+        if (c.dealer && c.heard) backoff_ms = 1000; /* the coordinator answered: healthy again */
         if (c.dealer && now - c.last_send >= c.heartbeat_ms) s_send(&c, "HEARTBEAT", NULL);
         /* An outcome without an ACK for a while (lost in a reconnect): send it again. */
         for (int i = 0; c.dealer && i < S_MAX_SLOTS; i++) {
