@@ -58,7 +58,9 @@ all: $(PRODUCTS) cuda
 # ---- dependencies -----------------------------------------------------------------
 # Checked before test/demo/bench; a second make then parses with the packages present.
 deps:
-	@if ! pkg-config --exists $(PKGS) cmocka 2>/dev/null || ! command -v flac >/dev/null || ! command -v sqlite3 >/dev/null || ! command -v cc >/dev/null; then \
+	@if ! pkg-config --exists $(PKGS) cmocka 2>/dev/null || ! command -v flac >/dev/null || \
+	    ! command -v sqlite3 >/dev/null || ! command -v cc >/dev/null || ! command -v fluidsynth >/dev/null || \
+	    ! test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || ! /usr/bin/python3 -c 'import mido' 2>/dev/null; then \
 	  echo "mg: installing missing packages (ops/install-deps.sh)"; \
 	  sh ops/install-deps.sh; \
 	fi
