@@ -35,6 +35,7 @@
 
 #define S_MAX_WORKERS 1024
 #define S_MAX_RID 256
+#define S_MAX_PENDING 64 /* results recorded per commit at most */
 
 typedef struct {
     unsigned char rid[S_MAX_RID]; /* ZeroMQ routing id of the worker's DEALER */
@@ -53,6 +54,8 @@ typedef struct {
     int n_workers;
     int64_t started_mono;
     int dispatch_needed;
+    struct s_pending *pending; /* S_MAX_PENDING results awaiting their group commit */
+    int n_pending;
 } s_server_t;
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -173,35 +176,45 @@ static void s_ack(s_server_t *srv, const mg_msg_t *m, int64_t render_id, const c
     mg_kv_clear(&kv);
 }
 
-/* RESULT: [rid, hdr, "RESULT", meta, (file meta, bytes)*] */
-static void s_handle_result(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *meta)
-{
+/* RESULT: [rid, hdr, "RESULT", meta, (file meta, bytes)*]. Results are queued while the
+ * socket is drained and recorded together (s_flush_results): one commit, one WAL sync, for
+ * the whole batch; ACKs go out only after that commit. */
+typedef struct s_pending {
+    mg_msg_t msg;        /* owned: the frames r points into */
+    mg_kv_t meta, fkv[3];
     mg_result_t r;
-    memset(&r, 0, sizeof r);
-    mg_kv_t fkv[3];
-    for (int i = 0; i < 3; i++) mg_kv_init(&fkv[i]);
-    r.render_id = mg_kv_get_i64(meta, "render_id", 0);
-    r.lease_token = mg_kv_get_or(meta, "lease_token", "");
-    r.worker = mg_kv_get_or(meta, "worker", "?");
-    r.backend = mg_kv_get_or(meta, "backend", "?");
-    r.device = mg_kv_get_or(meta, "device", "?");
-    r.model_name = mg_kv_get_or(meta, "model_name", "?");
-    r.model_version = mg_kv_get_or(meta, "model_version", "?");
-    r.model_sha256 = mg_kv_get_or(meta, "model_sha256", "?");
-    r.model_license = mg_kv_get_or(meta, "model_license", "");
-    r.attribution = mg_kv_get(meta, "attribution");
-    r.decision_json = mg_kv_get(meta, "decision_json");
-    r.started_ms = mg_kv_get_i64(meta, "started_ms", 0);
-    r.finished_ms = mg_kv_get_i64(meta, "finished_ms", 0);
-    r.integrated_lufs = mg_kv_get_double(meta, "integrated_lufs", 0);
-    r.peak_dbfs = mg_kv_get_double(meta, "peak_dbfs", 0);
-    const char *bad = NULL;
-    for (size_t f = 4; f + 1 < m->n && r.n_files < 3; f += 2) {
-        mg_kv_t *k = &fkv[r.n_files];
-        if (mg_msg_kv(m, f, k) != 0) { bad = "malformed file header"; break; }
-        mg_result_file_t *rf = &r.files[r.n_files++];
+    const char *bad;     /* malformed: not recorded */
+} s_pending_t;
+
+static void s_parse_result(s_pending_t *p)
+{
+    mg_result_t *r = &p->r;
+    const mg_kv_t *meta = &p->meta;
+    const mg_msg_t *m = &p->msg;
+    memset(r, 0, sizeof *r);
+    p->bad = NULL;
+    if (mg_msg_kv(m, 3, &p->meta) != 0) { p->bad = "malformed meta"; return; }
+    r->render_id = mg_kv_get_i64(meta, "render_id", 0);
+    r->lease_token = mg_kv_get_or(meta, "lease_token", "");
+    r->worker = mg_kv_get_or(meta, "worker", "?");
+    r->backend = mg_kv_get_or(meta, "backend", "?");
+    r->device = mg_kv_get_or(meta, "device", "?");
+    r->model_name = mg_kv_get_or(meta, "model_name", "?");
+    r->model_version = mg_kv_get_or(meta, "model_version", "?");
+    r->model_sha256 = mg_kv_get_or(meta, "model_sha256", "?");
+    r->model_license = mg_kv_get_or(meta, "model_license", "");
+    r->attribution = mg_kv_get(meta, "attribution");
+    r->decision_json = mg_kv_get(meta, "decision_json");
+    r->started_ms = mg_kv_get_i64(meta, "started_ms", 0);
+    r->finished_ms = mg_kv_get_i64(meta, "finished_ms", 0);
+    r->integrated_lufs = mg_kv_get_double(meta, "integrated_lufs", 0);
+    r->peak_dbfs = mg_kv_get_double(meta, "peak_dbfs", 0);
+    for (size_t f = 4; f + 1 < m->n && r->n_files < 3; f += 2) {
+        mg_kv_t *k = &p->fkv[r->n_files];
+        if (mg_msg_kv(m, f, k) != 0) { p->bad = "malformed file header"; return; }
+        mg_result_file_t *rf = &r->files[r->n_files++];
         rf->format = mg_kv_get_or(k, "format", "");
-        if (mg_format_from_name(rf->format) == 0) { bad = "unknown file format"; break; }
+        if (mg_format_from_name(rf->format) == 0) { p->bad = "unknown file format"; return; }
         rf->sha256 = mg_kv_get_or(k, "sha256", "");
         rf->duration_s = mg_kv_get_double(k, "duration_s", 0);
         rf->sample_rate = (int)mg_kv_get_i64(k, "sample_rate", 0);
@@ -209,32 +222,74 @@ static void s_handle_result(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *m
         rf->data = m->data[f + 1];
         rf->len = m->size[f + 1];
     }
-    if (!bad && r.n_files == 0) bad = "no files";
-    char err[512] = "";
-    int rc;
-    if (bad) {
-        snprintf(err, sizeof err, "malformed RESULT: %s", bad);
-        rc = MG_STORE_ERR;
-    } else {
-        rc = mg_store_complete(srv->store, &r, mg_now_ms(), err, sizeof err);
-    }
-    if (rc == MG_STORE_OK) {
-        mg_info("render %" PRId64 " done by %s", r.render_id, r.worker);
-        s_ack(srv, m, r.render_id, r.lease_token, 1, "recorded");
-    } else if (rc == MG_STORE_STALE) {
-        mg_warn("render %" PRId64 ": result from %s rejected: %s", r.render_id, r.worker, err);
-        s_ack(srv, m, r.render_id, r.lease_token, 0, err);
-    } else {
-        /* Not recorded: the lease stays, so the worker may resend or the lease expires and
-         * the render is leased again. The ACK tells the worker to stop resending. */
-        mg_err("render %" PRId64 ": %s", r.render_id, err);
-        if (bad || strstr(err, "sha256")) {
-            mg_store_fail(srv->store, r.render_id, r.lease_token, r.worker, 1, err, mg_now_ms());
-            s_ack(srv, m, r.render_id, r.lease_token, 0, err);
+    if (r->n_files == 0) p->bad = "no files";
+}
+
+static void s_flush_results(s_server_t *srv)
+{
+    int n = srv->n_pending;
+    if (n == 0) return;
+    srv->n_pending = 0;
+    enum { ERRLEN = 512 };
+    mg_result_t rs[S_MAX_PENDING];
+    int rcs[S_MAX_PENDING], idx[S_MAX_PENDING], good = 0;
+    static char errs[S_MAX_PENDING * ERRLEN];
+    for (int i = 0; i < n; i++) {
+        s_pending_t *p = &srv->pending[i];
+        s_parse_result(p);
+        if (!p->bad) {
+            idx[good] = i;
+            rs[good++] = p->r;
         }
     }
-    for (int i = 0; i < 3; i++) mg_kv_clear(&fkv[i]);
+    mg_store_complete_many(srv->store, rs, good, mg_now_ms(), rcs, errs, ERRLEN);
+    for (int i = 0, g = 0; i < n; i++) {
+        s_pending_t *p = &srv->pending[i];
+        const mg_result_t *r = &p->r;
+        char bad_err[ERRLEN];
+        int rc;
+        const char *err;
+        if (g < good && idx[g] == i) {
+            rc = rcs[g];
+            err = errs + (size_t)g * ERRLEN;
+            g++;
+        } else {
+            snprintf(bad_err, sizeof bad_err, "malformed RESULT: %s", p->bad);
+            rc = MG_STORE_ERR;
+            err = bad_err;
+        }
+        if (rc == MG_STORE_OK) {
+            mg_info("render %" PRId64 " done by %s", r->render_id, r->worker);
+            s_ack(srv, &p->msg, r->render_id, r->lease_token, 1, "recorded");
+        } else if (rc == MG_STORE_STALE) {
+            mg_warn("render %" PRId64 ": result from %s rejected: %s", r->render_id, r->worker, err);
+            s_ack(srv, &p->msg, r->render_id, r->lease_token, 0, err);
+        } else {
+            /* Not recorded. Corrupt or malformed: a failed attempt, and the ACK stops the
+             * resends. Otherwise (disk, database) the lease stays: the worker resends, or the
+             * lease expires and the render is leased again. */
+            mg_err("render %" PRId64 ": %s", r->render_id, err);
+            if (p->bad || strstr(err, "sha256")) {
+                mg_store_fail(srv->store, r->render_id, r->lease_token, r->worker, 1, err, mg_now_ms());
+                s_ack(srv, &p->msg, r->render_id, r->lease_token, 0, err);
+            }
+        }
+        mg_msg_clear(&p->msg);
+        mg_kv_clear(&p->meta);
+        for (int k = 0; k < 3; k++) mg_kv_clear(&p->fkv[k]);
+    }
     srv->dispatch_needed = 1;
+}
+
+/* Takes the message (moves its frames) into the pending batch. */
+static void s_queue_result(s_server_t *srv, mg_msg_t *m)
+{
+    if (srv->n_pending == S_MAX_PENDING) s_flush_results(srv);
+    s_pending_t *p = &srv->pending[srv->n_pending++];
+    p->msg = *m;
+    mg_msg_init(m);
+    mg_kv_init(&p->meta);
+    for (int k = 0; k < 3; k++) mg_kv_init(&p->fkv[k]);
 }
 
 static void s_handle_fail(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *kv)
@@ -259,7 +314,7 @@ static void s_handle_fail(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *kv)
     srv->dispatch_needed = 1;
 }
 
-static void s_handle_worker(s_server_t *srv, const mg_msg_t *m)
+static void s_handle_worker(s_server_t *srv, mg_msg_t *m)
 {
     char cmd[32];
     mg_msg_str(m, 2, cmd, sizeof cmd);
@@ -274,7 +329,7 @@ static void s_handle_worker(s_server_t *srv, const mg_msg_t *m)
     if (strcmp(cmd, "READY") == 0) {
         s_handle_ready(srv, m, &kv);
     } else if (strcmp(cmd, "RESULT") == 0) {
-        s_handle_result(srv, m, &kv);
+        s_queue_result(srv, m);
     } else if (strcmp(cmd, "FAIL") == 0) {
         s_handle_fail(srv, m, &kv);
     } else if (strcmp(cmd, "PROGRESS") == 0) {
@@ -823,6 +878,8 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
     srv->store = store;
     srv->cfg = cfg;
     srv->started_mono = mg_mono_ms();
+    srv->pending = calloc(S_MAX_PENDING, sizeof *srv->pending);
+    if (!srv->pending) { free(srv); return -1; }
     void *ctx = zmq_ctx_new();
     srv->router = zmq_socket(ctx, ZMQ_ROUTER);
     int one = 1;
@@ -832,6 +889,7 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
         mg_err("cannot bind %s: %s", cfg->endpoint, zmq_strerror(errno));
         if (srv->router) zmq_close(srv->router);
         zmq_ctx_term(ctx);
+        free(srv->pending);
         free(srv);
         return -1;
     }
@@ -877,6 +935,7 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
                 mg_kv_clear(&e);
             } else mg_warn("message with an unknown header: ignored");
         }
+        s_flush_results(srv);
         int64_t mono = mg_mono_ms();
         if (mono - last_house >= 100) {
             last_house = mono;
@@ -892,8 +951,10 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
         if (srv->workers[i].live)
             s_send_kv(srv, srv->workers[i].rid, srv->workers[i].rid_len, MG_PROTO_WORKER, "DISCONNECT", &d);
     mg_kv_clear(&d);
+    s_flush_results(srv);
     zmq_close(srv->router);
     zmq_ctx_term(ctx);
+    free(srv->pending);
     free(srv);
     mg_info("coordinator stopped");
     return 0;

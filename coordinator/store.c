@@ -645,19 +645,12 @@ static char *s_provenance_json(sqlite3 *db, const mg_result_t *r, int64_t model_
     return mg_sb_take(&sb);
 }
 
-int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char *err, size_t errlen)
+/* One result inside the caller's transaction, itself inside a savepoint so that a failure
+ * undoes this result only. The sha256 of every file was checked by the caller. */
+static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char *err, size_t errlen)
 {
     sqlite3 *db = s->db;
-    for (int i = 0; i < r->n_files; i++) {
-        char sha[65];
-        mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
-        if (!r->files[i].sha256 || strcmp(sha, r->files[i].sha256) != 0) {
-            mg_set_error(err, errlen, "render %" PRId64 ": %s bytes do not match their sha256 (corrupted in transit)",
-                     r->render_id, r->files[i].format);
-            return MG_STORE_ERR;
-        }
-    }
-    if (mg_db_begin(db) != 0) { mg_set_error(err, errlen, "database busy"); return MG_STORE_ERR; }
+    if (mg_db_exec(db, "SAVEPOINT result") != 0) { mg_set_error(err, errlen, "database busy"); return MG_STORE_ERR; }
     sqlite3_stmt *st = mg_db_prepare(db,
         "SELECT r.state, r.lease_token, r.job_id, j.output_dir, c.name, r.variation, "
         "(SELECT outcome FROM attempts WHERE lease_token = ?) "
@@ -666,7 +659,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
     if (!st) goto fail;
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        mg_db_rollback(db);
+        mg_db_exec(db, "RELEASE result");
         mg_set_error(err, errlen, "render %" PRId64 " does not exist", r->render_id);
         return MG_STORE_STALE;
     }
@@ -680,7 +673,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
     s_col_text(st, 6, attempt_outcome, sizeof attempt_outcome);
     sqlite3_finalize(st);
     if (strcmp(state, "done") == 0 && strcmp(attempt_outcome, "done") == 0) {
-        mg_db_rollback(db); /* the same result again (the ACK was lost): already recorded */
+        mg_db_exec(db, "RELEASE result"); /* the same result again (the ACK was lost): already recorded */
         return MG_STORE_OK;
     }
     if (strcmp(state, "leased") != 0 || strcmp(token, r->lease_token) != 0) {
@@ -688,7 +681,7 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
                       "WHERE lease_token = ? AND outcome = 'running'", "is", now_ms, r->lease_token);
         mg_db_event(db, "result_rejected", job_id, r->render_id, r->worker,
                     "late result with a stale lease token (render is %s): discarded", state);
-        mg_db_commit(db);
+        mg_db_exec(db, "RELEASE result");
         mg_set_error(err, errlen, "stale lease token for render %" PRId64 " (render is %s)", r->render_id, state);
         return MG_STORE_STALE;
     }
@@ -737,13 +730,68 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char 
     mg_db_event(db, "render_done", job_id, r->render_id, r->worker, "%s v%02d done (%d file%s, provenance #%" PRId64 ")",
                 cue, variation + 1, r->n_files, r->n_files == 1 ? "" : "s", seq);
     if (s_finish_job_if_done(db, job_id, now_ms) != 0) goto fail;
-    if (mg_db_commit(db) != 0) goto fail;
+    if (mg_db_exec(db, "RELEASE result") != 0) goto fail;
     return MG_STORE_OK;
 fail:
     mg_set_error(err, errlen, "cannot record result of render %" PRId64 ": %s", r->render_id, sqlite3_errmsg(db));
 fail_quiet:
-    mg_db_rollback(db);
+    mg_db_exec(db, "ROLLBACK TO result");
+    mg_db_exec(db, "RELEASE result");
     return MG_STORE_ERR;
+}
+
+
+static int s_check_files(const mg_result_t *r, char *err, size_t errlen)
+{
+    for (int i = 0; i < r->n_files; i++) {
+        char sha[65];
+        mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
+        if (!r->files[i].sha256 || strcmp(sha, r->files[i].sha256) != 0) {
+            mg_set_error(err, errlen, "render %" PRId64 ": %s bytes do not match their sha256 (corrupted in transit)",
+                         r->render_id, r->files[i].format);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int mg_store_complete(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char *err, size_t errlen)
+{
+    int rc;
+    mg_store_complete_many(s, r, 1, now_ms, &rc, err, errlen);
+    return rc;
+}
+
+int mg_store_complete_many(mg_store_t *s, const mg_result_t *results, int n, int64_t now_ms, int *rcs,
+                           char *errs, size_t errlen)
+{
+    sqlite3 *db = s->db;
+    int todo = 0;
+    for (int i = 0; i < n; i++) {
+        errs[(size_t)i * errlen] = 0;
+        rcs[i] = s_check_files(&results[i], errs + (size_t)i * errlen, errlen) == 0 ? 1 : MG_STORE_ERR;
+        todo += rcs[i] == 1;
+    }
+    if (todo == 0) return 0;
+    if (mg_db_begin(db) != 0) {
+        for (int i = 0; i < n; i++)
+            if (rcs[i] == 1) {
+                rcs[i] = MG_STORE_ERR;
+                mg_set_error(errs + (size_t)i * errlen, errlen, "database busy");
+            }
+        return 0;
+    }
+    for (int i = 0; i < n; i++)
+        if (rcs[i] == 1) rcs[i] = s_complete_tx(s, &results[i], now_ms, errs + (size_t)i * errlen, errlen);
+    /* One commit (one WAL sync) for the whole batch: nothing is acknowledged before it. */
+    if (mg_db_commit(db) != 0) {
+        for (int i = 0; i < n; i++)
+            if (rcs[i] != MG_STORE_ERR) {
+                rcs[i] = MG_STORE_ERR;
+                mg_set_error(errs + (size_t)i * errlen, errlen, "cannot commit: %s", sqlite3_errmsg(db));
+            }
+    }
+    return 0;
 }
 
 /* ---- workers, cancel, retry ------------------------------------------------------------ */

@@ -99,6 +99,11 @@ typedef struct {
  * attribution and the hash-chained provenance record. MG_STORE_OK (also for an exact
  * re-send of an already accepted result), MG_STORE_STALE (nothing written), MG_STORE_ERR. */
 int mg_store_complete(mg_store_t *s, const mg_result_t *res, int64_t now_ms, char *err, size_t errlen);
+/* The same for n results in one transaction (group commit: one WAL sync for the batch).
+ * rcs[i] gets each result's code and errs + i * errlen its message (errs holds n * errlen
+ * bytes). A result that fails is undone alone (savepoint); the others still commit. */
+int mg_store_complete_many(mg_store_t *s, const mg_result_t *results, int n, int64_t now_ms, int *rcs,
+                           char *errs, size_t errlen);
 
 /* FAIL: retryable failures are queued again until max_attempts; permanent ones fail the
  * render. Counts towards the worker's blocklist for the job. */

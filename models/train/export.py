@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+# export.py - the only writer of MGNN files (the model-file layout documented at the top of
+# kernels/model_file.h, loaded by kernels/model_file.c): a training checkpoint -> a model file
+# with hyper-parameters, metadata (name, version, licence, attribution) and named tensors.
+#   /usr/bin/python3 models/train/export.py --ckpt models/train/runs/r1/ckpt.pt --out models/default/mg-wavernn.mgnn
+import argparse
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import features as F  # noqa: E402
+
+MAGIC = b"MGNN"
+VERSION = 1
+ALIGN = 64
+DT_I32, DT_F32 = 1, 2
+
+ATTRIBUTION = ("Training audio rendered by mg's models/data/make_dataset.py from random scores with "
+               "FluidSynth and the FluidR3_GM SoundFont by Frank Wen (MIT licence; Debian package "
+               "fluid-soundfont-gm). No third-party recordings.")
+
+
+def _name(b, s):
+    e = s.encode("utf-8")
+    b += struct.pack("<I", len(e)) + e
+
+
+def write_mgnn(path, hparams, meta, tensors):
+    """hparams: [(name, int|float)] (python int -> i32, float -> f32); meta: {key: str};
+    tensors: [(name, np.ndarray float32|int32)]. Writes atomically."""
+    hdr = bytearray(MAGIC + struct.pack("<I", VERSION))
+    hdr += struct.pack("<I", len(hparams))
+    for k, v in hparams:
+        _name(hdr, k)
+        hdr += struct.pack("<Ii", DT_I32, v) if isinstance(v, (int, np.integer)) else \
+            struct.pack("<If", DT_F32, float(v))
+    hdr += struct.pack("<I", len(meta))
+    for k, v in meta.items():
+        _name(hdr, k)
+        _name(hdr, v)
+    hdr += struct.pack("<I", len(tensors))
+    arrs = []
+    # header size first (offsets depend on it): each tensor header is fixed given its name/ndim
+    hsize = len(hdr) + sum(4 + len(n.encode()) + 8 + 4 * np.asarray(a).ndim + 16 for n, a in tensors)
+    off = (hsize + ALIGN - 1) // ALIGN * ALIGN
+    for n, a in tensors:
+        a = np.ascontiguousarray(a)
+        if a.dtype == np.float32:
+            dt = DT_F32
+        elif a.dtype == np.int32:
+            dt = DT_I32
+        else:
+            raise TypeError(f"tensor {n}: dtype {a.dtype}; only float32 and int32")
+        if not 1 <= a.ndim <= 4:
+            raise ValueError(f"tensor {n}: {a.ndim} dimensions; 1..4 allowed")
+        _name(hdr, n)
+        hdr += struct.pack("<II", dt, a.ndim) + struct.pack(f"<{a.ndim}I", *a.shape)
+        hdr += struct.pack("<QQ", off, a.nbytes)
+        arrs.append((off, a))
+        off = (off + a.nbytes + ALIGN - 1) // ALIGN * ALIGN
+    assert len(hdr) == hsize
+    body = bytearray(hdr)
+    for o, a in arrs:
+        body += b"\0" * (o - len(body))
+        body += a.astype(a.dtype.newbyteorder("<")).tobytes()
+    body += struct.pack("<I", zlib.crc32(bytes(body)) & 0xFFFFFFFF)
+    with open(path + ".tmp", "wb") as f:
+        f.write(body)
+    os.replace(path + ".tmp", path)
+    return len(body)
+
+
+def model_hparams(hp):
+    return [("sample_rate", F.SR), ("frame", F.FRAME), ("voices", F.VOICES),
+            ("harmonics", F.HARMONICS), ("tail", F.TAIL), ("n_classes", F.N_CLASSES),
+            ("levels", hp["levels"]), ("cond_dim", hp["cond_dim"]), ("exc_dim", hp["exc_dim"]),
+            ("hidden", hp["hidden"]), ("embed", hp["embed"]), ("frame_hidden", hp["frame_hidden"]),
+            ("out_hidden", hp["out_hidden"]),
+            ("preemph", F.PREEMPH), ("onset_decay", F.ONSET_DECAY), ("att_s", F.ATT_S),
+            ("dec_s", F.DEC_S), ("rel_s", F.REL_S)]
+
+
+TENSORS = ["frame1.weight", "frame1.bias", "frame2.weight", "frame2.bias", "embed.weight",
+           "gru.weight_ih_l0", "gru.bias_ih_l0", "gru.weight_hh_l0", "gru.bias_hh_l0",
+           "out1.weight", "out1.bias", "out2.weight", "out2.bias"]
+
+
+def export_model(net, path, name, version, license_, training_note=""):
+    sd = {k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}
+    meta = {"name": name, "version": version, "license": license_, "attribution": ATTRIBUTION,
+            "classes": ",".join(F.CLASSES),
+            "program_map": ",".join(str(c) for c in F.program_map()),
+            "training": training_note}
+    return write_mgnn(path, model_hparams(net.hp), meta, [(k, sd[k]) for k in TENSORS])
+
+
+def main():
+    import torch
+    import model as M
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--name", default="mg-wavernn-default")
+    ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--license", default="MIT")
+    a = ap.parse_args()
+    st = torch.load(a.ckpt, map_location="cpu")
+    net = M.WaveRNN(**st["hp"])
+    net.load_state_dict(st["model"])
+    h = st["hist"]
+    val = h["val"][-1][1] if h["val"] else float("nan")
+    note = (f"{st['step']} steps, {h['samples']} training samples, {h['wall_s']:.0f} s wall, "
+            f"final validation cross-entropy {val:.4f} nats/sample")
+    n = export_model(net, a.out, a.name, a.version, a.license, note)
+    print(f"{a.out}: {n} bytes; {note}")
+
+
+if __name__ == "__main__":
+    main()
