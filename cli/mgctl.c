@@ -919,6 +919,9 @@ static int s_cmd_verify(s_ctx_t *ctx)
             printf("  the render its tags name:\n");
             mg_out_fields(stdout, prov, "    ");
         }
+    } else if (rc == MGCTL_EXIT_AUDIT_BROKEN) {
+        printf("made by mg, but its audit trail is broken: %s: %s\n", path, msg);
+        if (prov) mg_out_fields(stdout, prov, "  ");
     } else {
         printf("unknown: %s: %s\n", path, *msg ? msg : "no render made by mg has this content");
         printf("  sha256  %s\n", sha);
@@ -1019,7 +1022,8 @@ static const s_cmd_t s_cmds[] = {
      "mgctl verify FILE [--json]\n\n"
      "Hashes FILE (sha256) and reads its MG_RENDER_ID tag if it has one (FLAC Vorbis comment\n"
      "or MP3 ID3 TXXX), then asks the coordinator. Prints the render's provenance when the\n"
-     "file is known. Exit 0 known, 8 altered (its tags name an mg render but the bytes\n"
+     "file is known. Exit 0 known, 7 known but its provenance record was altered afterwards\n"
+     "(run 'mgctl audit verify'), 8 altered (its tags name an mg render but the bytes\n"
      "differ), 9 unknown.\n"},
     {"validate", s_cmd_validate, 0,
      "check job files locally (no coordinator needed)",

@@ -27,7 +27,8 @@ static int s_field(const char *text, int f, uint64_t *bits, int *star, char *err
     const char *p = text;
     for (;;) {
         int a, b, step = 1;
-        if (*p == '*') {
+        int item_star = *p == '*';
+        if (item_star) {
             a = s_lo[f];
             b = s_hi[f] == 7 ? 6 : s_hi[f];
             p++;
@@ -42,7 +43,7 @@ static int s_field(const char *text, int f, uint64_t *bits, int *star, char *err
         if (*p == '/') {
             p++;
             if (s_num(&p, &step) != 0 || step <= 0) goto bad;
-            if (a == b && text[0] != '*') b = s_hi[f] == 7 ? 6 : s_hi[f]; /* "5/15" = 5-59/15, as cronie */
+            if (a == b && !item_star) b = s_hi[f] == 7 ? 6 : s_hi[f]; /* "5/15" = 5-59/15, as cronie */
         }
         if (a < s_lo[f] || a > s_hi[f] || b < s_lo[f] || b > s_hi[f] || b < a) {
             snprintf(err, errlen, "field %d (%s): '%s' is out of range %d-%d", f + 1, s_field_names[f], text,
@@ -95,9 +96,10 @@ static int s_day_matches(const mg_cron_t *c, const struct tm *tm)
 {
     if (!(c->month & (1u << (tm->tm_mon + 1)))) return 0;
     int dom = (c->dom >> tm->tm_mday) & 1, dow = (c->dow >> tm->tm_wday) & 1;
-    if (c->dom_star && c->dow_star) return 1;
-    if (c->dom_star) return dow;
-    if (c->dow_star) return dom;
+    /* Vixie cron / cronie: when either day field starts with '*', both must match
+     * ("0 0 * /2 * 1" written without the space: odd days that are Mondays); when both are
+     * restricted, either may match ("0 0 1 * 1": the 1st, and every Monday). */
+    if (c->dom_star || c->dow_star) return dom && dow;
     return dom || dow;
 }
 

@@ -599,7 +599,11 @@ static char *s_provenance_json(sqlite3 *db, const mg_result_t *r, int64_t model_
     mg_json_key(&sb, "client"); mg_json_str(&sb, spec.client);
     mg_json_key(&sb, "cue"); mg_json_str(&sb, spec.cue);
     mg_json_key(&sb, "variation"); mg_json_int(&sb, spec.variation + 1);
-    mg_json_key(&sb, "seed"); mg_json_uint(&sb, spec.seed);
+    char seed[24];
+    snprintf(seed, sizeof seed, "%" PRIu64, spec.seed);
+    /* A decimal string: JSON readers (SQLite's json_extract too) turn integers above 2^63
+     * into floats and lose digits. */
+    mg_json_key(&sb, "seed"); mg_json_str(&sb, seed);
     mg_json_key(&sb, "prompt"); mg_json_str(&sb, spec.prompt);
     mg_json_key(&sb, "prompt_sha256"); mg_json_str(&sb, spec.prompt_sha256);
     mg_json_key(&sb, "emotions"); mg_json_str(&sb, spec.emotions);

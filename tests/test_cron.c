@@ -598,6 +598,19 @@ static void test_sched_catch_up_long_outage(void **state)
     assert_int_equal(first_due, s_utc(2032, 1, 1, 0, 0, 0));
 }
 
+/* When either day field starts with '*', both must match (Vixie cron / cronie). */
+static void test_next_star_day_fields_and(void **state)
+{
+    mg_cron_t c = s_cron("0 0 */2 * 1"); /* odd days that are Mondays */
+    assert_int_equal(mg_cron_next(&c, s_utc(2030, 1, 1, 0, 0, 0)), s_utc(2030, 1, 7, 0, 0, 0));
+    assert_int_equal(mg_cron_next(&c, s_utc(2030, 1, 7, 0, 0, 0)), s_utc(2030, 1, 21, 0, 0, 0));
+    c = s_cron("0 0 * * */2"); /* Sunday, Tuesday, Thursday, Saturday */
+    assert_int_equal(mg_cron_next(&c, s_utc(2030, 1, 1, 0, 0, 0)), s_utc(2030, 1, 3, 0, 0, 0));
+    /* A later list item of the form N/S is N-max/S even after a '*' item. */
+    c = s_cron("*/20,5/30 * * * *");
+    assert_true(c.minute == ((1ULL << 0) | (1ULL << 20) | (1ULL << 40) | (1ULL << 5) | (1ULL << 35)));
+}
+
 int main(void)
 {
     if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
@@ -612,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_next_boundaries),
         cmocka_unit_test(test_next_leap_years),
         cmocka_unit_test(test_next_dom_dow_or),
+        cmocka_unit_test(test_next_star_day_fields_and),
         cmocka_unit_test(test_next_never),
         T(test_sched_tick_once_per_due_time),
         T(test_sched_catch_up_once),
