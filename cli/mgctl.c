@@ -15,6 +15,7 @@
 #include "cli/client.h"
 #include "cli/filetag.h"
 #include "cli/output.h"
+#include "cli/plan.h"
 #include "common/config.h"
 #include "common/jobspec.h"
 #include "common/kv.h"
@@ -47,7 +48,7 @@ enum {
 typedef enum {
     O_ENDPOINT, O_TIMEOUT, O_JSON, O_HELP, /* global: accepted everywhere */
     O_VERSION,                             /* only before the command */
-    O_WAIT, O_STATE, O_LIMIT, O_JOB, O_CUE, O_CRON, O_NAME, O_SINCE,
+    O_WAIT, O_STATE, O_LIMIT, O_JOB, O_CUE, O_CRON, O_NAME, O_SINCE, O_MIDI,
     O_COUNT
 } s_opt_t;
 
@@ -65,6 +66,7 @@ static const struct {
     [O_LIMIT] = {"limit", "N"},       [O_JOB] = {"job", "J"},
     [O_CUE] = {"cue", "C"},           [O_CRON] = {"cron", "EXPR"},
     [O_NAME] = {"name", "N"},         [O_SINCE] = {"since", "ID"},
+    [O_MIDI] = {"midi", "DIR"},
 };
 
 typedef struct s_ctx s_ctx_t;
@@ -933,6 +935,14 @@ out:
     return rc;
 }
 
+/* `plan` runs the composer locally (cli/plan.c); no coordinator is contacted. */
+static int s_cmd_plan(s_ctx_t *ctx)
+{
+    if (ctx->npos != 1) return s_usage_error(ctx, "which job file? (mgctl plan FILE [--json] [--midi DIR])");
+    int rc = mg_plan_run(ctx->pos[0], ctx->json, ctx->opt[O_MIDI], stdout, stderr);
+    return rc == MG_PLAN_OK ? MGCTL_EXIT_OK : rc == MG_PLAN_INVALID_JOB ? MGCTL_EXIT_INVALID_JOB : MGCTL_EXIT_ERROR;
+}
+
 static int s_cmd_ping(s_ctx_t *ctx)
 {
     if (ctx->npos) return s_usage_error(ctx, "unexpected argument '%s'", ctx->pos[0]);
@@ -1030,6 +1040,14 @@ static const s_cmd_t s_cmds[] = {
      "mgctl validate FILE... [--json]\n\n"
      "Prints \"FILE: ok (N renders)\" for each valid file and the errors (file:line:col:\n"
      "message, on stderr) for each invalid one. Exit 0 when all are valid, 4 otherwise.\n"},
+    {"plan", s_cmd_plan, OB(O_MIDI),
+     "compose a job file's renders locally: decisions and MIDI",
+     "mgctl plan FILE [--json] [--midi DIR]\n\n"
+     "Resolves every render of FILE as the coordinator would (same seeds), runs the composer\n"
+     "on each and prints what it decided: key, tempo, form, stems. No coordinator is needed.\n"
+     "Exit 4 when FILE is invalid. See docs/composer.md.\n\n"
+     "  --json      one JSON object: the decision record of every render\n"
+     "  --midi DIR  also write each score as DIR/<campaign>/<cue>-vNN.mid (Standard MIDI File)\n"},
     {"ping", s_cmd_ping, 0,
      "check that the coordinator answers",
      "mgctl ping [--json]\n\n"

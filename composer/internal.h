@@ -46,7 +46,10 @@ enum {
 };
 
 /* Extra drum sounds an instrument asks for. */
-enum { MG_DRUM_CLAPS = 1u << 0, MG_DRUM_SHAKER = 1u << 1, MG_DRUM_TAMBOURINE = 1u << 2, MG_DRUM_TOMS = 1u << 3 };
+enum {
+    MG_DRUM_CLAPS = 1u << 0, MG_DRUM_SHAKER = 1u << 1, MG_DRUM_TAMBOURINE = 1u << 2, MG_DRUM_TOMS = 1u << 3,
+    MG_DRUM_EXTRAS_ONLY = 1u << 8, /* only claps/shaker/... were asked for: no kit pattern */
+};
 
 typedef struct {
     const char *word;       /* as written in prompts and `instruments:` (lower case) */
@@ -112,7 +115,7 @@ typedef struct {
 typedef struct {
     mg_role_t role;
     const mg_instr_t *instr; /* NULL: style default */
-    char source[96];        /* why this instrument */
+    char source[160];       /* why this instrument */
 } mg_stem_plan_t;
 
 typedef struct {
@@ -121,12 +124,13 @@ typedef struct {
     int n_prog;
     int bars_per_chord;
     int motif_op;           /* MG_DEV_*: how the melody develops the motif here */
-    int intensity_end;      /* permille at the end (builds ramp from the section's start) */
-    char prog_text[64];
+    int n_bars;
+    int intensity_start, intensity_end; /* permille (a build ramps from start to end) */
+    char prog_text[96];     /* the progression cycle, as coloured */
 } mg_sec_plan_t;
 
 enum { MG_SEC_INTRO, MG_SEC_BUILD, MG_SEC_MAIN, MG_SEC_BRIDGE, MG_SEC_OUTRO, MG_SEC_STING, MG_SEC_LOOP };
-enum { MG_DEV_NONE, MG_DEV_STATE, MG_DEV_SEQUENCE, MG_DEV_INVERT, MG_DEV_ORNAMENT, MG_DEV_FRAGMENT };
+enum { MG_DEV_NONE, MG_DEV_STATE, MG_DEV_INVERT, MG_DEV_ORNAMENT, MG_DEV_FRAGMENT };
 enum { MG_END_HELD, MG_END_BUTTON, MG_END_LOOP };
 
 #define MG_MAX_CHORDS 64
@@ -147,7 +151,7 @@ struct mg_comp {
 
     /* prompt interpretation */
     mg_word_use_t *words; int n_words, cap_words;
-    char **ignored; int n_ignored, cap_ignored;
+    char **ignored; int n_ignored;
     unsigned flags;
     int style, style_from_prompt;
     int tempo_pct, d_loud, d_bright, d_density, prompt_bpm;

@@ -228,6 +228,8 @@ static const mg_word_t s_words[] = {
     ENERGY("sparkling", 0, 0, 250, 50, "brighter"),
     ENERGY("shimmering", 0, 0, 250, 0, "brighter"),
     ENERGY("crisp", 0, 0, 150, 0, "brighter"),
+    ENERGY("summer", 0, 0, 100, 0, "brighter"),
+    ENERGY("party", 0, 0, 100, 0, "brighter"),
     ENERGY("warm", 0, 0, -200, 0, "warmer (darker) timbre"),
     ENERGY("mellow", 0, -100, -200, -100, "warmer, softer"),
     ENERGY("muted", 0, -100, -200, 0, "warmer, softer"),
