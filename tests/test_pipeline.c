@@ -1,7 +1,8 @@
 /* test_pipeline.c - the worker's audio path: encoders (FLAC checked by `flac -t` and
  * `metaflac`, MP3 read back with libavformat/libavcodec, WAV bit-exact), the pipeline
  * (loudness target, -1 dBFS ceiling, exact resampled length) and the synth renderer
- * (deterministic in the seed, exact length, audible, never clipping).
+ * (plays the composer's score: deterministic in the seed, exact length, the score's stems,
+ * every family audible, never clipping, the score's dynamics kept).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #include <sndfile.h>
 
 #include "common/util.h"
+#include "composer/composer.h"
 #include "worker/pipeline.h"
 #include "worker/render.h"
 
@@ -631,6 +634,67 @@ static void s_audio_sha(const mg_audio_t *a, char hex[65])
     mg_sha256_final_hex(&h, hex);
 }
 
+/* Peak of the pipeline's mixdown of a, mono (gains) and stereo (constant-power pan). */
+static double s_mix_peak(const mg_audio_t *a)
+{
+    double peak = 0.0;
+    for (size_t i = 0; i < a->frames; i++) {
+        double m = 0.0, l = 0.0, r = 0.0;
+        for (int k = 0; k < a->n_stems; k++) {
+            double th = (a->stems[k].pan + 1.0) * M_PI / 4.0, x = a->stems[k].samples[i];
+            m += a->stems[k].gain * x;
+            l += a->stems[k].gain * cos(th) * x;
+            r += a->stems[k].gain * sin(th) * x;
+        }
+        peak = fmax(peak, fmax(fabs(m), fmax(fabs(l), fabs(r))));
+    }
+    return peak;
+}
+
+/* The rendered audio plays the score of the same spec: one stem per score stem, same
+ * names, gains and pans, the exact length at 24 kHz, every stem with notes audible and
+ * none without, nothing clipping, the end faded, the decision record the score's. */
+static void s_check_plays_score(const mg_render_spec_t *spec, const mg_audio_t *a)
+{
+    char err[256] = "";
+    mg_score_t *sc = mg_compose(spec, err, sizeof err);
+    if (!sc) fail_msg("compose: %s", err);
+    assert_int_equal(a->sample_rate, 24000);
+    assert_int_equal(a->frames, (size_t)llround(spec->duration_s * 24000));
+    assert_int_equal(a->n_stems, sc->n_stems);
+    for (int k = 0; k < a->n_stems; k++) {
+        const mg_stem_t *st = &a->stems[k];
+        const mg_score_stem_t *ss = &sc->stems[k];
+        assert_string_equal(st->name, ss->name);
+        assert_true(fabs(st->gain - ss->gain) < 1e-6);
+        assert_true(fabs(st->pan - ss->pan) < 1e-6);
+        double sum = 0;
+        float peak = 0;
+        for (size_t i = 0; i < a->frames; i++) {
+            float v = st->samples[i];
+            if (!isfinite(v)) fail_msg("%s: stem %s sample %zu is %g", spec->cue, st->name, i, v);
+            sum += (double)v * v;
+            if (fabsf(v) > peak) peak = fabsf(v);
+        }
+        double rms = sqrt(sum / a->frames);
+        if (ss->n_notes > 0 && rms < 0.005)
+            fail_msg("%s: stem %s (%s, %d notes) nearly silent (rms %g)", spec->cue, st->name, ss->instrument,
+                     ss->n_notes, rms);
+        if (ss->n_notes == 0 && peak != 0.0f) fail_msg("%s: stem %s has no notes but sounds", spec->cue, st->name);
+        if (peak > 0.95f) fail_msg("%s: stem %s peaks at %g (over 0.95)", spec->cue, st->name, peak);
+        for (size_t i = a->frames - 240; i < a->frames; i++) /* faded out: the last 10 ms */
+            if (fabsf(st->samples[i]) > 0.02f)
+                fail_msg("%s: stem %s not faded out: %g at frame %zu", spec->cue, st->name, st->samples[i], i);
+    }
+    double mp = s_mix_peak(a);
+    if (mp > 0.901) fail_msg("%s: the mixdown peaks at %g (the renderer keeps it under 0.90)", spec->cue, mp);
+    char *rec = mg_score_decision_json(sc);
+    assert_non_null(a->decision_json);
+    assert_string_equal(a->decision_json, rec);
+    free(rec);
+    mg_score_free(&sc);
+}
+
 static void test_synth_renderer(void **state)
 {
     (void)state;
@@ -638,12 +702,15 @@ static void test_synth_renderer(void **state)
     assert_string_equal(r->name, "synth");
     assert_string_equal(r->backend, "cpu");
     assert_string_equal(r->model_name, "mg-sketch-synth");
-    assert_string_equal(r->model_version, "0.1");
+    assert_string_equal(r->model_version, "0.2 (composer " MG_COMPOSER_VERSION ")");
+    assert_non_null(strstr(r->attribution, "composer"));
     char want[65];
-    mg_sha256_hex("mg-sketch-synth 0.1", 19, want);
+    const char *id = "mg-sketch-synth 0.2 composer " MG_COMPOSER_VERSION;
+    mg_sha256_hex(id, strlen(id), want);
     assert_string_equal(r->model_sha256, want);
 
     mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, 2, 1, -14);
+    mg_strlcpy(spec.prompt, "upbeat pop tune", sizeof spec.prompt);
     mg_audio_t a, b, c;
     s_render_synth(&spec, 1234, "happy,playful", 7.5, &a);
     s_render_synth(&spec, 1234, "happy,playful", 7.5, &b);
@@ -655,62 +722,101 @@ static void test_synth_renderer(void **state)
     assert_string_equal(ha, hb);
     assert_string_not_equal(ha, hc);
     assert_string_equal(a.decision_json, b.decision_json);
-
-    assert_int_equal(a.sample_rate, 24000);
     assert_int_equal(a.frames, 180000);
-    assert_int_equal(a.n_stems, 4);
-    const char *names[4] = {"melody", "chords", "bass", "drums"};
-    for (int k = 0; k < 4; k++) {
-        assert_string_equal(a.stems[k].name, names[k]);
-        double ss = 0;
-        float peak = 0;
-        for (size_t i = 0; i < a.frames; i++) {
-            float v = a.stems[k].samples[i];
-            assert_true(isfinite(v));
-            ss += (double)v * v;
-            if (fabsf(v) > peak) peak = fabsf(v);
-        }
-        double rms = sqrt(ss / a.frames);
-        if (rms < 0.02) fail_msg("stem %s nearly silent (rms %g)", names[k], rms);
-        if (peak > 1.0f) fail_msg("stem %s clips (peak %g)", names[k], peak);
-        /* faded out: the last 10 ms are near silence */
-        for (size_t i = a.frames - 240; i < a.frames; i++)
-            assert_true(fabsf(a.stems[k].samples[i]) < 0.01f);
-    }
-    assert_non_null(strstr(a.decision_json, "\"renderer\":\"synth\""));
+    spec.seed = 1234;
+    s_check_plays_score(&spec, &a);
+    assert_non_null(strstr(a.decision_json, "\"tempo_bpm\":"));
+    assert_non_null(strstr(a.decision_json, "\"composer_version\":\"" MG_COMPOSER_VERSION "\""));
     assert_non_null(strstr(a.decision_json, "\"mode\":\"major\"")); /* happy: positive valence */
     mg_audio_free(&a);
     mg_audio_free(&b);
     mg_audio_free(&c);
 
-    /* explicit tempo and key win over the emotions */
+    /* the job's tempo and key reach the score; a length that is not a whole number of
+     * frames rounds to the nearest */
     spec.tempo_bpm = 100;
     mg_strlcpy(spec.key, "D minor", sizeof spec.key);
     s_render_synth(&spec, 5, "happy", 3.0, &a);
-    assert_non_null(strstr(a.decision_json, "\"tempo_bpm\":100"));
+    assert_non_null(strstr(a.decision_json, "\"tempo_bpm\":100.00"));
     assert_non_null(strstr(a.decision_json, "\"key\":\"D minor\""));
     assert_int_equal(a.frames, 72000);
     mg_audio_free(&a);
-
-    /* sad and calm: minor, slower */
-    spec.tempo_bpm = 0;
-    spec.key[0] = '\0';
-    s_render_synth(&spec, 5, "sad", 3.0, &a);
-    assert_non_null(strstr(a.decision_json, "\"mode\":\"minor\""));
-    int bpm = 0;
-    const char *p = strstr(a.decision_json, "\"tempo_bpm\":");
-    assert_non_null(p);
-    bpm = atoi(p + 12);
-    assert_true(bpm >= 60 && bpm < 100);
+    s_render_synth(&spec, 5, "happy", 4.00002, &a);
+    assert_int_equal(a.frames, 96000);
+    s_check_plays_score(&spec, &a);
     mg_audio_free(&a);
+}
 
-    /* 30 s: the figure for the report; the bound only catches a pathological slowdown */
+/* Every family's voice (and the drum kits) sounds, in the job-file shapes that pick them. */
+static void test_synth_families(void **state)
+{
+    (void)state;
+    static const struct { const char *prompt, *emotions, *instruments; } cases[] = {
+        {"calm piano ballad", "tender", "piano,strings"},
+        {"cinematic orchestral trailer", "epic", "strings,horn,choir,timpani,cello"},
+        {"electronic dance track", "energetic", "saw lead,synth pad,synth bass,drum machine"},
+        {"jazz lounge", "relaxed", "electric piano,upright bass,brushed drums,trumpet"},
+        {"ambient drone", "peaceful", "pad,harp,violin"},
+        {"folk campfire", "happy", "nylon guitar,flute,shaker,tambourine,pizzicato"},
+        {"rock anthem", "angry", "electric guitar,square lead,slap bass,drums"},
+        {"lofi hip hop", "calm", "bright piano,sub bass,claps,toms"},
+        {"folk song", "playful", "pizzicato,cello,drums"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, 2, 1, -14);
+        snprintf(spec.cue, sizeof spec.cue, "family-%zu", i);
+        mg_strlcpy(spec.prompt, cases[i].prompt, sizeof spec.prompt);
+        mg_strlcpy(spec.instruments, cases[i].instruments, sizeof spec.instruments);
+        mg_audio_t a;
+        s_render_synth(&spec, 40 + i, cases[i].emotions, 12.0, &a);
+        s_check_plays_score(&spec, &a);
+        mg_audio_free(&a);
+    }
+}
+
+/* The score's dynamics reach the audio: a sad cue (soft velocities) comes out quieter
+ * than an energetic one, seed for seed, before any loudness normalisation. */
+static void test_synth_dynamics(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        double rms[2];
+        const char *emo[2] = {"sad", "energetic"};
+        for (int e = 0; e < 2; e++) {
+            mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, 1, 0, -14);
+            mg_strlcpy(spec.prompt, "music", sizeof spec.prompt);
+            mg_audio_t a;
+            s_render_synth(&spec, seed, emo[e], 20.0, &a);
+            double sum = 0;
+            for (size_t i = 0; i < a.frames; i++) {
+                double m = 0;
+                for (int k = 0; k < a.n_stems; k++) m += a.stems[k].gain * a.stems[k].samples[i];
+                sum += m * m;
+            }
+            rms[e] = sqrt(sum / a.frames);
+            mg_audio_free(&a);
+        }
+        double db = 20 * log10(rms[1] / rms[0]);
+        printf("# seed %" PRIu64 ": energetic %.1f dB louder than sad\n", seed, db);
+        if (db < 3.0) fail_msg("seed %" PRIu64 ": energetic only %.2f dB louder than sad", seed, db);
+    }
+}
+
+/* 30 s: the figure for the report; the bound only catches a pathological slowdown. */
+static void test_synth_speed(void **state)
+{
+    (void)state;
+    mg_render_spec_t spec = s_spec(MG_FORMAT_WAV, 48000, 2, 1, -14);
+    mg_strlcpy(spec.prompt, "joyful summer-sale jingle, acoustic guitar and claps", sizeof spec.prompt);
+    mg_strlcpy(spec.instruments, "acoustic guitar,claps,bass,drums", sizeof spec.instruments);
+    mg_audio_t a;
     double t0 = s_now_s();
-    s_render_synth(&spec, 77, "energetic", 30.0, &a);
+    s_render_synth(&spec, 77, "joyful,energetic", 30.0, &a);
     double dt = s_now_s() - t0;
-    printf("# synth render 30 s: %.0f ms (%zu frames x %d stems)\n", dt * 1e3, a.frames, a.n_stems);
+    printf("# synth render 30 s: %.0f ms on one core (%zu frames x %d stems)\n", dt * 1e3, a.frames,
+           a.n_stems);
     assert_int_equal(a.frames, 720000);
-    assert_true(dt < 10.0);
+    assert_true(dt < 5.0);
     mg_audio_free(&a);
 }
 
@@ -719,6 +825,15 @@ static int s_cancel_at(void *ctx, double done)
     int *calls = ctx;
     assert_true(done >= 0.0 && done <= 1.0);
     return ++*calls >= 3;
+}
+
+static int s_count_progress(void *ctx, double done)
+{
+    double *last = ctx;
+    assert_true(done >= last[0] && done <= 1.0); /* never goes back */
+    last[0] = done;
+    last[1] += 1;
+    return 0;
 }
 
 static void test_synth_cancel(void **state)
@@ -735,11 +850,28 @@ static void test_synth_cancel(void **state)
     assert_int_equal(calls, 3);
     assert_null(a.stems);
     assert_int_equal(a.n_stems, 0);
+    assert_null(a.decision_json);
     assert_non_null(strstr(err, "cancel"));
 
+    /* progress every ~5 % of the notes, ending at 1 */
+    double prog[2] = {0, 0};
+    assert_int_equal(mg_renderer_synth()->render(&spec, s_count_progress, prog, &a, err, sizeof err),
+                     MG_RENDER_OK);
+    assert_true(prog[0] == 1.0);
+    assert_true(prog[1] >= 15 && prog[1] <= 25);
+    mg_audio_free(&a);
+
+    /* what the composer refuses can never render */
     spec.duration_s = 0;
     assert_int_equal(mg_renderer_synth()->render(&spec, NULL, NULL, &a, err, sizeof err),
                      MG_RENDER_ERR_PERMANENT);
+    assert_non_null(strstr(err, "synth"));
+    assert_null(a.stems);
+    spec.duration_s = 10;
+    spec.tempo_bpm = 500;
+    assert_int_equal(mg_renderer_synth()->render(&spec, NULL, NULL, &a, err, sizeof err),
+                     MG_RENDER_ERR_PERMANENT);
+    printf("# tempo 500: %s\n", err);
 }
 
 static void test_audio_free(void **state)
@@ -777,6 +909,9 @@ int main(void)
         cmocka_unit_test(test_pipeline_formats),
         cmocka_unit_test(test_encode_speed),
         cmocka_unit_test(test_synth_renderer),
+        cmocka_unit_test(test_synth_families),
+        cmocka_unit_test(test_synth_dynamics),
+        cmocka_unit_test(test_synth_speed),
         cmocka_unit_test(test_synth_cancel),
         cmocka_unit_test(test_audio_free),
     };

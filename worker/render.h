@@ -2,8 +2,9 @@
  *
  * The worker calls a renderer for each leased render, then hands the stems to the
  * audio pipeline (pipeline.h: mix, resample, loudness, encode, tag). Renderers:
- *   "synth" - worker/render_synth.c, the interim CPU renderer shipped until the
- *             composer (issue 3) and the neural model (issue 4) plug in here;
+ *   "synth" - worker/render_synth.c, the interim CPU renderer: plays the composer's
+ *             score (composer/) with procedural voices until the neural model (issue 4)
+ *             plugs in here;
  *   "test"  - worker/render_test.c, compiled into test builds only (instant, scriptable
  *             failures); never linked into bin/mg-worker.
  */

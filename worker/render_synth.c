@@ -1,286 +1,135 @@
-/* render_synth.c - the interim CPU renderer (render.h): procedural music from the spec,
- * shipped until the composer (issue 3) and the neural model (issue 4) replace it.
- * Emotions pick tempo and mode, the seed picks key, progression, motif and timbres; four
- * mono stems (melody, chords, bass, drums) at 24 kHz, deterministic in the spec.
+/* render_synth.c - the interim CPU renderer (render.h): plays the composer's score
+ * (composer/composer.h) with small procedural voices, until the neural model (issue 4)
+ * replaces it. It makes no musical decisions: every note, velocity, instrument, gain and
+ * pan comes from the score; the renderer only chooses how a family sounds.
  *
- * Flow: s_plan (musical decisions) -> per bar: s_bar_melody / s_bar_chords / s_bar_bass /
- * s_bar_drums (note events rendered straight into the stems) -> reverb on melody and
- * chords -> fade in/out -> stem level guard.
+ * Flow: mg_compose -> per score stem, every note through its family's voice into a mono
+ * buffer at 24 kHz (piano: a filtered struck-string spectrum; electric piano: FM; guitar,
+ * harp, pizzicato: Karplus-Strong; lead: additive; strings: a bowed ensemble; pad: a
+ * detuned pair; bass: FM; drums: GM percussion keys onto synthesised kit pieces) -> room
+ * reverb (amount by family) -> fade in 5 ms, fade out after the last onset -> stem level
+ * -> mix peak guard.
+ * Deterministic in the spec: noise comes from a generator seeded by spec->seed per stem.
  */
 #include "render.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "../common/emotion.h"
 #include "../common/util.h"
+#include "../composer/composer.h"
 
 #define S_RATE 24000
-#define S_TAB 4096 /* wavetable length (power of two) */
-#define S_STEM_RMS 0.12 /* every stem's level before its mix gain (about -18 dBFS) */
+#define S_TAB_BITS 12
+#define S_TAB (1 << S_TAB_BITS) /* wavetable length; phases are 32-bit fixed point */
+#define S_MIPS 7               /* band-limited tables per timbre: 64, 32, ... 1 harmonics */
+#define S_KS_MAX 4096           /* longest Karplus-Strong loop: 24000 / 4096 = 5.9 Hz */
+#define S_STEM_RMS 0.12         /* a stem's level while it plays, at velocity 100 (about -18 dBFS) */
+#define S_MIX_PEAK 0.90         /* the pipeline's mixdown (mono or either stereo side) stays under this */
 
-enum { S_MELODY, S_CHORDS, S_BASS, S_DRUMS, S_NSTEMS };
-static const char *const s_stem_names[S_NSTEMS] = {"melody", "chords", "bass", "drums"};
-/* Mix balance: the pipeline applies gain and pan; levels are set by ear. */
-static const float s_stem_gain[S_NSTEMS] = {0.80f, 0.65f, 0.85f, 0.70f};
-static const float s_stem_pan[S_NSTEMS] = {0.15f, -0.15f, 0.0f, 0.0f};
+#define S_ID "mg-sketch-synth 0.2 composer " MG_COMPOSER_VERSION
 
-/* ---- deterministic randomness ------------------------------------------------------ */
+/* ---- voices ------------------------------------------------------------------------- */
 
-typedef struct { uint64_t s; } s_rng_t;
+typedef enum {
+    S_V_PIANO, S_V_EPIANO, S_V_PLUCK, S_V_LEAD, S_V_STRINGS, S_V_PAD, S_V_BASS, S_V_DRUMS
+} s_voice_t;
 
-static uint64_t s_rng_next(s_rng_t *r) /* splitmix64 */
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double s_rng_unit(s_rng_t *r) { return (double)(s_rng_next(r) >> 11) * 0x1.0p-53; }
-static int s_rng_int(s_rng_t *r, int n) { return (int)(s_rng_next(r) % (uint64_t)n); }
-static float s_rng_noise(s_rng_t *r) { return (float)(s_rng_unit(r) * 2.0 - 1.0); }
-
-/* ---- music theory ------------------------------------------------------------------ */
-
-static const int s_major[7] = {0, 2, 4, 5, 7, 9, 11};
-static const int s_minor[7] = {0, 2, 3, 5, 7, 8, 10};
-static const char *const s_note_names[12] = {"C", "C#", "D", "Eb", "E", "F",
-                                             "F#", "G", "Ab", "A", "Bb", "B"};
-
-/* Four-bar progressions as 0-based scale degrees. In minor, degree 4 is played as a major
- * V (raised leading tone), the usual cadence. */
-static const int s_prog_major[][4] = {{0, 4, 5, 3}, {0, 5, 3, 4}, {5, 3, 0, 4},
-                                      {0, 3, 5, 4}, {0, 3, 0, 4}, {0, 2, 3, 4}};
-static const int s_prog_minor[][4] = {{0, 5, 2, 6}, {0, 3, 6, 2}, {0, 5, 3, 4},
-                                      {0, 6, 5, 6}, {0, 3, 4, 0}, {0, 5, 6, 4}};
-static const char *const s_roman_major[7] = {"I", "ii", "iii", "IV", "V", "vi", "vii°"};
-static const char *const s_roman_minor[7] = {"i", "ii°", "III", "iv", "V", "VI", "VII"};
-
-typedef struct { int onset, len; } s_hit_t; /* in eighth notes within a bar */
-typedef struct { s_hit_t h[6]; int n; } s_rhythm_t;
-
-/* One-bar melody rhythms, sparse to busy, and phrase-ending bars (a long last note). */
-static const s_rhythm_t s_rhythms[] = {
-    {{{0, 4}, {4, 2}, {6, 2}}, 3},
-    {{{0, 2}, {2, 2}, {4, 4}}, 3},
-    {{{0, 2}, {2, 2}, {4, 2}, {6, 2}}, 4},
-    {{{0, 3}, {3, 1}, {4, 4}}, 3},
-    {{{0, 3}, {3, 3}, {6, 2}}, 3},
-    {{{1, 1}, {2, 2}, {4, 3}}, 3},
-    {{{0, 2}, {2, 1}, {3, 1}, {4, 4}}, 4},
-    {{{0, 1}, {1, 1}, {2, 2}, {4, 2}, {6, 2}}, 5},
-};
-static const s_rhythm_t s_endings[] = {
-    {{{0, 2}, {2, 2}, {4, 4}}, 3},
-    {{{0, 4}, {4, 4}}, 2},
-    {{{0, 2}, {2, 6}}, 2},
-    {{{0, 3}, {3, 5}}, 2},
+/* Room reverb per voice: sustained families sit further back, bass stays dry. */
+static const float s_voice_wet[] = {
+    [S_V_PIANO] = 0.25f, [S_V_EPIANO] = 0.25f, [S_V_PLUCK] = 0.22f, [S_V_LEAD] = 0.28f,
+    [S_V_STRINGS] = 0.38f, [S_V_PAD] = 0.40f, [S_V_BASS] = 0.0f, [S_V_DRUMS] = 0.10f,
 };
 
-typedef enum { S_TIMBRE_EPIANO, S_TIMBRE_BELL, S_TIMBRE_LEAD, S_TIMBRE_PLUCK } s_timbre_t;
-static const char *const s_timbre_names[] = {"electric piano", "bell", "soft lead", "pluck"};
-
-/* A two-bar motif: rhythm of each bar and one contour step (scale degrees) per note. */
-typedef struct {
-    s_rhythm_t bar[2];
-    int step[2][6];
-} s_motif_t;
-
-/* Everything decided before the first sample. */
-typedef struct {
-    double valence, arousal;
-    int bpm;
-    int tonic;        /* pitch class 0..11 */
-    int minor;
-    int prog;         /* index into s_prog_major / s_prog_minor */
-    s_timbre_t timbre;
-    s_motif_t motif[2];
-    int density;      /* 0 calm .. 2 busy: chord, bass and drum patterns */
-    char key_name[32];
-    char progression[48];
-} s_plan_t;
-
-/* Parses "D minor", "F# major", "bb", "Am", "C" (major). Returns 0 with the tonic and
- * *minor (-1 when the mode word is absent or unknown), or -1 when there is no tonic. */
-static int s_parse_key(const char *key, int *tonic, int *minor)
+/* The voice for a score stem: its family, refined by GM program where one family holds
+ * instruments that are played differently (pizzicato and harp are plucked, GM 4 is an
+ * electric piano). */
+static s_voice_t s_voice_for(const mg_score_stem_t *st)
 {
-    while (*key == ' ') key++;
-    static const int base[7] = {9, 11, 0, 2, 4, 5, 7}; /* A..G */
-    int c = toupper((unsigned char)*key);
-    if (c < 'A' || c > 'G') return -1;
-    int pc = base[c - 'A'];
-    key++;
-    if (*key == '#') { pc++; key++; }
-    else if (*key == 'b') { pc--; key++; }
-    while (*key == ' ') key++;
-    *tonic = (pc + 12) % 12;
-    *minor = -1;
-    if (!*key) return 0;
-    if (!strcasecmp(key, "minor") || !strcasecmp(key, "min") || !strcmp(key, "m") ||
-        !strcasecmp(key, "aeolian"))
-        *minor = 1;
-    else if (!strcasecmp(key, "major") || !strcasecmp(key, "maj") || !strcasecmp(key, "ionian"))
-        *minor = 0;
-    return 0;
-}
-
-/* Mean valence / arousal of the spec's known emotion tags; a gentle, mildly positive
- * default when none is known. Returns how many tags were found. */
-static int s_emotions(const char *list, double *valence, double *arousal)
-{
-    double v = 0.0, a = 0.0;
-    int n = 0;
-    char buf[sizeof ((mg_render_spec_t *)0)->emotions];
-    mg_strlcpy(buf, list, sizeof buf);
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        while (*t == ' ') t++;
-        char *e = t + strlen(t);
-        while (e > t && e[-1] == ' ') *--e = '\0';
-        const mg_emotion_t *em = *t ? mg_emotion_find(t) : NULL;
-        if (!em) continue;
-        v += em->valence;
-        a += em->arousal;
-        n++;
+    if (st->is_drum) return S_V_DRUMS;
+    switch (st->family) {
+    case MG_FAMILY_PIANO: return st->program == 4 ? S_V_EPIANO : S_V_PIANO;
+    case MG_FAMILY_GUITAR: return S_V_PLUCK;
+    case MG_FAMILY_STRINGS: return st->program == 45 || st->program == 46 ? S_V_PLUCK : S_V_STRINGS;
+    case MG_FAMILY_BASS: return S_V_BASS;
+    case MG_FAMILY_LEAD: return S_V_LEAD;
+    case MG_FAMILY_PAD: return S_V_PAD;
+    case MG_FAMILY_DRUMS: return S_V_DRUMS;
+    default: return S_V_LEAD;
     }
-    *valence = n ? v / n : 0.3;
-    *arousal = n ? a / n : 0.0;
-    return n;
 }
-
-/* The instrument list may name the lead timbre; otherwise arousal and the seed do. */
-static s_timbre_t s_pick_timbre(const char *instruments, double arousal, s_rng_t *rng)
-{
-    static const struct { const char *word; s_timbre_t t; } map[] = {
-        {"piano", S_TIMBRE_EPIANO}, {"keys", S_TIMBRE_EPIANO},   {"rhodes", S_TIMBRE_EPIANO},
-        {"bell", S_TIMBRE_BELL},    {"glock", S_TIMBRE_BELL},    {"celesta", S_TIMBRE_BELL},
-        {"marimba", S_TIMBRE_BELL}, {"vibraphone", S_TIMBRE_BELL}, {"mallet", S_TIMBRE_BELL},
-        {"flute", S_TIMBRE_LEAD},   {"lead", S_TIMBRE_LEAD},     {"synth", S_TIMBRE_LEAD},
-        {"violin", S_TIMBRE_LEAD},  {"whistle", S_TIMBRE_LEAD},  {"guitar", S_TIMBRE_PLUCK},
-        {"harp", S_TIMBRE_PLUCK},   {"pluck", S_TIMBRE_PLUCK},   {"koto", S_TIMBRE_PLUCK},
-    };
-    int pick = s_rng_int(rng, 2); /* drawn always, so the stream does not depend on the list */
-    char low[512];
-    size_t i = 0;
-    for (; instruments[i] && i + 1 < sizeof low; i++)
-        low[i] = (char)tolower((unsigned char)instruments[i]);
-    low[i] = '\0';
-    for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
-        if (strstr(low, map[k].word)) return map[k].t;
-    if (arousal > 0.3) return pick ? S_TIMBRE_PLUCK : S_TIMBRE_LEAD;
-    if (arousal < -0.2) return pick ? S_TIMBRE_BELL : S_TIMBRE_EPIANO;
-    return pick ? S_TIMBRE_EPIANO : S_TIMBRE_PLUCK;
-}
-
-static void s_make_motif(s_motif_t *m, int density, s_rng_t *rng)
-{
-    /* Calm music draws from the sparse end of the rhythm table, busy music from all. */
-    int nr = (int)(sizeof s_rhythms / sizeof s_rhythms[0]);
-    int hi = density == 0 ? 5 : density == 1 ? 7 : nr;
-    m->bar[0] = s_rhythms[s_rng_int(rng, hi)];
-    m->bar[1] = s_endings[s_rng_int(rng, (int)(sizeof s_endings / sizeof s_endings[0]))];
-    static const int steps[] = {-2, -1, -1, 0, 1, 1, 1, 2, 2, -3, 3};
-    for (int b = 0; b < 2; b++)
-        for (int i = 0; i < 6; i++) m->step[b][i] = steps[s_rng_int(rng, 11)];
-}
-
-static void s_plan(const mg_render_spec_t *spec, s_rng_t *rng, s_plan_t *p)
-{
-    memset(p, 0, sizeof *p);
-    s_emotions(spec->emotions, &p->valence, &p->arousal);
-    double jitter = s_rng_unit(rng) * 6.0 - 3.0;
-    if (spec->tempo_bpm > 0)
-        p->bpm = (int)lround(spec->tempo_bpm);
-    else
-        p->bpm = (int)lround(72.0 + (p->arousal + 1.0) * 0.5 * 60.0 + jitter);
-    if (p->bpm < 20) p->bpm = 20; /* the job-file limits */
-    if (p->bpm > 300) p->bpm = 300;
-
-    static const int keys[] = {0, 2, 3, 4, 5, 7, 9, 10}; /* C D Eb E F G A Bb */
-    int tonic = keys[s_rng_int(rng, 8)];
-    double coin = s_rng_unit(rng);
-    int minor = p->valence < -0.1 ? 1 : p->valence > 0.1 ? 0 : coin < 0.5;
-    int kt, km;
-    if (spec->key[0] && s_parse_key(spec->key, &kt, &km) == 0) {
-        tonic = kt;
-        if (km >= 0) minor = km;
-    }
-    p->tonic = tonic;
-    p->minor = minor;
-    snprintf(p->key_name, sizeof p->key_name, "%s %s", s_note_names[tonic],
-             minor ? "minor" : "major");
-
-    p->prog = s_rng_int(rng, 6);
-    const int *pr = minor ? s_prog_minor[p->prog] : s_prog_major[p->prog];
-    const char *const *roman = minor ? s_roman_minor : s_roman_major;
-    snprintf(p->progression, sizeof p->progression, "%s-%s-%s-%s", roman[pr[0]], roman[pr[1]],
-             roman[pr[2]], roman[pr[3]]);
-
-    p->density = p->arousal < -0.25 ? 0 : p->arousal < 0.35 ? 1 : 2;
-    p->timbre = s_pick_timbre(spec->instruments, p->arousal, rng);
-    s_make_motif(&p->motif[0], p->density, rng);
-    s_make_motif(&p->motif[1], p->density, rng);
-}
-
-/* MIDI note of scale index idx (7 per octave) above the tonic at MIDI `base`. Over the
- * major V of a minor key (chord_degree 4) the seventh is raised to match the chord. */
-static int s_scale_midi(const s_plan_t *p, int base, int idx, int chord_degree)
-{
-    const int *sc = p->minor ? s_minor : s_major;
-    int oct = idx >= 0 ? idx / 7 : -((-idx + 6) / 7);
-    int deg = idx - oct * 7;
-    int raise = p->minor && chord_degree == 4 && deg == 6;
-    return base + 12 * oct + sc[deg] + raise;
-}
-
-static double s_midi_hz(double m) { return 440.0 * pow(2.0, (m - 69.0) / 12.0); }
-
-/* The three MIDI pitch classes (relative to tonic, 0..11) of the chord on degree d. */
-static void s_chord_pcs(const s_plan_t *p, int d, int pcs[3])
-{
-    const int *sc = p->minor ? s_minor : s_major;
-    for (int k = 0; k < 3; k++) pcs[k] = sc[(d + 2 * k) % 7];
-    if (p->minor && d == 4) pcs[1] = (pcs[1] + 1) % 12; /* major V */
-}
-
-/* ---- synthesis --------------------------------------------------------------------- */
 
 typedef struct {
-    const mg_render_spec_t *spec;
-    s_plan_t plan;
-    s_rng_t rng;       /* musical choices made while rendering (voicings, accents) */
-    s_rng_t noise;     /* drum noise */
-    float *stem[S_NSTEMS];
     size_t frames;
-    double bar_s, beat_s;
-    int n_bars, final_bar, intro_bars;
-    int mel_idx;       /* melody scale index carried from note to note */
-    int voicing[3];    /* last chord voicing (MIDI), for voice leading */
+    uint32_t noise;            /* xorshift32: drum noise and pluck excitation */
     float sine[S_TAB + 1];
-    float pad[S_TAB + 1];
+    float pad[S_TAB + 1];      /* six harmonics rolling off as k^-1.4: soft */
+    float saw[S_MIPS][S_TAB + 1];   /* 1/k: strings, bright pads */
+    float piano[S_MIPS][S_TAB + 1]; /* sin(pi k b)/k, b = 0.12: a string struck near its end */
+    float ks[S_KS_MAX];        /* the Karplus-Strong loop, reused note after note */
 } s_synth_t;
 
-static inline float s_tab(const float *t, double phase)
+static inline float s_noise(s_synth_t *s)
 {
-    double x = (phase - floor(phase)) * S_TAB;
-    int i = (int)x;
-    float f = (float)(x - i);
+    uint32_t x = s->noise;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    s->noise = x;
+    return (float)(int32_t)x * (1.0f / 2147483648.0f);
+}
+
+/* Table lookup at a 32-bit phase (one cycle = 2^32), linearly interpolated. */
+static inline float s_osc(const float *t, uint32_t ph)
+{
+    uint32_t i = ph >> (32 - S_TAB_BITS);
+    float f = (float)(ph & ((1u << (32 - S_TAB_BITS)) - 1)) * (1.0f / (float)(1u << (32 - S_TAB_BITS)));
     return t[i] + f * (t[i + 1] - t[i]);
 }
 
-typedef struct { float a, d, s, r; } s_adsr_t; /* seconds, level, seconds */
+/* The table of a band-limited set whose harmonics all stay under 0.46 x the rate at hz. */
+static const float *s_mip(const float (*set)[S_TAB + 1], double hz)
+{
+    int j = 0;
+    while (j < S_MIPS - 1 && hz * (64 >> j) > 0.46 * S_RATE) j++;
+    return set[j];
+}
 
-/* Envelope at t seconds after note-on for a note held `gate` seconds. */
+static inline uint32_t s_inc(double hz) { return (uint32_t)(hz / S_RATE * 4294967296.0); }
+
+/* A phase offset of x cycles (phase modulation), wrapping like the accumulator. */
+static inline uint32_t s_cycles(float x) { return (uint32_t)(int64_t)(x * 4294967296.0f); }
+
+static double s_midi_hz(double m) { return 440.0 * pow(2.0, (m - 69.0) / 12.0); }
+
+/* Velocity to amplitude: (v/127)^1.5, about 26 dB from velocity 17 to 127. */
+static float s_vel_amp(int vel) { return powf((float)vel / 127.0f, 1.5f); }
+
+/* Per-sample factor of an exponential decay with time constant tau seconds. */
+static float s_decay(double tau) { return (float)exp(-1.0 / (tau * S_RATE)); }
+
+/* Sample range [a, b) of a sound starting at t0 seconds and lasting len seconds, clipped
+ * to the stem. Returns 0 when nothing of it is inside. */
+static int s_span(const s_synth_t *s, double t0, double len, size_t *a, size_t *b)
+{
+    double st = floor(t0 * S_RATE + 0.5), en = st + ceil(len * S_RATE);
+    if (st < 0.0) st = 0.0;
+    if (st >= (double)s->frames) return 0;
+    *a = (size_t)st;
+    *b = en > (double)s->frames ? s->frames : (size_t)en;
+    return *b > *a;
+}
+
+typedef struct { float a, d, s, r; } s_adsr_t; /* seconds, seconds, level, seconds */
+
+/* Envelope at t seconds after note-on for a note held gate seconds. */
 static inline float s_adsr(const s_adsr_t *e, float t, float gate)
 {
-    float lv;
-    float tt = t < gate ? t : gate;
+    float lv, tt = t < gate ? t : gate;
     if (tt < e->a) lv = tt / e->a;
     else if (tt < e->a + e->d) lv = 1.0f - (1.0f - e->s) * (tt - e->a) / e->d;
     else lv = e->s;
@@ -291,347 +140,486 @@ static inline float s_adsr(const s_adsr_t *e, float t, float gate)
     return lv;
 }
 
-/* Sample range [start, end) of a note starting at t0 seconds, held gate seconds, with a
- * release tail; clipped to the stem. Returns 0 when nothing is audible. */
-static int s_span(const s_synth_t *s, double t0, double gate, double tail, size_t *a, size_t *b)
+/* Piano (GM 0, 1 and the mallets the composer maps there): the spectrum of a string
+ * struck near its end through two one-pole low-passes whose cutoff falls after the hammer
+ * (harder notes start brighter), a prompt then a long decay (lower strings ring longer),
+ * a slightly sharp second partial for a piano's stretched overtones, a hammer tick; the
+ * damper stops the note at its end. */
+static void s_piano(s_synth_t *s, float *out, double t0, double gate, int midi, int vel, int program)
 {
-    double st = t0 * S_RATE, en = (t0 + gate + tail) * S_RATE;
-    if (st >= (double)s->frames) return 0;
-    *a = (size_t)st;
-    *b = en > (double)s->frames ? s->frames : (size_t)en;
-    return *b > *a;
-}
-
-static void s_note_melody(s_synth_t *s, double t0, double gate, int midi, float vel)
-{
-    static const s_adsr_t env[] = {
-        {0.004f, 0.60f, 0.35f, 0.30f}, /* epiano */
-        {0.002f, 0.90f, 0.15f, 0.60f}, /* bell */
-        {0.045f, 0.20f, 0.80f, 0.18f}, /* lead */
-        {0.002f, 0.35f, 0.25f, 0.20f}, /* pluck */
-    };
-    const s_adsr_t *e = &env[s->plan.timbre];
+    const double rel = 0.10;
     size_t a, b;
-    if (!s_span(s, t0, gate, e->r, &a, &b)) return;
-    double f = s_midi_hz(midi), dt = 1.0 / S_RATE;
-    double ph = 0.0, phm = 0.0;
-    float *out = s->stem[S_MELODY];
+    if (!s_span(s, t0, gate + 5.0 * rel, &a, &b)) return;
+    double f = s_midi_hz(midi);
+    double tau2 = 2.2 * pow(2.0, (60.0 - midi) / 20.0);
+    if (tau2 < 0.5) tau2 = 0.5;
+    if (tau2 > 6.0) tau2 = 6.0;
+    float v = (float)vel / 127.0f, amp = 0.5f * s_vel_amp(vel);
+    const float *tab = s_mip(s->piano, f);
+    /* cutoff above the fundamental: (1 + bw) f falling to f, plus 300 Hz */
+    float bw = 3.0f + 14.0f * v + (program == 1 ? 5.0f : 0.0f), ebw = 1.0f, dbw = s_decay(0.30);
+    float e1 = 0.5f, e2 = 0.5f, eh = 0.12f, d1 = s_decay(0.18), d2 = s_decay(tau2);
+    float dh = s_decay(0.4), dr = s_decay(rel), dk = s_decay(0.0015), ek = 0.25f * v;
+    uint32_t ph = 0, ph2 = 0, inc = s_inc(f), inc2 = s_inc(2.0023 * f);
+    size_t gate_i = a + (size_t)(gate * S_RATE), att = (size_t)(0.002 * S_RATE);
+    float rl = 1.0f, lp1 = 0.0f, lp2 = 0.0f, c = 1.0f;
     for (size_t i = a; i < b; i++) {
-        float t = (float)((double)(i - a) * dt);
-        float env_v = s_adsr(e, t, (float)gate) * vel, y;
-        switch (s->plan.timbre) {
-        case S_TIMBRE_EPIANO: { /* FM 1:1, index falling: bright attack, mellow body */
-            float idx = 1.6f * expf(-t * 4.0f) + 0.25f;
-            y = s_tab(s->sine, ph + idx / (2.0 * M_PI) * s_tab(s->sine, ph)) +
-                0.12f * s_tab(s->sine, ph * 4.0) * expf(-t * 9.0f);
-            ph += f * dt;
-            break;
+        size_t k = i - a;
+        if ((k & 15) == 0) { /* the filter coefficient, every 16 samples */
+            double fc = f * (1.0 + bw * ebw) + 300.0;
+            c = fc >= 0.45 * S_RATE ? 1.0f : (float)(1.0 - exp(-2.0 * M_PI * fc / S_RATE));
         }
-        case S_TIMBRE_BELL: { /* FM 1:3.5, inharmonic partials fading fast */
-            float idx = 2.2f * expf(-t * 5.0f) + 0.1f;
-            y = s_tab(s->sine, ph + idx / (2.0 * M_PI) * s_tab(s->sine, phm));
-            ph += f * dt;
-            phm += 3.5 * f * dt;
-            break;
-        }
-        case S_TIMBRE_LEAD: { /* three harmonics with delayed vibrato */
-            float vib = 1.0f + 0.0045f * s_tab(s->sine, t * 5.3) * (t < 0.35f ? t / 0.35f : 1.0f);
-            y = s_tab(s->sine, ph) + 0.28f * s_tab(s->sine, 2.0 * ph) + 0.10f * s_tab(s->sine, 3.0 * ph);
-            ph += f * vib * dt;
-            break;
-        }
-        default: { /* pluck: upper harmonics die first */
-            y = 0.0f;
-            for (int k = 1; k <= 6; k++)
-                y += s_tab(s->sine, k * ph) * expf(-t * (1.5f + 2.2f * k)) / (float)k;
-            ph += f * dt;
-            break;
-        }
-        }
-        out[i] += 0.45f * env_v * y;
+        float x = s_osc(tab, ph) + ek * s_noise(s);
+        lp1 += c * (x - lp1);
+        lp2 += c * (lp1 - lp2);
+        float y = lp2 + eh * s_osc(s->sine, ph2);
+        float env = (e1 + e2) * rl * (k < att ? (float)k / (float)att : 1.0f);
+        out[i] += amp * env * y;
+        ph += inc;
+        ph2 += inc2;
+        e1 *= d1;
+        e2 *= d2;
+        eh *= dh;
+        ek *= dk;
+        ebw *= dbw;
+        if (i >= gate_i) rl *= dr;
     }
 }
 
-static void s_note_pad(s_synth_t *s, double t0, double gate, int midi, float vel, int stab)
+/* Electric piano (GM 4): FM 1:1 whose index falls after the strike, a bell-like tine at
+ * four times the pitch in the first 50 ms, a long decay; velocity brightens the strike. */
+static void s_epiano(s_synth_t *s, float *out, double t0, double gate, int midi, int vel)
 {
-    static const s_adsr_t pad = {0.25f, 0.6f, 0.75f, 0.45f};
-    static const s_adsr_t stb = {0.006f, 0.25f, 0.35f, 0.15f};
-    const s_adsr_t *e = stab ? &stb : &pad;
+    const double rel = 0.15;
     size_t a, b;
-    if (!s_span(s, t0, gate, e->r, &a, &b)) return;
-    double f = s_midi_hz(midi), dt = 1.0 / S_RATE;
-    /* two oscillators 5 cents apart: slow beating, a chorus-like width */
-    double f1 = f * 1.0028922, f2 = f / 1.0028922;
-    double p1 = s_rng_unit(&s->rng), p2 = s_rng_unit(&s->rng);
-    float *out = s->stem[S_CHORDS];
+    if (!s_span(s, t0, gate + 5.0 * rel, &a, &b)) return;
+    double tau2 = 2.8 * pow(2.0, (60.0 - midi) / 20.0);
+    if (tau2 < 0.5) tau2 = 0.5;
+    if (tau2 > 6.0) tau2 = 6.0;
+    float v = (float)vel / 127.0f, amp = 0.5f * s_vel_amp(vel);
+    float e1 = 0.5f, e2 = 0.5f, ei = 1.0f + 1.4f * v, eh = 0.14f;
+    float d1 = s_decay(0.25), d2 = s_decay(tau2), di = s_decay(0.30), dh = s_decay(0.05), dr = s_decay(rel);
+    uint32_t ph = 0, inc = s_inc(s_midi_hz(midi));
+    size_t gate_i = a + (size_t)(gate * S_RATE), att = (size_t)(0.002 * S_RATE);
+    float rl = 1.0f;
     for (size_t i = a; i < b; i++) {
-        float t = (float)((double)(i - a) * dt);
-        float y = s_tab(s->pad, p1) + s_tab(s->pad, p2);
-        out[i] += 0.16f * vel * s_adsr(e, t, (float)gate) * y;
-        p1 += f1 * dt;
-        p2 += f2 * dt;
+        size_t k = i - a;
+        float y = s_osc(s->sine, ph + s_cycles((ei + 0.25f) * 0.15915494f * s_osc(s->sine, ph)));
+        y += eh * s_osc(s->sine, 4u * ph);
+        float env = (e1 + e2) * rl * (k < att ? (float)k / (float)att : 1.0f);
+        out[i] += amp * env * y;
+        ph += inc;
+        e1 *= d1;
+        e2 *= d2;
+        ei *= di;
+        eh *= dh;
+        if (i >= gate_i) rl *= dr;
     }
 }
 
-static void s_note_bass(s_synth_t *s, double t0, double gate, int midi, float vel)
+/* Plucked strings (guitar, GM 24/25; pizzicato 45; harp 46): Karplus-Strong. A burst of
+ * filtered noise (brighter with velocity, comb-filtered at the plucking point) circulates
+ * in a loop of one period with a two-point average and a first-order allpass for the
+ * fractional part of the period; the loop gain sets the ring time. Released notes are
+ * damped in 40 ms (the harp rings on longer). */
+static void s_pluck(s_synth_t *s, float *out, double t0, double gate, int midi, int vel, int program)
 {
-    static const s_adsr_t e = {0.005f, 0.30f, 0.65f, 0.08f};
+    double f = s_midi_hz(midi), period = S_RATE / f;
+    while (period > S_KS_MAX - 2) period *= 0.5;
+    double d = period - 0.5; /* the average delays half a sample */
+    int n = (int)(d - 0.1);
+    if (n < 2) n = 2;
+    double frac = d - n;
+    float c = (float)((1.0 - frac) / (1.0 + frac));
+    double tau, rel;
+    float lp, pick;
+    float v = (float)vel / 127.0f;
+    switch (program) {
+    case 45: tau = 0.22; rel = 0.05; lp = 0.15f + 0.30f * v; pick = 0.5f; break;  /* pizzicato */
+    case 46: tau = 2.4; rel = 0.35; lp = 0.12f + 0.30f * v; pick = 0.0f; break;   /* harp */
+    case 24: tau = 1.6; rel = 0.04; lp = 0.15f + 0.45f * v; pick = 0.20f; break;  /* nylon */
+    default: tau = 2.0; rel = 0.04; lp = 0.20f + 0.45f * v; pick = 0.12f; break;  /* steel */
+    }
+    tau *= pow(2.0, (48.0 - midi) / 24.0); /* higher strings ring shorter */
+    if (tau < 0.12) tau = 0.12;
     size_t a, b;
-    if (!s_span(s, t0, gate, e.r, &a, &b)) return;
-    double f = s_midi_hz(midi), dt = 1.0 / S_RATE, ph = 0.0;
-    float *out = s->stem[S_BASS];
+    if (!s_span(s, t0, gate + 5.0 * rel, &a, &b)) return;
+    float rho = (float)exp(-1.0 / (f * tau));
+    float *ks = s->ks, y = 0.0f, mean = 0.0f;
+    for (int k = 0; k < n; k++) {
+        y += lp * (s_noise(s) - y);
+        ks[k] = y;
+    }
+    int back = (int)(pick * n + 0.5f);
+    if (back > 0)
+        for (int k = n - 1; k >= back; k--) ks[k] -= ks[k - back];
+    double ss = 0.0;
+    for (int k = 0; k < n; k++) mean += ks[k];
+    mean /= (float)n;
+    for (int k = 0; k < n; k++) {
+        ks[k] -= mean;
+        ss += (double)ks[k] * ks[k];
+    }
+    float norm = ss > 0.0 ? (float)(0.7 / sqrt(ss / n)) : 0.0f;
+    float amp = 0.5f * s_vel_amp(vel) * norm, last = 0.0f, apx = 0.0f, apy = 0.0f, rl = 1.0f;
+    float dr = s_decay(rel);
+    size_t gate_i = a + (size_t)(gate * S_RATE);
+    int k = 0;
     for (size_t i = a; i < b; i++) {
-        float t = (float)((double)(i - a) * dt);
-        float idx = 0.9f * expf(-t * 12.0f) + 0.15f;
-        float y = s_tab(s->sine, ph + idx / (2.0 * M_PI) * s_tab(s->sine, ph)) +
-                  0.25f * s_tab(s->sine, 2.0 * ph);
-        out[i] += 0.55f * vel * s_adsr(&e, t, (float)gate) * y;
-        ph += f * dt;
+        float o = ks[k];
+        float avg = 0.5f * (o + last);
+        last = o;
+        float ap = c * avg + apx - c * apy;
+        apx = avg;
+        apy = ap;
+        ks[k] = ap * rho;
+        if (++k == n) k = 0;
+        out[i] += amp * rl * o;
+        if (i >= gate_i) rl *= dr;
     }
 }
 
-typedef enum { S_KICK, S_SNARE, S_HAT, S_OPEN_HAT, S_CRASH } s_drum_t;
+/* Leads (GM 80 square, 81 saw, 82 calliope/flute, 56 trumpet, 59 muted trumpet, 60 horn,
+ * 61 brass; anything else the soft lead): a few harmonics with delayed vibrato. Velocity
+ * brightens the upper harmonics; brass also brightens as its envelope opens. */
+typedef struct { int program; float h[6]; s_adsr_t env; float vib, breath; int brass; } s_lead_t;
+static const s_lead_t s_leads[] = {
+    {80, {1.0f, 0.0f, 0.33f, 0.0f, 0.20f, 0.0f}, {0.010f, 0.20f, 0.85f, 0.08f}, 0.004f, 0.0f, 0},
+    {81, {1.0f, 0.50f, 0.33f, 0.25f, 0.20f, 0.16f}, {0.010f, 0.20f, 0.85f, 0.10f}, 0.004f, 0.0f, 0},
+    {82, {1.0f, 0.12f, 0.05f, 0.0f, 0.0f, 0.0f}, {0.060f, 0.20f, 0.90f, 0.12f}, 0.005f, 0.05f, 0},
+    {56, {1.0f, 0.70f, 0.50f, 0.35f, 0.25f, 0.15f}, {0.030f, 0.15f, 0.85f, 0.08f}, 0.003f, 0.0f, 1},
+    {59, {1.0f, 0.45f, 0.20f, 0.10f, 0.05f, 0.0f}, {0.030f, 0.15f, 0.80f, 0.08f}, 0.003f, 0.0f, 1},
+    {60, {1.0f, 0.40f, 0.15f, 0.06f, 0.02f, 0.0f}, {0.060f, 0.20f, 0.85f, 0.15f}, 0.002f, 0.0f, 1},
+    {61, {1.0f, 0.60f, 0.40f, 0.25f, 0.15f, 0.10f}, {0.040f, 0.20f, 0.85f, 0.12f}, 0.002f, 0.0f, 1},
+    {-1, {1.0f, 0.28f, 0.10f, 0.0f, 0.0f, 0.0f}, {0.045f, 0.20f, 0.80f, 0.18f}, 0.0045f, 0.0f, 0},
+};
 
-static void s_drum(s_synth_t *s, double t0, s_drum_t kind, float vel)
+static void s_lead(s_synth_t *s, float *out, double t0, double gate, int midi, int vel, int program)
 {
-    static const float len_s[] = {0.40f, 0.28f, 0.07f, 0.35f, 1.6f};
+    const s_lead_t *L = &s_leads[sizeof s_leads / sizeof s_leads[0] - 1];
+    for (size_t k = 0; k + 1 < sizeof s_leads / sizeof s_leads[0]; k++)
+        if (s_leads[k].program == program) L = &s_leads[k];
     size_t a, b;
-    if (!s_span(s, t0, len_s[kind], 0.0, &a, &b)) return;
-    float *out = s->stem[S_DRUMS];
-    double dt = 1.0 / S_RATE, ph = 0.0;
+    if (!s_span(s, t0, gate + L->env.r, &a, &b)) return;
+    double f = s_midi_hz(midi);
+    int kmax = 6;
+    while (kmax > 1 && kmax * f > 0.45 * S_RATE) kmax--;
+    float v = (float)vel / 127.0f, bright = 0.55f + 0.45f * v, amp = 0.30f * s_vel_amp(vel);
+    float w[6];
+    for (int k = 0; k < 6; k++) w[k] = k < kmax ? L->h[k] * powf(bright, (float)k) : 0.0f;
+    uint32_t ph = 0, vph = 0, inc = s_inc(f), vinc = s_inc(5.3);
+    float dt = 1.0f / S_RATE, gt = (float)gate;
     float prev = 0.0f;
     for (size_t i = a; i < b; i++) {
-        float t = (float)((double)(i - a) * dt), y;
+        float t = (float)(i - a) * dt;
+        float env = s_adsr(&L->env, t, gt);
+        float y = 0.0f;
+        if (L->brass) { /* the upper harmonics follow the envelope: a brassy opening */
+            float o = 0.35f + 0.65f * env;
+            float ok = 1.0f;
+            for (int k = 0; k < kmax; k++, ok *= o) y += w[k] * ok * s_osc(s->sine, (uint32_t)(k + 1) * ph);
+        } else {
+            for (int k = 0; k < kmax; k++)
+                if (w[k] != 0.0f) y += w[k] * s_osc(s->sine, (uint32_t)(k + 1) * ph);
+        }
+        if (L->breath > 0.0f) { /* a little air on a flute: differenced noise */
+            float nz = s_noise(s);
+            y += L->breath * (nz - prev);
+            prev = nz;
+        }
+        out[i] += amp * env * y;
+        float vib = 1.0f + L->vib * s_osc(s->sine, vph) * (t < 0.35f ? t / 0.35f : 1.0f);
+        ph += (uint32_t)(inc * vib);
+        vph += vinc;
+    }
+}
+
+/* Bowed strings (violin 40, cello 42, ensembles 48/49): a band-limited saw through a
+ * one-pole low-pass opened by velocity; solos are one oscillator with delayed vibrato, an
+ * ensemble three, 7 cents apart, each with its own vibrato phase. The bow's attack is
+ * slower for the slow ensemble (49) and quicker when played harder. */
+static void s_strings(s_synth_t *s, float *out, double t0, double gate, int midi, int vel, int program)
+{
+    int solo = program == 40 || program == 42;
+    float v = (float)vel / 127.0f;
+    float att = (solo ? 0.08f : program == 49 ? 0.30f : 0.15f) * (1.3f - 0.6f * v);
+    s_adsr_t e = {att, 0.3f, 0.9f, solo ? 0.15f : 0.30f};
+    size_t a, b;
+    if (!s_span(s, t0, gate + e.r, &a, &b)) return;
+    double f = s_midi_hz(midi);
+    const float *tab = s_mip(s->saw, f * 1.01);
+    double fc = 3.0 * f + 1200.0 + 2500.0 * v;
+    float c = fc >= 0.45 * S_RATE ? 1.0f : (float)(1.0 - exp(-2.0 * M_PI * fc / S_RATE));
+    float amp = 0.30f * s_vel_amp(vel), lp = 0.0f;
+    int nosc = solo ? 1 : 3;
+    static const double detune[3] = {1.0, 1.0040514, 0.9959650}; /* 0, +7, -7 cents */
+    uint32_t ph[3], inc[3], vph[3], vinc = s_inc(5.5);
+    for (int k = 0; k < 3; k++) {
+        ph[k] = (uint32_t)k * 0x55555555u;
+        vph[k] = (uint32_t)k * 0x4F1BBCDCu;
+        inc[k] = s_inc(f * detune[k]);
+    }
+    float dt = 1.0f / S_RATE, gt = (float)gate, depth = solo ? 0.0035f : 0.0025f;
+    float norm = amp / sqrtf((float)nosc);
+    for (size_t i = a; i < b; i++) {
+        float t = (float)(i - a) * dt;
+        float y = 0.0f, ramp = t < 0.25f ? t / 0.25f : 1.0f;
+        for (int k = 0; k < nosc; k++) {
+            y += s_osc(tab, ph[k]);
+            ph[k] += (uint32_t)(inc[k] * (1.0f + depth * ramp * s_osc(s->sine, vph[k])));
+            vph[k] += vinc;
+        }
+        lp += c * (y - lp);
+        out[i] += norm * s_adsr(&e, t, gt) * lp;
+    }
+}
+
+/* Pads (GM 88-95, organ and choir included): two oscillators 5 cents apart, a slow swell
+ * (polysynth 90 speaks faster); the halo pad (94) is brighter, the choir (91) breathes
+ * with a slow vibrato. */
+static void s_pad(s_synth_t *s, float *out, double t0, double gate, int midi, int vel, int program)
+{
+    float v = (float)vel / 127.0f;
+    s_adsr_t e = {program == 90 ? 0.06f : 0.45f * (1.2f - 0.4f * v), 0.6f, 0.8f, 0.6f};
+    size_t a, b;
+    if (!s_span(s, t0, gate + e.r, &a, &b)) return;
+    double f = s_midi_hz(midi);
+    float bright = program == 94 || program == 90 ? 0.3f : 0.0f;
+    const float *saw = s_mip(s->saw, f * 1.003);
+    float depth = program == 91 ? 0.004f : 0.0f, amp = 0.22f * s_vel_amp(vel);
+    uint32_t p1 = 0, p2 = 0x6A09E667u, vph = 0, vinc = s_inc(4.8);
+    uint32_t i1 = s_inc(f * 1.0028922), i2 = s_inc(f / 1.0028922);
+    float dt = 1.0f / S_RATE, gt = (float)gate;
+    for (size_t i = a; i < b; i++) {
+        float t = (float)(i - a) * dt;
+        float y = (1.0f - bright) * (s_osc(s->pad, p1) + s_osc(s->pad, p2)) +
+                  bright * (s_osc(saw, p1) + s_osc(saw, p2));
+        out[i] += amp * s_adsr(&e, t, gt) * y;
+        float vib = depth != 0.0f ? 1.0f + depth * s_osc(s->sine, vph) : 1.0f;
+        p1 += (uint32_t)(i1 * vib);
+        p2 += (uint32_t)(i2 * vib);
+        vph += vinc;
+    }
+}
+
+/* Bass (GM 32-39): FM 1:1 with a quick index fall (the finger or pick on the string) and
+ * a slow decay under the sustain; pick (34) and synth bass (38) are brighter, sub bass
+ * (39) nearly a sine. */
+static void s_bass(s_synth_t *s, float *out, double t0, double gate, int midi, int vel, int program)
+{
+    const double rel = 0.08;
+    size_t a, b;
+    if (!s_span(s, t0, gate + 4.0 * rel, &a, &b)) return;
+    float v = (float)vel / 127.0f;
+    float idx0 = program == 34 ? 1.6f : program == 38 ? 1.4f : program == 39 ? 0.15f : 0.9f;
+    float idx_floor = program == 38 ? 0.6f : program == 39 ? 0.05f : 0.15f;
+    idx0 *= 0.6f + 0.6f * v;
+    float amp = 0.55f * s_vel_amp(vel), ei = idx0, e1 = 0.35f, e2 = 0.65f, rl = 1.0f;
+    float di = s_decay(program == 34 ? 0.05 : 0.08), d1 = s_decay(0.12), d2 = s_decay(2.5);
+    float dr = s_decay(rel), h2 = program == 39 ? 0.1f : 0.25f;
+    uint32_t ph = 0, inc = s_inc(s_midi_hz(midi));
+    size_t gate_i = a + (size_t)(gate * S_RATE), att = (size_t)(0.005 * S_RATE);
+    for (size_t i = a; i < b; i++) {
+        size_t k = i - a;
+        float y = s_osc(s->sine, ph + s_cycles((ei + idx_floor) * 0.15915494f * s_osc(s->sine, ph))) +
+                  h2 * s_osc(s->sine, 2u * ph);
+        out[i] += amp * (e1 + e2) * rl * (k < att ? (float)k / (float)att : 1.0f) * y;
+        ph += inc;
+        ei *= di;
+        e1 *= d1;
+        e2 *= d2;
+        if (i >= gate_i) rl *= dr;
+    }
+}
+
+/* ---- drums -------------------------------------------------------------------------- */
+
+typedef enum {
+    S_KICK, S_SNARE, S_RIM, S_CLAP, S_HAT, S_PEDAL_HAT, S_OPEN_HAT, S_CRASH, S_RIDE, S_TOM,
+    S_TAMB, S_SHAKER, S_NOISE
+} s_drum_t;
+
+/* GM percussion key -> kit piece (tom pitch in *hz). */
+static s_drum_t s_drum_kind(int key, double *hz)
+{
+    switch (key) {
+    case 35: case 36: return S_KICK;
+    case 38: case 40: return S_SNARE;
+    case 37: return S_RIM;
+    case 39: return S_CLAP;
+    case 42: return S_HAT;
+    case 44: return S_PEDAL_HAT;
+    case 46: return S_OPEN_HAT;
+    case 49: case 52: case 55: case 57: return S_CRASH;
+    case 51: case 53: case 59: return S_RIDE;
+    case 41: case 43: case 45: case 47: case 48: case 50:
+        *hz = 75.0 * pow(2.0, (key - 41) / 6.6); /* low floor tom 75 Hz .. high tom 190 Hz */
+        return S_TOM;
+    case 54: return S_TAMB;
+    case 69: case 70: return S_SHAKER;
+    default: return S_NOISE;
+    }
+}
+
+/* Six square waves at the TR-808 cymbal ratios: the metallic part of hats and cymbals. */
+typedef struct { uint32_t ph[6], inc[6]; } s_metal_t;
+
+static void s_metal_init(s_metal_t *m, double scale)
+{
+    static const double hz[6] = {205.3, 304.4, 369.6, 522.7, 540.0, 800.0};
+    for (int k = 0; k < 6; k++) {
+        m->ph[k] = (uint32_t)k * 0x9E3779B9u;
+        m->inc[k] = s_inc(hz[k] * scale);
+    }
+}
+
+static inline float s_metal(s_metal_t *m)
+{
+    float y = 0.0f;
+    for (int k = 0; k < 6; k++) {
+        y += (m->ph[k] & 0x80000000u) ? 1.0f : -1.0f;
+        m->ph[k] += m->inc[k];
+    }
+    return y * (1.0f / 6.0f);
+}
+
+/* One hit of key at t0 with velocity vel, on kit program (25 is the TR-808: long kick;
+ * 40 brushes: a swishing snare). max_s cuts the sound (an open hat choked by the next
+ * closed one). */
+static void s_drum(s_synth_t *s, float *out, double t0, int key, int vel, int program, double max_s)
+{
+    double tom_hz = 100.0;
+    s_drum_t kind = s_drum_kind(key, &tom_hz);
+    int is808 = program == 25, brush = program == 40;
+    static const float len_s[] = {
+        [S_KICK] = 0.5f, [S_SNARE] = 0.35f, [S_RIM] = 0.08f, [S_CLAP] = 0.3f, [S_HAT] = 0.12f,
+        [S_PEDAL_HAT] = 0.10f, [S_OPEN_HAT] = 0.7f, [S_CRASH] = 2.2f, [S_RIDE] = 1.2f,
+        [S_TOM] = 0.6f, [S_TAMB] = 0.3f, [S_SHAKER] = 0.12f, [S_NOISE] = 0.12f,
+    };
+    double len = len_s[kind];
+    if (kind == S_KICK && is808) len = 1.0;
+    if (kind == S_SNARE && brush) len = 0.45;
+    if (len > max_s) len = max_s;
+    size_t a, b;
+    if (!s_span(s, t0, len, &a, &b)) return;
+    float v = (float)vel / 127.0f, amp = s_vel_amp(vel);
+    s_metal_t m;
+    s_metal_init(&m, kind == S_RIDE ? 1.25 : 1.8);
+    float dt = 1.0f / S_RATE;
+    float p1 = 0.0f, p2 = 0.0f, bp = 0.0f, lo = 0.0f; /* filter states */
+    uint32_t ph = 0, ph2 = 0;
+    float e1 = 1.0f, e2 = 1.0f, d1 = 1.0f, d2 = 1.0f;
+    switch (kind) {
+    case S_KICK: d1 = s_decay(is808 ? 0.45 : 0.20); break;
+    case S_SNARE: d1 = s_decay(brush ? 0.16 : 0.09); d2 = s_decay(0.05); break;
+    case S_RIM: d1 = s_decay(0.010); d2 = s_decay(0.006); break;
+    case S_CLAP: d1 = s_decay(0.07); break;
+    case S_HAT: d1 = s_decay(0.022); break;
+    case S_PEDAL_HAT: d1 = s_decay(0.016); break;
+    case S_OPEN_HAT: d1 = s_decay(0.16); break;
+    case S_CRASH: d1 = s_decay(0.60); break;
+    case S_RIDE: d1 = s_decay(0.45); d2 = s_decay(0.15); break;
+    case S_TOM: d1 = s_decay(fmin(0.35, 30.0 / tom_hz)); break; /* low toms ring longer */
+    case S_TAMB: d1 = s_decay(0.06); break;
+    case S_SHAKER: d1 = s_decay(0.035); break;
+    default: d1 = s_decay(0.03); break;
+    }
+    for (size_t i = a; i < b; i++) {
+        float t = (float)(i - a) * dt, y;
         switch (kind) {
-        case S_KICK: { /* sine with a falling pitch, a short click on top */
-            double f = 46.0 + 95.0 * exp(-t / 0.035);
-            y = 0.95f * s_tab(s->sine, ph) * expf(-t / 0.16f);
-            if (t < 0.002f) y += 0.2f * s_rng_noise(&s->noise);
-            ph += f * dt;
+        case S_KICK: { /* a sine falling in pitch, a click on top */
+            double f = is808 ? 45.0 + 60.0 * exp(-t / 0.05) : 48.0 + 110.0 * exp(-t / 0.03);
+            y = 1.0f * e1 * s_osc(s->sine, ph);
+            if (t < 0.003f) y += 0.3f * v * s_noise(s) * (1.0f - t / 0.003f);
+            ph += s_inc(f);
             break;
         }
-        case S_SNARE: {
-            float n = s_rng_noise(&s->noise);
-            float hp = n - prev; /* first difference: brighter noise */
-            prev = n;
-            y = 0.45f * hp * expf(-t / 0.07f) + 0.45f * s_tab(s->sine, ph) * expf(-t / 0.045f);
-            ph += 185.0 * dt;
+        case S_SNARE: { /* noise (differenced: bright) and a two-mode drum head */
+            float n = s_noise(s), hp = n - p1;
+            p1 = n;
+            if (brush) {
+                lo += 0.35f * (hp - lo);
+                float sw = t < 0.02f ? t / 0.02f : 1.0f;
+                y = 0.45f * lo * e1 * sw;
+            } else {
+                y = (0.30f + 0.25f * v) * hp * e1 +
+                    0.40f * e2 * (s_osc(s->sine, ph) + 0.6f * s_osc(s->sine, ph2));
+            }
+            ph += s_inc(185.0);
+            ph2 += s_inc(330.0);
             break;
         }
-        default: { /* hats and crash: differenced noise, different decays */
-            float n = s_rng_noise(&s->noise);
-            float hp = n - prev;
-            prev = n;
-            float tau = kind == S_HAT ? 0.022f : kind == S_OPEN_HAT ? 0.11f : 0.55f;
-            float g = kind == S_CRASH ? 0.22f : 0.20f;
-            y = g * hp * expf(-t / tau);
+        case S_RIM: { /* a woody click: two short modes and a tick of noise */
+            y = 0.9f * e1 * (s_osc(s->sine, ph) + 0.7f * s_osc(s->sine, ph2)) + 0.6f * e2 * s_noise(s);
+            ph += s_inc(520.0);
+            ph2 += s_inc(1240.0);
+            break;
+        }
+        case S_CLAP: { /* band-passed noise: three quick bursts, then the room */
+            float n = s_noise(s);
+            /* state-variable band-pass around 1.1 kHz */
+            const float fc = 0.2870f, q = 0.6f; /* 2 sin(pi 1100 / 24000) */
+            lo += fc * bp;
+            float hi = n - lo - q * bp;
+            bp += fc * hi;
+            float g;
+            if (t < 0.03f) {
+                float tb = fmodf(t, 0.01f);
+                g = expf(-tb / 0.004f);
+            } else {
+                g = e1 * 1.5f;
+            }
+            y = 1.3f * bp * g;
+            break;
+        }
+        case S_HAT: case S_PEDAL_HAT: case S_OPEN_HAT: case S_CRASH: case S_TAMB: case S_SHAKER: {
+            /* noise and metal, high-passed twice by differencing */
+            float mw = kind == S_CRASH ? 0.3f : kind == S_SHAKER ? 0.0f : kind == S_TAMB ? 0.25f : 0.5f;
+            float x = (1.0f - mw) * s_noise(s) + mw * s_metal(&m);
+            float h1 = x - p1;
+            p1 = x;
+            float h2 = h1 - p2;
+            p2 = h1;
+            /* levels against the kick (first 100 ms at equal velocity): a closed hat
+             * about 18 dB under it, the crash about 11 dB */
+            float g = kind == S_CRASH ? 0.20f : kind == S_PEDAL_HAT ? 0.26f : kind == S_SHAKER ? 0.22f
+                    : kind == S_TAMB ? 0.30f : kind == S_OPEN_HAT ? 0.24f : 0.34f;
+            float att = kind == S_SHAKER ? 0.008f : kind == S_CRASH ? 0.002f : 0.0005f;
+            y = g * (0.6f + 0.4f * v) * h2 * e1 * (t < att ? t / att : 1.0f);
+            if (kind == S_TAMB) y *= 0.7f + 0.3f * s_osc(s->sine, ph); /* the jingles' shimmer */
+            ph += s_inc(23.0);
+            break;
+        }
+        case S_RIDE: { /* metal ringing, a short wash of noise */
+            float x = 0.8f * s_metal(&m) * e1 + 0.5f * s_noise(s) * e2;
+            float h1 = x - p1;
+            p1 = x;
+            y = 0.42f * h1;
+            break;
+        }
+        case S_TOM: {
+            double f = tom_hz * (1.0 + 0.5 * exp(-t / 0.04));
+            y = 0.85f * e1 * s_osc(s->sine, ph);
+            if (t < 0.005f) y += 0.25f * s_noise(s) * (1.0f - t / 0.005f);
+            ph += s_inc(f);
+            break;
+        }
+        default: { /* any other percussion: a short, bright noise hit */
+            float n = s_noise(s);
+            y = 0.30f * (n - p1) * e1;
+            p1 = n;
             break;
         }
         }
+        e1 *= d1;
+        e2 *= d2;
         /* 1 ms fade at the cut so a truncated tail does not click */
         float cut = (float)(b - i) / (0.001f * S_RATE);
-        out[i] += vel * y * (cut < 1.0f ? cut : 1.0f);
+        out[i] += amp * y * (cut < 1.0f ? cut : 1.0f);
     }
 }
 
-/* ---- the arrangement, bar by bar ----------------------------------------------------- */
-
-static int s_bar_degree(const s_synth_t *s, int bar)
-{
-    if (bar >= s->final_bar) return 0;
-    if (bar == s->final_bar - 1 && s->n_bars >= 4) return 4; /* V - I cadence */
-    const int *pr = s->plan.minor ? s_prog_minor[s->plan.prog] : s_prog_major[s->plan.prog];
-    return pr[bar % 4];
-}
-
-/* Seconds from t0 to the end of the piece. */
-static double s_to_end(const s_synth_t *s, double t0) { return s->spec->duration_s - t0; }
-
-/* Nearest chord tone (as a scale index) to idx. */
-static int s_snap_chord(int idx, int degree)
-{
-    int best = idx, bd = 99;
-    for (int cand = idx - 3; cand <= idx + 3; cand++) {
-        int deg = ((cand % 7) + 7) % 7;
-        int rel = ((deg - degree) % 7 + 7) % 7;
-        if (rel != 0 && rel != 2 && rel != 4) continue;
-        int d = abs(cand - idx);
-        if (d < bd) { bd = d; best = cand; }
-    }
-    return best;
-}
-
-static void s_bar_melody(s_synth_t *s, int bar, double t0, int degree, int tonic_midi)
-{
-    const s_plan_t *p = &s->plan;
-    const int lo = 3, hi = 13; /* scale indices above tonic_midi: roughly a tenth */
-    if (bar < s->intro_bars) return;
-    if (bar >= s->final_bar) { /* last note: the tonic, held to the end */
-        if (bar == s->final_bar)
-            s_note_melody(s, t0, s_to_end(s, t0), s_scale_midi(p, tonic_midi, 7, 0), 0.9f);
-        return;
-    }
-    int rel = bar - s->intro_bars;
-    int section = rel / 8, in_phrase = rel % 4;
-    const s_motif_t *m = &p->motif[section % 2];
-    int half = in_phrase % 2;              /* bar 0 or 1 of the motif */
-    const s_rhythm_t *rh = &m->bar[half];
-    if (in_phrase == 0) /* each phrase starts on a chord tone near the middle */
-        s->mel_idx = s_snap_chord(7 + s_rng_int(&s->rng, 3) - 1, degree);
-    double eighth = s->beat_s / 2.0;
-    for (int k = 0; k < rh->n; k++) {
-        int idx = s->mel_idx;
-        if (!(in_phrase == 0 && k == 0)) idx += m->step[half][k] * (in_phrase >= 2 && half ? -1 : 1);
-        if (idx > hi) idx -= 3;
-        if (idx < lo) idx += 3;
-        int onset = rh->h[k].onset;
-        if (onset == 0 || onset == 4) idx = s_snap_chord(idx, degree);
-        /* the phrase's last note resolves to the chord root */
-        if (in_phrase == 3 && k == rh->n - 1) {
-            int root = degree;
-            while (root + 7 <= idx + 3) root += 7;
-            while (root > idx + 3) root -= 7;
-            idx = root < lo ? root + 7 : root;
-        }
-        s->mel_idx = idx;
-        double st = t0 + onset * eighth;
-        double gate = rh->h[k].len * eighth * 0.92;
-        float vel = (onset % 4 == 0 ? 0.95f : 0.78f) + 0.08f * (float)s_rng_unit(&s->rng);
-        s_note_melody(s, st, gate, s_scale_midi(p, tonic_midi, idx, degree), vel);
-    }
-}
-
-/* Voices the chord near the previous voicing (smallest total movement). */
-static void s_voice(s_synth_t *s, int degree, int tonic_midi, int out[3])
-{
-    int pcs[3];
-    s_chord_pcs(&s->plan, degree, pcs);
-    int best[3] = {0}, bestd = 1 << 30;
-    for (int inv = 0; inv < 3; inv++) {
-        for (int base = 52; base <= 64; base++) {
-            int v[3], ok = 1;
-            int bottom = (tonic_midi + pcs[inv]) % 12;
-            if ((base % 12) != bottom) continue;
-            v[0] = base;
-            for (int k = 1; k < 3; k++) {
-                int pc = (tonic_midi + pcs[(inv + k) % 3]) % 12;
-                int n = v[k - 1] + 1;
-                while (n % 12 != pc) n++;
-                v[k] = n;
-            }
-            if (v[2] > 76) ok = 0;
-            if (!ok) continue;
-            int d = abs(v[0] - s->voicing[0]) + abs(v[1] - s->voicing[1]) + abs(v[2] - s->voicing[2]);
-            if (d < bestd) {
-                bestd = d;
-                memcpy(best, v, sizeof best);
-            }
-        }
-    }
-    memcpy(out, best, sizeof best);
-    memcpy(s->voicing, best, sizeof best);
-}
-
-static void s_bar_chords(s_synth_t *s, int bar, double t0, int degree, int tonic_midi)
-{
-    if (bar > s->final_bar) return;
-    int v[3];
-    s_voice(s, degree, tonic_midi, v);
-    if (bar == s->final_bar) {
-        for (int k = 0; k < 3; k++) s_note_pad(s, t0, s_to_end(s, t0), v[k], 0.9f, 0);
-        return;
-    }
-    switch (s->plan.density) {
-    case 0: /* one sustained pad per bar */
-        for (int k = 0; k < 3; k++) s_note_pad(s, t0, s->bar_s * 0.98, v[k], 0.9f, 0);
-        break;
-    case 1: /* two half-note swells */
-        for (int h = 0; h < 2; h++)
-            for (int k = 0; k < 3; k++)
-                s_note_pad(s, t0 + h * 2 * s->beat_s, 2 * s->beat_s * 0.95, v[k], h ? 0.75f : 0.9f, 0);
-        break;
-    default: { /* syncopated stabs: 1, 2-and, 4 */
-        static const double at[] = {0.0, 1.5, 3.0};
-        for (int h = 0; h < 3; h++)
-            for (int k = 0; k < 3; k++)
-                s_note_pad(s, t0 + at[h] * s->beat_s, 0.6 * s->beat_s, v[k], h ? 0.8f : 1.0f, 1);
-        break;
-    }
-    }
-}
-
-static void s_bar_bass(s_synth_t *s, int bar, double t0, int degree, int tonic_midi)
-{
-    if (bar > s->final_bar) return;
-    const s_plan_t *p = &s->plan;
-    int pcs[3];
-    s_chord_pcs(p, degree, pcs);
-    int root = tonic_midi - 24 + pcs[0];
-    if (root < 33) root += 12;
-    int fifth = root + 7;
-    if (bar == s->final_bar) {
-        s_note_bass(s, t0, s_to_end(s, t0), root, 1.0f);
-        return;
-    }
-    double q = s->beat_s;
-    switch (p->density) {
-    case 0:
-        s_note_bass(s, t0, 4 * q * 0.95, root, 0.95f);
-        break;
-    case 1:
-        s_note_bass(s, t0, 2 * q * 0.9, root, 1.0f);
-        s_note_bass(s, t0 + 2 * q, 1.5 * q * 0.9, fifth, 0.85f);
-        s_note_bass(s, t0 + 3.5 * q, 0.5 * q * 0.9, root + 12, 0.75f);
-        break;
-    default: /* eighth-note drive, a fifth and an octave for motion */
-        for (int e = 0; e < 8; e++) {
-            int n = e == 6 ? fifth : e == 7 ? root + 12 : root;
-            s_note_bass(s, t0 + e * q / 2, q / 2 * 0.8, n, e % 2 ? 0.72f : 0.95f);
-        }
-        break;
-    }
-}
-
-static void s_bar_drums(s_synth_t *s, int bar, double t0)
-{
-    if (bar > s->final_bar) return;
-    double q = s->beat_s, e = q / 2;
-    if (bar == s->final_bar) {
-        s_drum(s, t0, S_KICK, 0.9f);
-        s_drum(s, t0, S_CRASH, 0.8f);
-        return;
-    }
-    if (bar < s->intro_bars) { /* intro: just a soft pulse */
-        for (int b = 0; b < 4; b++) s_drum(s, t0 + b * q, S_HAT, 0.5f);
-        return;
-    }
-    int fill = ((bar - s->intro_bars) % 8 == 7) && bar + 1 < s->final_bar;
-    switch (s->plan.density) {
-    case 0:
-        s_drum(s, t0, S_KICK, 0.8f);
-        s_drum(s, t0 + 2 * q, S_SNARE, 0.45f);
-        for (int b = 0; b < 4; b++) s_drum(s, t0 + b * q, S_HAT, b % 2 ? 0.45f : 0.6f);
-        break;
-    default:
-        s_drum(s, t0, S_KICK, 1.0f);
-        s_drum(s, t0 + 2 * q, S_KICK, 0.9f);
-        if (s->plan.density == 2) s_drum(s, t0 + 2.5 * q, S_KICK, 0.7f);
-        s_drum(s, t0 + q, S_SNARE, 0.8f);
-        if (!fill) s_drum(s, t0 + 3 * q, S_SNARE, 0.8f);
-        for (int k = 0; k < 8; k++) {
-            if (fill && k >= 6) continue;
-            int open = s->plan.density == 2 && k == 7;
-            float v = (k % 2 ? 0.5f : 0.75f) + 0.1f * (float)s_rng_unit(&s->rng);
-            s_drum(s, t0 + k * e, open ? S_OPEN_HAT : S_HAT, v);
-        }
-        if (fill) {
-            s_drum(s, t0 + 3 * q, S_SNARE, 0.6f);
-            s_drum(s, t0 + 3 * q + e, S_SNARE, 0.75f);
-            s_drum(s, t0 + 3 * q + 1.5 * e, S_SNARE, 0.9f);
-        }
-        break;
-    }
-}
+/* ---- the room, the ends, the levels ---------------------------------------------------- */
 
 /* Small Schroeder reverb (4 combs, 2 allpasses), mixed in place: it glues the dry notes
  * into a room. Delay lengths are Freeverb's, scaled to 24 kHz. 0, or -1 on OOM. */
@@ -680,10 +668,80 @@ static void s_fades(float *x, size_t n, double fade_s)
     }
 }
 
+/* Brings a stem to S_STEM_RMS while it plays (the mean square of its 100 ms blocks within
+ * 30 dB of its loudest, so rests and a late entry do not count), scaled by its mean
+ * velocity against 100: voices differ in loudness, the score's dynamics are kept. The
+ * peak stays under 0.95. */
+static void s_level(float *x, size_t n, double mean_vel)
+{
+    const size_t blk = S_RATE / 10;
+    double max_ms = 0.0;
+    float peak = 0.0f;
+    for (size_t i = 0; i < n; i += blk) {
+        size_t e = i + blk < n ? i + blk : n;
+        double ms = 0.0;
+        for (size_t j = i; j < e; j++) {
+            ms += (double)x[j] * x[j];
+            if (fabsf(x[j]) > peak) peak = fabsf(x[j]);
+        }
+        ms /= (double)(e - i);
+        if (ms > max_ms) max_ms = ms;
+    }
+    if (peak == 0.0f) return;
+    double sum = 0.0;
+    size_t nb = 0;
+    for (size_t i = 0; i < n; i += blk) {
+        size_t e = i + blk < n ? i + blk : n;
+        double ms = 0.0;
+        for (size_t j = i; j < e; j++) ms += (double)x[j] * x[j];
+        ms /= (double)(e - i);
+        if (ms >= max_ms * 1e-3) {
+            sum += ms;
+            nb++;
+        }
+    }
+    double target = S_STEM_RMS * s_vel_amp((int)lround(mean_vel)) / s_vel_amp(100);
+    double g = target / sqrt(sum / (double)nb);
+    if (g * peak > 0.95) g = 0.95 / peak;
+    for (size_t i = 0; i < n; i++) x[i] *= (float)g;
+}
+
+/* Scales every stem alike so that the pipeline's mixdown (mono: gain; stereo: gain and
+ * the constant-power pan law) peaks under S_MIX_PEAK. 0, or -1 on OOM. */
+static int s_mix_guard(mg_stem_t *st, int n_stems, size_t frames)
+{
+    float *g = malloc(3 * (size_t)n_stems * sizeof *g); /* mono, left, right per stem */
+    if (!g) return -1;
+    for (int k = 0; k < n_stems; k++) {
+        double pan = st[k].pan < -1.0f ? -1.0 : st[k].pan > 1.0f ? 1.0 : st[k].pan;
+        double th = (pan + 1.0) * M_PI / 4.0;
+        g[3 * k] = st[k].gain;
+        g[3 * k + 1] = (float)(st[k].gain * cos(th));
+        g[3 * k + 2] = (float)(st[k].gain * sin(th));
+    }
+    float peak = 0.0f;
+    for (size_t i = 0; i < frames; i++) {
+        float m = 0.0f, l = 0.0f, r = 0.0f;
+        for (int k = 0; k < n_stems; k++) {
+            float x = st[k].samples[i];
+            m += g[3 * k] * x;
+            l += g[3 * k + 1] * x;
+            r += g[3 * k + 2] * x;
+        }
+        m = fmaxf(fabsf(m), fmaxf(fabsf(l), fabsf(r)));
+        if (m > peak) peak = m;
+    }
+    free(g);
+    if (peak <= S_MIX_PEAK) return 0;
+    float sc = S_MIX_PEAK / peak;
+    for (int k = 0; k < n_stems; k++)
+        for (size_t i = 0; i < frames; i++) st[k].samples[i] *= sc;
+    return 0;
+}
+
 static void s_wavetables(s_synth_t *s)
 {
     for (int i = 0; i <= S_TAB; i++) s->sine[i] = (float)sin(2.0 * M_PI * i / S_TAB);
-    /* pad: six harmonics rolling off as k^-1.4, normalised to peak 1 */
     float peak = 0.0f;
     for (int i = 0; i <= S_TAB; i++) {
         double v = 0.0;
@@ -692,127 +750,164 @@ static void s_wavetables(s_synth_t *s)
         if (fabsf(s->pad[i]) > peak) peak = fabsf(s->pad[i]);
     }
     for (int i = 0; i <= S_TAB; i++) s->pad[i] /= peak;
+    /* The band-limited sets: table j holds 64 >> j harmonics; sin(kx) by the Chebyshev
+     * recurrence. All tables of a set share the richest one's normalisation, so that
+     * switching tables with pitch does not change the level. */
+    for (int set = 0; set < 2; set++) {
+        float (*t)[S_TAB + 1] = set ? s->piano : s->saw;
+        double amp[65];
+        for (int k = 1; k <= 64; k++) amp[k] = (set ? fabs(sin(M_PI * k * 0.12)) : 1.0) / k;
+        for (int i = 0; i <= S_TAB; i++) {
+            double x = 2.0 * M_PI * i / S_TAB, c2 = 2.0 * cos(x), s0 = 0.0, s1 = sin(x), acc = 0.0;
+            int next = 64 >> (S_MIPS - 1); /* harmonics in the poorest table */
+            int j = S_MIPS - 1;
+            for (int k = 1; k <= 64; k++) {
+                acc += amp[k] * s1;
+                double s2 = c2 * s1 - s0;
+                s0 = s1;
+                s1 = s2;
+                while (j >= 0 && k == next) { /* tables j.. hold harmonics 1..k */
+                    t[j][i] = (float)acc;
+                    j--;
+                    next = j >= 0 ? 64 >> j : 0;
+                }
+            }
+        }
+        float pk = 0.0f;
+        for (int i = 0; i <= S_TAB; i++) pk = fmaxf(pk, fabsf(t[0][i]));
+        for (int j = 0; j < S_MIPS; j++)
+            for (int i = 0; i <= S_TAB; i++) t[j][i] /= pk;
+    }
+}
+
+/* ---- the render ------------------------------------------------------------------------ */
+
+/* Plays every note of a score stem into out (s->frames samples, zeroed) with the stem's
+ * voice. Counts notes in *done and calls progress every step notes of total; returns 0,
+ * or -1 when progress asked for cancellation. */
+static int s_play_stem(s_synth_t *s, const mg_score_stem_t *st, float *out, int *done, int total,
+                       int step, mg_progress_fn progress, void *progress_ctx)
+{
+    s_voice_t voice = s_voice_for(st);
+    for (int j = 0; j < st->n_notes; j++) {
+        const mg_score_note_t *n = &st->notes[j];
+        switch (voice) {
+        case S_V_PIANO: s_piano(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
+        case S_V_EPIANO: s_epiano(s, out, n->start_s, n->duration_s, n->pitch, n->velocity); break;
+        case S_V_PLUCK: s_pluck(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
+        case S_V_LEAD: s_lead(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
+        case S_V_STRINGS: s_strings(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
+        case S_V_PAD: s_pad(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
+        case S_V_BASS: s_bass(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
+        case S_V_DRUMS: {
+            double max_s = 1e9;
+            if (n->pitch == 46) /* the next closed or pedal hat chokes an open one */
+                for (int q = j + 1; q < st->n_notes; q++)
+                    if (st->notes[q].pitch == 42 || st->notes[q].pitch == 44) {
+                        max_s = st->notes[q].start_s - n->start_s;
+                        break;
+                    }
+            s_drum(s, out, n->start_s, n->pitch, n->velocity, st->program, max_s);
+            break;
+        }
+        }
+        if (++*done % step == 0 && progress && progress(progress_ctx, 0.9 * *done / total) != 0) return -1;
+    }
+    return 0;
 }
 
 static int s_render(const mg_render_spec_t *spec, mg_progress_fn progress, void *progress_ctx,
                     mg_audio_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    if (!(spec->duration_s > 0.0) || spec->duration_s > MG_MAX_DURATION_S) {
-        snprintf(err, errlen, "synth: duration %.3f s out of range (0, %.0f]", spec->duration_s,
-                 MG_MAX_DURATION_S);
+    char cerr[256] = "";
+    mg_score_t *score = mg_compose(spec, cerr, sizeof cerr);
+    if (!score) {
+        snprintf(err, errlen, "synth: %s", cerr);
         return MG_RENDER_ERR_PERMANENT;
     }
+    int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems;
+    size_t frames = (size_t)llround(spec->duration_s * S_RATE);
+    if (frames == 0) frames = 1;
     s_synth_t *s = calloc(1, sizeof *s);
-    if (!s) {
+    mg_stem_t *stems = calloc((size_t)ns, sizeof *stems);
+    if (!s || !stems) {
         snprintf(err, errlen, "synth: out of memory");
-        return MG_RENDER_ERR_RETRYABLE;
+        goto done;
     }
-    int rc = MG_RENDER_ERR_RETRYABLE;
-    s->spec = spec;
-    s->frames = (size_t)llround(spec->duration_s * S_RATE);
-    if (s->frames == 0) s->frames = 1;
-    s_rng_t plan_rng = {spec->seed ^ 0x6D672D706C616E00ull}; /* "mg-plan" */
-    s->rng.s = spec->seed ^ 0x6D672D706C617900ull;            /* "mg-play" */
-    s->noise.s = spec->seed ^ 0x6D672D6E6F697365ull;          /* "mg-noise" */
-    s_plan(spec, &plan_rng, &s->plan);
+    s->frames = frames;
     s_wavetables(s);
-    for (int k = 0; k < S_NSTEMS; k++) {
-        s->stem[k] = calloc(s->frames, sizeof(float));
-        if (!s->stem[k]) {
-            snprintf(err, errlen, "synth: out of memory for %zu samples", s->frames);
+    int total = 0, done_notes = 0;
+    double last_onset = 0.0;
+    for (int k = 0; k < ns; k++) {
+        const mg_score_stem_t *st = &score->stems[k];
+        total += st->n_notes;
+        for (int j = 0; j < st->n_notes; j++)
+            if (st->notes[j].start_s > last_onset) last_onset = st->notes[j].start_s;
+        stems[k].samples = calloc(frames, sizeof(float));
+        if (!stems[k].samples) {
+            snprintf(err, errlen, "synth: out of memory for %d stems of %zu samples", ns, frames);
             goto done;
         }
+        mg_strlcpy(stems[k].name, st->name, sizeof stems[k].name);
+        stems[k].gain = (float)st->gain;
+        stems[k].pan = (float)st->pan;
     }
-    s->beat_s = 60.0 / s->plan.bpm;
-    s->bar_s = 4.0 * s->beat_s;
-    s->n_bars = (int)ceil(spec->duration_s / s->bar_s - 1e-9);
-    if (s->n_bars < 1) s->n_bars = 1;
-    /* The closing tonic goes on the last bar, or on the one before when the last would be
-     * cut to under half a bar; it rings to the end under the fade. */
-    double rem = spec->duration_s - (s->n_bars - 1) * s->bar_s;
-    s->final_bar = (rem < 0.5 * s->bar_s && s->n_bars >= 2) ? s->n_bars - 2 : s->n_bars - 1;
-    s->intro_bars = s->n_bars >= 8 ? 2 : 0;
-    s->voicing[0] = 60;
-    s->voicing[1] = 64;
-    s->voicing[2] = 67;
-    int tonic_midi = 60 + s->plan.tonic;
-    if (tonic_midi > 66) tonic_midi -= 12;
-
-    for (int bar = 0; bar <= s->final_bar; bar++) {
-        double t0 = bar * s->bar_s;
-        int degree = s_bar_degree(s, bar);
-        s_bar_melody(s, bar, t0, degree, tonic_midi);
-        s_bar_chords(s, bar, t0, degree, tonic_midi);
-        s_bar_bass(s, bar, t0, degree, tonic_midi);
-        s_bar_drums(s, bar, t0);
-        if (progress && progress(progress_ctx, 0.9 * (bar + 1) / (s->final_bar + 1)) != 0) {
-            snprintf(err, errlen, "synth: cancelled at bar %d of %d", bar + 1, s->final_bar + 1);
+    int step = total / 20 > 0 ? total / 20 : 1; /* progress every 5 % of the notes */
+    /* The cue fades out over the tail after its last onset (the final chord or hit rings
+     * under it), at least 150 ms so the cut never clicks, at most 2 s and a quarter of the
+     * cue. */
+    double fade = 0.6 * (spec->duration_s - last_onset);
+    if (fade < 0.15) fade = 0.15;
+    if (fade > 2.0) fade = 2.0;
+    if (fade > 0.25 * spec->duration_s) fade = 0.25 * spec->duration_s;
+    for (int k = 0; k < ns; k++) {
+        const mg_score_stem_t *st = &score->stems[k];
+        /* Noise differs per stem and per seed, reproducibly (xorshift32 must not be 0). */
+        uint64_t z = spec->seed ^ (0x6D672D6E6F697365ull + 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1));
+        z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull;
+        s->noise = (uint32_t)(z ^ (z >> 32)) | 1u;
+        if (s_play_stem(s, st, stems[k].samples, &done_notes, total, step, progress, progress_ctx) != 0) {
+            snprintf(err, errlen, "synth: cancelled at note %d of %d", done_notes, total);
             rc = MG_RENDER_ERR_CANCELLED;
             goto done;
         }
+        float wet = s_voice_wet[s_voice_for(st)];
+        if (wet > 0.0f && s_reverb(stems[k].samples, frames, wet) != 0) {
+            snprintf(err, errlen, "synth: out of memory in the reverb");
+            goto done;
+        }
+        s_fades(stems[k].samples, frames, fade);
+        double vsum = 0.0;
+        for (int j = 0; j < st->n_notes; j++) vsum += st->notes[j].velocity;
+        s_level(stems[k].samples, frames, st->n_notes ? vsum / st->n_notes : 100.0);
     }
-    if (s_reverb(s->stem[S_MELODY], s->frames, 0.30f) != 0 ||
-        s_reverb(s->stem[S_CHORDS], s->frames, 0.35f) != 0) {
-        snprintf(err, errlen, "synth: out of memory in the reverb");
+    if (s_mix_guard(stems, ns, frames) != 0) {
+        snprintf(err, errlen, "synth: out of memory in the mix guard");
         goto done;
     }
-    double fade = spec->duration_s * 0.25 < 2.0 ? spec->duration_s * 0.25 : 2.0;
-    for (int k = 0; k < S_NSTEMS; k++) {
-        s_fades(s->stem[k], s->frames, fade);
-        /* Every stem leaves at the same RMS, so the balance is the stem gains alone
-         * whatever the timbre or pattern density; then a guard keeps the peak under
-         * full scale (drums, being peaky, usually end up quieter than S_STEM_RMS). */
-        float *x = s->stem[k];
-        double ms = 0.0;
-        float peak = 0.0f;
-        for (size_t i = 0; i < s->frames; i++) {
-            ms += (double)x[i] * x[i];
-            if (fabsf(x[i]) > peak) peak = fabsf(x[i]);
-        }
-        if (peak == 0.0f) continue;
-        double g = S_STEM_RMS / sqrt(ms / (double)s->frames);
-        if (g * peak > 0.95) g = 0.95 / peak;
-        for (size_t i = 0; i < s->frames; i++) x[i] *= (float)g;
-    }
     if (progress && progress(progress_ctx, 1.0) != 0) {
-        snprintf(err, errlen, "synth: cancelled after the last bar");
+        snprintf(err, errlen, "synth: cancelled after the last note");
         rc = MG_RENDER_ERR_CANCELLED;
         goto done;
     }
-
-    out->stems = calloc(S_NSTEMS, sizeof *out->stems);
-    char json[512];
-    int jl = snprintf(json, sizeof json,
-                      "{\"tempo_bpm\":%d,\"mode\":\"%s\",\"key\":\"%s\",\"valence\":%.3f,"
-                      "\"arousal\":%.3f,\"progression\":\"%s\",\"lead\":\"%s\",\"bars\":%d,"
-                      "\"renderer\":\"synth\"}",
-                      s->plan.bpm, s->plan.minor ? "minor" : "major", s->plan.key_name,
-                      s->plan.valence, s->plan.arousal, s->plan.progression,
-                      s_timbre_names[s->plan.timbre], s->final_bar + 1);
-    out->decision_json = (jl > 0 && (size_t)jl < sizeof json) ? strdup(json) : NULL;
-    if (!out->stems || !out->decision_json) {
-        free(out->stems);
-        free(out->decision_json);
-        memset(out, 0, sizeof *out);
-        snprintf(err, errlen, "synth: out of memory");
+    out->decision_json = mg_score_decision_json(score);
+    if (!out->decision_json) {
+        snprintf(err, errlen, "synth: out of memory for the decision record");
         goto done;
     }
     out->sample_rate = S_RATE;
-    out->frames = s->frames;
-    out->n_stems = S_NSTEMS;
-    for (int k = 0; k < S_NSTEMS; k++) {
-        mg_stem_t *st = &out->stems[k];
-        mg_strlcpy(st->name, s_stem_names[k], sizeof st->name);
-        st->samples = s->stem[k];
-        st->gain = s_stem_gain[k];
-        st->pan = s_stem_pan[k];
-        s->stem[k] = NULL;
-    }
+    out->frames = frames;
+    out->stems = stems;
+    out->n_stems = ns;
+    stems = NULL;
     rc = MG_RENDER_OK;
 done:
-    for (int k = 0; k < S_NSTEMS; k++) free(s->stem[k]);
+    if (stems)
+        for (int k = 0; k < ns; k++) free(stems[k].samples);
+    free(stems);
     free(s);
+    mg_score_free(&score);
     return rc;
 }
 
@@ -821,16 +916,17 @@ static mg_renderer_t s_synth = {
     .backend = "cpu",
     .device = "cpu",
     .model_name = "mg-sketch-synth",
-    .model_version = "0.1",
+    .model_version = "0.2 (composer " MG_COMPOSER_VERSION ")",
     .model_license = "Apache-2.0",
-    .attribution = "no training data: procedural synthesis (interim renderer until the neural model)",
+    .attribution = "no training data: procedural synthesis playing the mg composer's score "
+                   "(interim renderer until the neural model)",
     .render = s_render,
 };
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
 static void s_init(void)
 {
-    static const char id[] = "mg-sketch-synth 0.1";
+    static const char id[] = S_ID;
     mg_sha256_hex(id, sizeof id - 1, s_synth.model_sha256);
 }
 
