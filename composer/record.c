@@ -57,7 +57,7 @@ char *mg_score_decision_json(const mg_score_t *sc)
     mg_json_key(&sb, "composer_version"); mg_json_str(&sb, sc->composer_version);
     mg_json_key(&sb, "campaign"); mg_json_str(&sb, c->campaign);
     mg_json_key(&sb, "cue"); mg_json_str(&sb, c->cue);
-    mg_json_key(&sb, "variation"); mg_json_int(&sb, c->variation);
+    mg_json_key(&sb, "variation"); mg_json_int(&sb, c->variation + 1); /* 1-based, as in file names */
     snprintf(b, sizeof b, "%llu", (unsigned long long)sc->seed);
     mg_json_key(&sb, "seed"); mg_json_str(&sb, b);
     mg_json_key(&sb, "prompt_sha256"); mg_json_str(&sb, c->prompt_sha256);

@@ -269,7 +269,7 @@ static void test_determinism(void **state)
  * another machine means the composer is not portable (float order, locale, libc sort). */
 #define S_GOLDEN_VERSION "1.0.0"
 #define S_GOLDEN_MIDI "c716ad6fda94134b8bafbd5b4e55c1082740e5e62fca4d4eba946ff61a90cf33"
-#define S_GOLDEN_JSON "3b40826ba9565ddcda068dc59581362a542e4f6d3a58662a7e7e3e82bdc08fdb"
+#define S_GOLDEN_JSON "3413a8af1e90120d3aaf189fc08efb1f488a0f061fa5673abcbca395c6d04788"
 
 static void test_golden(void **state)
 {
