@@ -153,6 +153,23 @@ int mg_mkdir_p(const char *path, unsigned mode)
 
 int mg_write_file_atomic(const char *path, const void *data, size_t len)
 {
+    if (mg_write_file_atomic_nodirsync(path, data, len) != 0) return -1;
+    char dir[4200];
+    mg_strlcpy(dir, path, sizeof dir);
+    return mg_fsync_dir(dirname(dir));
+}
+
+int mg_fsync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
+int mg_write_file_atomic_nodirsync(const char *path, const void *data, size_t len)
+{
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -172,13 +189,6 @@ int mg_write_file_atomic(const char *path, const void *data, size_t len)
     if (close(fd) != 0) { fd = -1; goto fail; }
     fd = -1;
     if (rename(tmp, path) != 0) goto fail;
-    char dir[4200];
-    mg_strlcpy(dir, path, sizeof dir);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
     return 0;
 fail:;
     int saved = errno;

@@ -44,6 +44,10 @@ int mg_mkdir_p(const char *path, unsigned mode);
 /* Writes data to path atomically: temp file in the same folder, fsync, rename, fsync of
  * the folder. Readers see the old file or the new one, never a torn one. 0 or -1. */
 int mg_write_file_atomic(const char *path, const void *data, size_t len);
+/* The same without the folder fsync: the caller fsyncs the folder (mg_fsync_dir) before it
+ * relies on the rename being durable; lets a batch of files share one folder sync. */
+int mg_write_file_atomic_nodirsync(const char *path, const void *data, size_t len);
+int mg_fsync_dir(const char *dir);
 
 /* $MG_HOME, or "$HOME/.local/share/mg" (or "./mg-home" without $HOME). Static storage. */
 const char *mg_home(void);

@@ -71,6 +71,15 @@ void mg_store_close(mg_store_t **store_p)
     *store_p = NULL;
 }
 
+/* Remembers a folder for s_sync_dirty_dirs; syncs at once when the list is full. */
+static int s_dirty_dir(mg_store_t *s, const char *dir)
+{
+    for (int i = 0; i < s->n_dirty; i++)
+        if (strcmp(s->dirty[i], dir) == 0) return 0;
+    if (s->n_dirty == MG_STORE_MAX_DIRTY) return mg_fsync_dir(dir);
+    return mg_strlcpy(s->dirty[s->n_dirty++], dir, sizeof s->dirty[0]);
+}
+
 /* ---- submission ------------------------------------------------------------------ */
 
 static void s_join(char *out, size_t outlen, char **items, int n)
@@ -698,7 +707,8 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
         snprintf(rel, sizeof rel, "%s/%s/%s-v%02d.%s", out_dir, cue_slug, cue_slug, variation + 1, r->files[i].format);
         snprintf(dir, sizeof dir, "%s/%s/%s", s->outputs_dir, out_dir, cue_slug);
         snprintf(abs, sizeof abs, "%s/%s", s->outputs_dir, rel);
-        if (mg_mkdir_p(dir, 0755) != 0 || mg_write_file_atomic(abs, r->files[i].data, r->files[i].len) != 0) {
+        if (mg_mkdir_p(dir, 0755) != 0 || mg_write_file_atomic_nodirsync(abs, r->files[i].data, r->files[i].len) != 0 ||
+            s_dirty_dir(s, dir) != 0) {
             mg_set_error(err, errlen, "cannot write %s: %s", abs, strerror(errno));
             goto fail_quiet;
         }
@@ -745,6 +755,21 @@ fail_quiet:
 }
 
 
+/* Folders that received renamed files in this batch: synced once each before the commit,
+ * so a committed outputs row always names a file that survives a power cut. */
+static int s_sync_dirty_dirs(mg_store_t *s)
+{
+    int rc = 0;
+    for (int i = 0; i < s->n_dirty; i++) {
+        if (mg_fsync_dir(s->dirty[i]) != 0) {
+            mg_err("cannot fsync %s: %s", s->dirty[i], strerror(errno));
+            rc = -1;
+        }
+    }
+    s->n_dirty = 0;
+    return rc;
+}
+
 static int s_check_files(const mg_result_t *r, char *err, size_t errlen)
 {
     for (int i = 0; i < r->n_files; i++) {
@@ -787,7 +812,17 @@ int mg_store_complete_many(mg_store_t *s, const mg_result_t *results, int n, int
     }
     for (int i = 0; i < n; i++)
         if (rcs[i] == 1) rcs[i] = s_complete_tx(s, &results[i], now_ms, errs + (size_t)i * errlen, errlen);
-    /* One commit (one WAL sync) for the whole batch: nothing is acknowledged before it. */
+    /* Folder syncs, then one commit (one WAL sync) for the whole batch: nothing is
+     * acknowledged before both. */
+    if (s_sync_dirty_dirs(s) != 0) {
+        mg_db_rollback(db);
+        for (int i = 0; i < n; i++)
+            if (rcs[i] != MG_STORE_ERR) {
+                rcs[i] = MG_STORE_ERR;
+                mg_set_error(errs + (size_t)i * errlen, errlen, "cannot sync the output folders");
+            }
+        return 0;
+    }
     if (mg_db_commit(db) != 0) {
         for (int i = 0; i < n; i++)
             if (rcs[i] != MG_STORE_ERR) {

@@ -19,10 +19,14 @@ typedef struct {
     int64_t lease_ms;        /* lease length; PROGRESS renews it (default 30 s) */
 } mg_store_policy_t;
 
+#define MG_STORE_MAX_DIRTY 64
+
 typedef struct {
     sqlite3 *db;             /* owned */
     char outputs_dir[4096];  /* $MG_HOME/outputs */
     mg_store_policy_t policy;
+    char dirty[MG_STORE_MAX_DIRTY][4200]; /* folders to fsync before the next result commit */
+    int n_dirty;
 } mg_store_t;
 
 enum {
