@@ -179,9 +179,9 @@ static int s_parse(mg_nn_file_t *f, char *err, size_t errlen)
             if (s_u32(&r, &v, "tensor dimension")) return -1;
             if (v < 1) return s_fail(&r, "tensor '%s' dimension %u is 0", t->name, d);
             t->dims[d] = v;
-            count *= v;                          /* <= (2^32)^4 cannot wrap past the check below */
-            if (count > ((uint64_t)1 << 40))
+            if (v > ((uint64_t)1 << 40) / count)   /* checked before multiplying: no wrap-around */
                 return s_fail(&r, "tensor '%s' has more than 2^40 elements", t->name);
+            count *= v;
         }
         t->count = (int64_t)count;
         if (s_u64(&r, &offs[i], "tensor offset") || s_u64(&r, &sizes[i], "tensor size")) return -1;

@@ -1,8 +1,9 @@
 /* test_model.c - the neural renderer's CPU runtime (kernels/model_file.c, philox.c, wavernn*.c)
  * against the PyTorch reference: the golden fixture tests/data/model/golden.mgnn written by
- * models/train/golden.py for the random-weights tests/data/model/tiny.mgnn (features, GRU states,
- * logits within tolerance, the sampled sequence exactly), Philox known answers, and the loader's
- * rejection of truncated, corrupt and inconsistent files.
+ * models/train/golden.py for the random-weights tests/data/model/tiny.mgnn (features, GRU states
+ * and logits within tolerance, the sampled sequence exactly) for the scalar reference and the
+ * AVX2 path (batched, threaded); Philox known answers; the committed default model; and the
+ * loader's rejection of truncated, corrupt and inconsistent files.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,49 +188,130 @@ static void test_features_match_reference(void **state)
     assert_true(exc[2 * MG_WR_HARMONICS] > 0.9f);
 }
 
-static void test_teacher_forced_matches_reference(void **state)
+/* Teacher-forced pass over the fixture with isa; batch > 1 runs that many copies of the stream
+ * in one step call (each must match the reference alone). Returns mismatches. */
+static int s_teacher_forced(s_golden_t *g, int isa, int batch)
 {
-    s_golden_t *g = *state;
     const mg_wavernn_model_t *m = g->model;
-    mg_wavernn_state_t *s = mg_wavernn_state_new(m);
-    assert_non_null(s);
-    int rows = (g->T + g->stride - 1) / g->stride;
-    float *h = malloc(sizeof(float) * (size_t)rows * m->hidden);
-    float *lg = malloc(sizeof(float) * (size_t)rows * MG_WR_LEVELS);
-    float logits[MG_WR_LEVELS];
+    mg_wavernn_state_t *s[8];
+    for (int b = 0; b < batch; b++) assert_non_null(s[b] = mg_wavernn_state_new(m));
+    int rows = (g->T + g->stride - 1) / g->stride, bad = 0;
+    float *h = malloc(sizeof(float) * (size_t)rows * m->hidden * batch);
+    float *lg = malloc(sizeof(float) * (size_t)rows * MG_WR_LEVELS * batch);
+    float logits[8 * MG_WR_LEVELS], exc[8 * MG_WR_EXC_DIM];
+    int q[8];
     for (int t = 0; t < g->T; t++) {
-        if (t % MG_WR_FRAME == 0) mg_wavernn_frame_ref(m, s, g->cond + (t / MG_WR_FRAME) * MG_WR_COND_DIM);
-        mg_wavernn_step_ref(m, s, g->q_in[t], g->exc + (size_t)t * MG_WR_EXC_DIM, logits);
-        if (t % g->stride == 0) {
-            memcpy(h + (size_t)(t / g->stride) * m->hidden, s->h, sizeof(float) * m->hidden);
-            memcpy(lg + (size_t)(t / g->stride) * MG_WR_LEVELS, logits, sizeof logits);
+        for (int b = 0; b < batch; b++) {
+            if (t % MG_WR_FRAME == 0)
+                mg_wavernn_frame_ref(m, s[b], g->cond + (t / MG_WR_FRAME) * MG_WR_COND_DIM);
+            memcpy(exc + b * MG_WR_EXC_DIM, g->exc + (size_t)t * MG_WR_EXC_DIM, sizeof(float) * MG_WR_EXC_DIM);
+            q[b] = g->q_in[t];
         }
+        if (isa == MG_WR_ISA_AVX2)
+            mg_wavernn_step_avx2(m, s, batch, q, exc, logits);
+        else
+            mg_wavernn_step_ref(m, s[0], q[0], exc, logits);
+        if (t % g->stride == 0)
+            for (int b = 0; b < batch; b++) {
+                size_t r = (size_t)b * rows + t / g->stride;
+                memcpy(h + r * m->hidden, s[b]->h, sizeof(float) * m->hidden);
+                memcpy(lg + r * MG_WR_LEVELS, logits + b * MG_WR_LEVELS, sizeof(float) * MG_WR_LEVELS);
+            }
     }
-    int bad = s_compare("h (ref)", h, g->h, (size_t)rows * m->hidden, H_ATOL, H_RTOL);
-    bad += s_compare("logits (ref)", lg, g->logits, (size_t)rows * MG_WR_LEVELS, LOGIT_ATOL, LOGIT_RTOL);
+    for (int b = 0; b < batch; b++) {
+        char what[64];
+        snprintf(what, sizeof what, "h (%s, stream %d of %d)", isa ? "avx2" : "ref", b, batch);
+        bad += s_compare(what, h + (size_t)b * rows * m->hidden, g->h, (size_t)rows * m->hidden, H_ATOL, H_RTOL);
+        snprintf(what, sizeof what, "logits (%s, stream %d of %d)", isa ? "avx2" : "ref", b, batch);
+        bad += s_compare(what, lg + (size_t)b * rows * MG_WR_LEVELS, g->logits, (size_t)rows * MG_WR_LEVELS,
+                         LOGIT_ATOL, LOGIT_RTOL);
+        mg_wavernn_state_destroy(&s[b]);
+    }
     free(h);
     free(lg);
-    mg_wavernn_state_destroy(&s);
-    assert_int_equal(bad, 0);
+    return bad;
+}
+
+static void test_teacher_forced_matches_reference(void **state)
+{
+    assert_int_equal(s_teacher_forced(*state, MG_WR_ISA_REF, 1), 0);
+}
+
+static void test_avx2_matches_reference(void **state)
+{
+    s_golden_t *g = *state;
+    if (mg_wavernn_isa() != MG_WR_ISA_AVX2 || !g->model->pk_exc) {
+        fprintf(stderr, "no AVX2+FMA on this CPU: the optimised path is not tested here\n");
+        skip();
+    }
+    /* batch 1 (column-split kernel), 3 (odd remainder), 6 (a block of 4 plus 2) */
+    assert_int_equal(s_teacher_forced(g, MG_WR_ISA_AVX2, 1), 0);
+    assert_int_equal(s_teacher_forced(g, MG_WR_ISA_AVX2, 3), 0);
+    assert_int_equal(s_teacher_forced(g, MG_WR_ISA_AVX2, 6), 0);
+}
+
+/* Renders the fixture's stem (batch copies, the last with another seed) and checks the first
+ * copy's sampled sequence exactly and its audio within AUDIO_ATOL. */
+static void s_sampling(s_golden_t *g, int isa, int batch)
+{
+    mg_wavernn_stem_t stems[4] = {0};
+    float *audio = malloc(sizeof(float) * (size_t)g->T * batch);
+    int32_t *q = malloc(sizeof(int32_t) * (size_t)g->T * batch);
+    for (int b = 0; b < batch; b++)
+        stems[b] = (mg_wavernn_stem_t){g->notes, g->n_notes, g->cls, g->seed + (b == 3), g->stream,
+                                       (size_t)g->T - (size_t)b * 7, audio + (size_t)b * g->T,
+                                       q + (size_t)b * g->T};
+    assert_int_equal(mg_wavernn_render(g->model, stems, batch, g->temperature, isa), 0);
+    for (int b = 0; b < batch && b < 3; b++) {
+        int first = -1;
+        for (size_t t = 0; t < stems[b].n_samples && first < 0; t++)
+            if (stems[b].q_out[t] != g->sampled[t]) first = (int)t;
+        if (first >= 0)
+            fprintf(stderr, "%s stream %d: sampled sequence differs from sample %d: got %d, reference %d\n",
+                    isa ? "avx2" : "ref", b, first, stems[b].q_out[first], g->sampled[first]);
+        assert_int_equal(first, -1);
+        assert_int_equal(s_compare("audio", stems[b].out, g->audio, stems[b].n_samples, AUDIO_ATOL, 0), 0);
+    }
+    if (batch == 4) {     /* another seed: another sequence */
+        int same = 0;
+        for (int t = 0; t < 100; t++) same += stems[3].q_out[t] == g->sampled[t];
+        assert_true(same < 50);
+    }
+    free(audio);
+    free(q);
 }
 
 static void test_sampling_reproduces_reference(void **state)
 {
+    s_sampling(*state, MG_WR_ISA_REF, 1);
+    s_sampling(*state, MG_WR_ISA_REF, 4);
+}
+
+static void test_avx2_sampling_reproduces_reference(void **state)
+{
     s_golden_t *g = *state;
-    float *audio = malloc(sizeof(float) * (size_t)g->T);
-    int32_t *q = malloc(sizeof(int32_t) * (size_t)g->T);
-    assert_int_equal(mg_wavernn_render_ref(g->model, g->notes, g->n_notes, g->cls, g->seed,
-                                           g->stream, g->temperature, (size_t)g->T, audio, q), 0);
-    int first = -1;
-    for (int t = 0; t < g->T && first < 0; t++)
-        if (q[t] != g->sampled[t]) first = t;
-    if (first >= 0)
-        fprintf(stderr, "sampled sequence differs from sample %d: got %d, reference %d\n", first,
-                q[first], g->sampled[first]);
-    assert_int_equal(first, -1);
-    assert_int_equal(s_compare("audio (ref)", audio, g->audio, (size_t)g->T, AUDIO_ATOL, 0), 0);
+    if (mg_wavernn_isa() != MG_WR_ISA_AVX2 || !g->model->pk_exc) skip();
+    s_sampling(g, MG_WR_ISA_AVX2, 1);
+    s_sampling(g, MG_WR_ISA_AVX2, 4);
+}
+
+/* Threads over the batch: the same output whatever the grouping. */
+static void test_threads_match_single_thread(void **state)
+{
+    s_golden_t *g = *state;
+    enum { B = 5 };
+    mg_wavernn_stem_t a[B], b[B];
+    float *audio = malloc(sizeof(float) * (size_t)g->T * 2 * B);
+    for (int i = 0; i < B; i++) {
+        a[i] = (mg_wavernn_stem_t){g->notes, g->n_notes, i % MG_WR_N_CLASSES, g->seed, (uint64_t)i,
+                                   (size_t)g->T, audio + (size_t)i * g->T, NULL};
+        b[i] = a[i];
+        b[i].out = audio + (size_t)(B + i) * g->T;
+    }
+    assert_int_equal(mg_wavernn_render_threads(g->model, a, B, 1.0f, mg_wavernn_isa(), 1), 0);
+    assert_int_equal(mg_wavernn_render_threads(g->model, b, B, 1.0f, mg_wavernn_isa(), 3), 0);
+    assert_memory_equal(audio, audio + (size_t)B * g->T, sizeof(float) * (size_t)g->T * B);
     free(audio);
-    free(q);
 }
 
 static void test_model_metadata(void **state)
@@ -245,6 +327,28 @@ static void test_model_metadata(void **state)
     assert_int_equal(mg_wavernn_class(m, 129), -1);
     assert_int_equal(mg_wavernn_mulaw_encode(0.0f), 128);
     assert_true(mg_wavernn_mulaw_decode(0) == -1.0f && mg_wavernn_mulaw_decode(255) == 1.0f);
+}
+
+/* The committed default model stays loadable by this runtime and carries its metadata. */
+static void test_default_model_loads(void **state)
+{
+    char err[512];
+    mg_wavernn_model_t *m = NULL;
+    if (mg_wavernn_load(s_path("models/default/mg-wavernn.mgnn"), &m, err, sizeof err) != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(m);
+    assert_string_equal(m->name, "mg-wavernn-default");
+    assert_int_equal(m->hidden, 128);
+    assert_non_null(strstr(m->attribution, "Frank Wen"));
+    assert_non_null(strstr(m->license, "MIT"));
+    assert_non_null(mg_nn_file_meta(m->file, "training"));
+    /* a short render through the path this CPU uses: finite and bounded */
+    mg_wavernn_note_t note = {0, 2400, 60, 100};
+    float out[2400];
+    mg_wavernn_stem_t stem = {&note, 1, 0, 7, 0, 2400, out, NULL};
+    assert_int_equal(mg_wavernn_render(m, &stem, 1, 1.0f, mg_wavernn_isa()), 0);
+    for (int t = 0; t < 2400; t++) assert_true(out[t] > -8.0f && out[t] < 8.0f);
+    mg_wavernn_destroy(&m);
 }
 
 /* ---- the loader's checks ---- */
@@ -331,6 +435,13 @@ static void test_loader_rejects_bad_files(void **state)
     s_fix_crc(b, len);
     s_expect_reject(b, len, "tensor 'out2.bias' says 1024 bytes; its shape needs 2044");
 
+    /* dimensions whose product would wrap a 64-bit count */
+    memcpy(b, orig, len);
+    p = s_find(b, len, "out2.weight") + strlen("out2.weight") + 8;
+    memset(p, 0xff, 8);
+    s_fix_crc(b, len);
+    s_expect_reject(b, len, "tensor 'out2.weight' has more than 2^40 elements");
+
     memcpy(b, orig, len);
     memcpy(s_find(b, len, "license"), "licenze", 7);
     s_fix_crc(b, len);
@@ -361,6 +472,44 @@ static void test_loader_rejects_bad_files(void **state)
     free(orig);
 }
 
+/* 1,000 random header mutations with a valid checksum: every one loads or fails cleanly (run
+ * under the sanitizers by `make SAN=address,undefined test`). */
+static void test_loader_survives_mutations(void **state)
+{
+    size_t len;
+    unsigned char *orig = s_read(s_path("tests/data/model/tiny.mgnn"), &len);
+    unsigned char *b = malloc(len);
+    const mg_nn_tensor_t *first = NULL;
+    mg_nn_file_t *f = NULL;
+    char err[512];
+    assert_int_equal(mg_nn_file_parse(orig, len, "tiny.mgnn", &f, err, sizeof err), 0);
+    first = &f->tensors[0];
+    size_t header_len = (size_t)((const unsigned char *)first->data - f->buf);
+    mg_nn_file_destroy(&f);
+    uint32_t x = 12345;
+    int loaded = 0;
+    for (int i = 0; i < 1000; i++) {
+        memcpy(b, orig, len);
+        for (int k = 0; k < 1 + i % 3; k++) {
+            x = x * 1664525u + 1013904223u;
+            size_t at = (x >> 8) % header_len;
+            x = x * 1664525u + 1013904223u;
+            b[at] = (unsigned char)(x >> 24);
+        }
+        s_fix_crc(b, len);
+        mg_wavernn_model_t *m = NULL;
+        if (mg_nn_file_parse(b, len, "tiny.mgnn", &f, err, sizeof err) == 0 &&
+            mg_wavernn_from_file(&f, &m, err, sizeof err) == 0) {
+            loaded++;
+            mg_wavernn_destroy(&m);
+        }
+        assert_null(f);
+    }
+    fprintf(stderr, "mutations: %d of 1000 still load (padding or metadata text changed)\n", loaded);
+    free(b);
+    free(orig);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,8 +518,13 @@ int main(void)
         cmocka_unit_test(test_features_match_reference),
         cmocka_unit_test(test_teacher_forced_matches_reference),
         cmocka_unit_test(test_sampling_reproduces_reference),
+        cmocka_unit_test(test_avx2_matches_reference),
+        cmocka_unit_test(test_avx2_sampling_reproduces_reference),
+        cmocka_unit_test(test_threads_match_single_thread),
         cmocka_unit_test(test_model_metadata),
+        cmocka_unit_test(test_default_model_loads),
         cmocka_unit_test(test_loader_rejects_bad_files),
+        cmocka_unit_test(test_loader_survives_mutations),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

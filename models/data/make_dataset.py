@@ -3,7 +3,8 @@
 # sequences per instrument class -> MIDI (mido) -> fluidsynth + FluidR3_GM (MIT) at 24 kHz mono.
 # Reproducible from a fresh machine: `sh models/data/install-deps.sh && models/data/make_dataset.py`.
 #
-# Each clip is written as OUT/{train,val}/{class}_{k}.npz holding
+# Each clip is written as OUT/{train,val,probe}/{class}_{k}.npz (probe: isolated notes across
+# each class's range, for the quality bench; not used in training) holding
 #   audio  float32 (T,)   mono, [-1, 1], aligned so a note at sample s sounds from sample s
 #   notes  int64 (N, 4)   [on, off, pitch, velocity], on/off in samples at 24 kHz
 #   cls    int            instrument class (features.CLASSES), program int (GM; 128 = drum kit)
@@ -79,6 +80,18 @@ def random_notes(spec, seconds, rng):
     return notes
 
 
+def probe_notes(spec, n):
+    """Isolated notes for the quality bench: n pitches evenly over the range (for drums: each
+    key), 400 ms long, 350 ms apart, velocities alternating 50 and 110."""
+    keys = DRUM_KEYS if spec["drums"] else \
+        [int(round(spec["lo"] + (spec["hi"] - spec["lo"]) * i / max(1, n - 1))) for i in range(n)]
+    t, out = 104, []
+    for i, p in enumerate(keys):
+        out.append((t, t + 400, p, 50 if i % 2 else 110))
+        t += 400 + 352
+    return out
+
+
 def write_midi(notes, spec, path):
     ch = 9 if spec["drums"] else 0
     ev = []
@@ -116,6 +129,8 @@ def main():
     ap.add_argument("--val-clips", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=4)
+    ap.add_argument("--splits", default="train,val,probe")
+    ap.add_argument("--probe-notes", type=int, default=16, help="isolated notes per class in probe/")
     a = ap.parse_args()
     if not os.path.exists(SF2):
         sys.exit(f"{SF2}: not found; install the Debian package fluid-soundfont-gm")
@@ -123,12 +138,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for ci, (name, spec) in enumerate(INSTRUMENTS.items()):
             assert F.CLASSES[ci] == name
-            for split, n in (("train", a.train_clips), ("val", a.val_clips)):
+            for split, n in (("train", a.train_clips), ("val", a.val_clips), ("probe", 1)):
+                if split not in a.splits.split(","):
+                    continue
                 os.makedirs(os.path.join(a.out, split), exist_ok=True)
                 for k in range(n):
                     # validation scores come from a disjoint seed stream: held-out scores
                     rng = np.random.default_rng([a.seed, ci, 0 if split == "train" else 1, k])
-                    notes = random_notes(spec, a.seconds, rng)
+                    notes = probe_notes(spec, a.probe_notes) if split == "probe" else \
+                        random_notes(spec, a.seconds, rng)
                     mid = os.path.join(tmp, "x.mid")
                     wav = os.path.join(tmp, "x.wav")
                     write_midi(notes, spec, mid)
@@ -144,7 +162,7 @@ def main():
                                          seconds=len(audio) / F.SR, peak=round(peak, 4)))
                     print(f"{path}: {len(ns)} notes, {len(audio) / F.SR:.1f} s, peak {peak:.3f}",
                           flush=True)
-    with open(os.path.join(a.out, "manifest.json"), "w") as f:
+    with open(os.path.join(a.out, f"manifest-{a.splits.replace(',', '-')}.json"), "w") as f:
         json.dump(dict(sf2=SF2, sf2_license="MIT (FluidR3_GM by Frank Wen, Debian fluid-soundfont-gm)",
                        seed=a.seed, sr=F.SR, clips=manifest), f, indent=1)
 

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Clip:
-    def __init__(self, path):
+    def __init__(self, path, cache_exc=False):
         z = np.load(path)
         self.name = os.path.basename(path)
         self.audio = z["audio"].astype(np.float32)
@@ -35,6 +35,10 @@ class Clip:
         self.q = F.mulaw_encode(F.preemphasis(self.audio))
         self.tab = F.slot_table(self.notes, self.n_frames)
         self.cond = F.frame_cond(self.notes, self.cls, self.tab)
+        # the whole clip's excitation, float16 (2 bytes x 28 per sample): for a GPU, where the
+        # per-batch numpy excitation would otherwise bound the step rate
+        self.exc = F.excitation(self.notes, self.cls, self.tab, 0, self.n_frames * F.FRAME) \
+            .astype(np.float16) if cache_exc else None
 
     def segment(self, f0, nf):
         """Frames [f0, f0+nf): (q_prev (T,), target q (T,), exc (T, X), cond (nf, C))."""
@@ -42,15 +46,16 @@ class Clip:
         q_prev = np.empty(t1 - t0, np.int64)
         q_prev[1:] = self.q[t0:t1 - 1]
         q_prev[0] = self.q[t0 - 1] if t0 > 0 else F.mulaw_encode(np.zeros(1))[0]
-        return q_prev, self.q[t0:t1], F.excitation(self.notes, self.cls, self.tab, t0, t1), \
-            self.cond[f0:f0 + nf]
+        exc = self.exc[t0:t1].astype(np.float32) if self.exc is not None else \
+            F.excitation(self.notes, self.cls, self.tab, t0, t1)
+        return q_prev, self.q[t0:t1], exc, self.cond[f0:f0 + nf]
 
 
-def load_split(data, split):
+def load_split(data, split, cache_exc=False):
     paths = sorted(glob.glob(os.path.join(data, split, "*.npz")))
     if not paths:
         sys.exit(f"{data}/{split}: no clips; run models/data/make_dataset.py first")
-    return [Clip(p) for p in paths]
+    return [Clip(p, cache_exc) for p in paths]
 
 
 def batch(segs, device):
@@ -134,9 +139,14 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--val-every", type=int, default=50)
+    ap.add_argument("--prev-noise", type=float, default=0.0,
+                    help="teacher-forcing noise: the previous-sample levels fed to the network get "
+                         "Gaussian noise of std U(0, this) levels per segment (0: off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--cache-exc", type=int, default=-1,
+                    help="precompute each clip's excitation (1/0; default: on for CUDA, off for CPU)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.run, exist_ok=True)
@@ -149,7 +159,8 @@ def main():
         log.flush()
 
     t_load = time.time()
-    train = load_split(a.data, "train")
+    cache = a.cache_exc == 1 or (a.cache_exc < 0 and a.device.startswith("cuda"))
+    train = load_split(a.data, "train", cache)
     val = load_split(a.data, "val")
     by_cls = {}
     for i, c in enumerate(train):
@@ -191,6 +202,12 @@ def main():
     run_loss, run_n = 0.0, 0
     while step < a.max_steps and time.time() - t_start < a.minutes * 60:
         q_prev, tgt, exc, cond = batch(sample_batch(train, by_cls, a.batch, a.frames, rng), a.device)
+        if a.prev_noise > 0:
+            # the network must not lean on an exact previous sample it will not have when it
+            # runs free; noise pushes it towards the excitation and frame inputs
+            sigma = torch.rand(q_prev.shape[0], 1) * a.prev_noise
+            noise = (torch.randn(q_prev.shape) * sigma).round().long().to(a.device)
+            q_prev = (q_prev + noise).clamp(0, F.MU)
         logits, _ = net(q_prev, exc, cond)
         loss = TF.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
         opt.zero_grad()
