@@ -9,41 +9,11 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "common/renderspec.h"
 #include "common/util.h"
 #include "composer/composer.h"
 
 #define S_ERRBUF (64 * 1024)
-
-static void s_join(char *out, size_t outlen, char **items, int n)
-{
-    out[0] = 0;
-    size_t used = 0;
-    for (int i = 0; i < n; i++) {
-        int w = snprintf(out + used, outlen - used, "%s%s", i ? "," : "", items[i]);
-        if (w < 0 || (size_t)w >= outlen - used) break;
-        used += (size_t)w;
-    }
-}
-
-void mg_plan_spec(const mg_job_t *job, int ci, int v, mg_render_spec_t *spec)
-{
-    const mg_cue_t *cue = &job->cues[ci];
-    memset(spec, 0, sizeof *spec);
-    mg_strlcpy(spec->campaign, job->campaign, sizeof spec->campaign);
-    mg_strlcpy(spec->client, job->client ? job->client : "", sizeof spec->client);
-    mg_strlcpy(spec->cue, cue->name, sizeof spec->cue);
-    spec->variation = v;
-    spec->seed = cue->seeds[v];
-    mg_strlcpy(spec->prompt, cue->prompt, sizeof spec->prompt);
-    mg_sha256_hex(cue->prompt, strlen(cue->prompt), spec->prompt_sha256);
-    s_join(spec->emotions, sizeof spec->emotions, cue->emotions, cue->n_emotions);
-    spec->duration_s = cue->duration_s;
-    spec->tempo_bpm = cue->tempo_bpm;
-    mg_strlcpy(spec->key, cue->key ? cue->key : "", sizeof spec->key);
-    s_join(spec->instruments, sizeof spec->instruments, cue->instruments, cue->n_instruments);
-    s_join(spec->stems, sizeof spec->stems, cue->stems, cue->n_stems);
-    spec->output = job->output;
-}
 
 static void s_summary(FILE *out, const mg_render_spec_t *spec, const mg_score_t *sc, const char *midi)
 {
@@ -106,7 +76,7 @@ int mg_plan_run(const char *path, int json, const char *midi_dir, FILE *out, FIL
     mg_render_spec_t *spec = malloc(sizeof *spec);
     for (int ci = 0; spec && ci < job->n_cues && rc == MG_PLAN_OK; ci++) {
         for (int v = 0; v < job->cues[ci].variations && rc == MG_PLAN_OK; v++) {
-            mg_plan_spec(job, ci, v, spec);
+            mg_render_spec_from_job(job, ci, v, spec);
             char cerr[256];
             mg_score_t *sc = mg_compose(spec, cerr, sizeof cerr);
             if (!sc) {

@@ -16,11 +16,6 @@ enum {
     MG_PLAN_INVALID_JOB = -2, /* the job file did not parse or validate (errors on errf) */
 };
 
-/* Fills spec for variation v of cue ci exactly as the coordinator's store does when it
- * leases the render (coordinator/store.c s_load_spec): comma-joined emotions,
- * instruments and stems, the prompt's sha256, the variation's seed; ids are 0. */
-void mg_plan_spec(const mg_job_t *job, int ci, int v, mg_render_spec_t *spec);
-
 /* Runs the command: human-readable summaries on out, or with json one JSON object
  * {"file", "campaign", "renders": [decision record, ...], "midi_files": [...]}. Errors go
  * to errf. Returns MG_PLAN_OK or an MG_PLAN_* error. */

@@ -190,3 +190,23 @@ int mg_render_spec_from_kv(mg_render_spec_t *spec, const mg_kv_t *kv)
     memset(spec, 0, sizeof *spec); /* nothing half-filled reaches a renderer */
     return -1;
 }
+
+void mg_render_spec_from_job(const mg_job_t *job, int ci, int v, mg_render_spec_t *spec)
+{
+    const mg_cue_t *cue = &job->cues[ci];
+    memset(spec, 0, sizeof *spec);
+    mg_strlcpy(spec->campaign, job->campaign, sizeof spec->campaign);
+    mg_strlcpy(spec->client, job->client ? job->client : "", sizeof spec->client);
+    mg_strlcpy(spec->cue, cue->name, sizeof spec->cue);
+    spec->variation = v;
+    spec->seed = cue->seeds[v];
+    mg_strlcpy(spec->prompt, cue->prompt, sizeof spec->prompt);
+    mg_sha256_hex(cue->prompt, strlen(cue->prompt), spec->prompt_sha256);
+    mg_join_csv(spec->emotions, sizeof spec->emotions, cue->emotions, cue->n_emotions);
+    spec->duration_s = cue->duration_s;
+    spec->tempo_bpm = cue->tempo_bpm;
+    mg_strlcpy(spec->key, cue->key ? cue->key : "", sizeof spec->key);
+    mg_join_csv(spec->instruments, sizeof spec->instruments, cue->instruments, cue->n_instruments);
+    mg_join_csv(spec->stems, sizeof spec->stems, cue->stems, cue->n_stems);
+    spec->output = job->output;
+}

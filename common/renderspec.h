@@ -38,4 +38,9 @@ int mg_render_spec_to_kv(const mg_render_spec_t *spec, mg_kv_t *kv);
  * range or too long (a corrupt or hostile LEASE must not overflow anything). */
 int mg_render_spec_from_kv(mg_render_spec_t *spec, const mg_kv_t *kv);
 
+/* The spec of variation v (0-based) of cue ci, built from a parsed job exactly as the
+ * coordinator stores and leases it (render_id and job_id stay 0). `mgctl plan` uses it to
+ * predict what the workers will render. */
+void mg_render_spec_from_job(const mg_job_t *job, int ci, int v, mg_render_spec_t *spec);
+
 #endif

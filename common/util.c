@@ -246,6 +246,21 @@ void mg_slugify(const char *in, char *out, size_t outlen)
     out[o] = 0;
 }
 
+void mg_join_csv(char *out, size_t outlen, char *const *items, int n)
+{
+    if (outlen == 0) return;
+    out[0] = 0;
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        int w = snprintf(out + used, outlen - used, "%s%s", i ? "," : "", items[i]);
+        if (w < 0 || (size_t)w >= outlen - used) {
+            out[used] = 0;
+            break;
+        }
+        used += (size_t)w;
+    }
+}
+
 int mg_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -61,6 +61,9 @@ int mg_strlcpy(char *dst, const char *src, size_t dstlen);
 /* Lower-cases a slug for file names: keeps [a-z0-9._-], maps the rest to '-'. */
 void mg_slugify(const char *in, char *out, size_t outlen);
 
+/* Joins n strings with commas into out (truncated at a whole item when out is too small). */
+void mg_join_csv(char *out, size_t outlen, char *const *items, int n);
+
 /* Levenshtein distance (for "did you mean" suggestions). */
 int mg_edit_distance(const char *a, const char *b);
 

@@ -82,17 +82,6 @@ static int s_dirty_dir(mg_store_t *s, const char *dir)
 
 /* ---- submission ------------------------------------------------------------------ */
 
-static void s_join(char *out, size_t outlen, char **items, int n)
-{
-    out[0] = 0;
-    size_t used = 0;
-    for (int i = 0; i < n; i++) {
-        int w = snprintf(out + used, outlen - used, "%s%s", i ? "," : "", items[i]);
-        if (w < 0 || (size_t)w >= outlen - used) break;
-        used += (size_t)w;
-    }
-}
-
 static void s_formats(unsigned formats, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s%s%s%s%s", (formats & MG_FORMAT_FLAC) ? "flac" : "",
@@ -172,8 +161,8 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
         const mg_cue_t *cue = &job->cues[c];
         char prompt_sha[65], instruments[512], stems[256];
         mg_sha256_hex(cue->prompt, strlen(cue->prompt), prompt_sha);
-        s_join(instruments, sizeof instruments, cue->instruments, cue->n_instruments);
-        s_join(stems, sizeof stems, cue->stems, cue->n_stems);
+        mg_join_csv(instruments, sizeof instruments, cue->instruments, cue->n_instruments);
+        mg_join_csv(stems, sizeof stems, cue->stems, cue->n_stems);
         sqlite3_reset(ins_cue);
         sqlite3_bind_int64(ins_cue, 1, id);
         sqlite3_bind_text(ins_cue, 2, cue->name, -1, SQLITE_STATIC);

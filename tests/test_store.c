@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "coordinator/db.h"
 #include "coordinator/provenance.h"
+#include "common/renderspec.h"
 #include "coordinator/store.h"
 
 #define T0 INT64_C(1800000000000) /* 2027-01-15, a synthetic "now" */
@@ -1295,6 +1296,46 @@ static void test_job_done_when_all_done(void **state)
     assert_int_equal(mg_store_next_deadline(f->s), INT64_MAX);
 }
 
+/* What `mgctl plan` composes locally (mg_render_spec_from_job) is what the coordinator
+ * leases: every field of every spec equal, so a plan predicts the render. */
+static void test_leased_spec_equals_plan_spec(void **state)
+{
+    s_fix_t *f = *state;
+    static const char yaml[] =
+        "campaign: plan-check\nclient: Client\n"
+        "output:\n  formats: [flac, mp3]\n  sample_rate: 44100\n  channels: 2\n  loudness_lufs: -16\n"
+        "cues:\n"
+        "  - name: a\n    prompt: \"calm piano\"\n    emotions: [calm, tender]\n    duration: 12.5\n"
+        "    variations: 2\n    tempo: 90\n    key: \"D minor\"\n    instruments: [piano, strings]\n"
+        "    stems: [melody, chords]\n"
+        "  - name: b\n    prompt: \"drums\"\n    seeds: [18446744073709551615]\n    duration: 3\n";
+    s_submit(f->s, yaml, 3);
+    mg_job_t *job = NULL;
+    char err[1024];
+    assert_int_equal(mg_job_parse_buffer("plan.yaml", yaml, strlen(yaml), &job, err, sizeof err), 0);
+    mg_lease_t l[3];
+    s_lease(f->s, "w1", 3, T0, l, 3);
+    int ci[3] = {0, 0, 1}, v[3] = {0, 1, 0};
+    for (int i = 0; i < 3; i++) {
+        mg_render_spec_t plan;
+        mg_render_spec_from_job(job, ci[i], v[i], &plan);
+        plan.render_id = l[i].spec.render_id;
+        plan.job_id = l[i].spec.job_id;
+        mg_kv_t a, b;
+        mg_kv_init(&a);
+        mg_kv_init(&b);
+        assert_int_equal(mg_render_spec_to_kv(&l[i].spec, &a), 0);
+        assert_int_equal(mg_render_spec_to_kv(&plan, &b), 0);
+        char *ta = mg_kv_encode(&a, NULL), *tb = mg_kv_encode(&b, NULL);
+        assert_string_equal(ta, tb);
+        free(ta);
+        free(tb);
+        mg_kv_clear(&a);
+        mg_kv_clear(&b);
+    }
+    mg_job_destroy(&job);
+}
+
 int main(void)
 {
     if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
@@ -1316,6 +1357,7 @@ int main(void)
         T(test_lease_priority_order),
         T(test_lease_max_zero_and_next_deadline),
         T(test_renew),
+        T(test_leased_spec_equals_plan_spec),
         T(test_complete_writes_outputs),
         T(test_complete_twice_same_token),
         T(test_complete_stale_token),

@@ -125,16 +125,24 @@ static void s_mark_delivering(s_worker_t *w, s_slot_t *slot)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The body of a FAIL for this slot's lease (docs/protocol.md). */
+static void s_fail_kv(mg_kv_t *kv, const s_worker_t *w, const s_slot_t *slot, int retryable, int handback,
+                      const char *message)
+{
+    mg_kv_set_i64(kv, "render_id", slot->render_id);
+    mg_kv_set(kv, "lease_token", slot->token);
+    mg_kv_set(kv, "worker", w->name);
+    mg_kv_set_i64(kv, "retryable", retryable);
+    if (handback) mg_kv_set_i64(kv, "handback", 1); /* never started: not an attempt */
+    mg_kv_set(kv, "message", message);
+}
+
 static void s_fail(void *push, s_worker_t *w, s_slot_t *slot, int retryable, const char *message)
 {
     s_mark_delivering(w, slot);
     mg_kv_t kv;
     mg_kv_init(&kv);
-    mg_kv_set_i64(&kv, "render_id", slot->render_id);
-    mg_kv_set(&kv, "lease_token", slot->token);
-    mg_kv_set(&kv, "worker", w->name);
-    mg_kv_set_i64(&kv, "retryable", retryable);
-    mg_kv_set(&kv, "message", message);
+    s_fail_kv(&kv, w, slot, retryable, 0, message);
     s_push(push, "FAIL", &kv, NULL);
     mg_kv_clear(&kv);
 }
@@ -632,12 +640,7 @@ int main(int argc, char **argv)
                 s->state = SLOT_DELIVERING;
                 mg_kv_t kv;
                 mg_kv_init(&kv);
-                mg_kv_set_i64(&kv, "render_id", s->render_id);
-                mg_kv_set(&kv, "lease_token", s->token);
-                mg_kv_set(&kv, "worker", w.name);
-                mg_kv_set_i64(&kv, "retryable", 1);
-                mg_kv_set_i64(&kv, "handback", 1); /* never started: not an attempt */
-                mg_kv_set(&kv, "message", "worker shutting down before starting this render");
+                s_fail_kv(&kv, &w, s, 1, 1, "worker shutting down before starting this render");
                 mg_msg_add_str(&s->outbox, MG_PROTO_WORKER);
                 mg_msg_add_str(&s->outbox, "FAIL");
                 mg_msg_add_kv(&s->outbox, &kv);
