@@ -79,7 +79,7 @@ static int s_render(int argc, char **argv)
     }
     fclose(f);
     float *out = malloc(sizeof(float) * (samples ? samples : 1));
-    mg_wavernn_stem_t stem = {notes, n, cls, seed, 0, samples, out, NULL};
+    mg_wavernn_stem_t stem = {notes, n, cls, seed, 0, samples, out, NULL, NULL};
     double t0 = s_now();
     int rc = mg_wavernn_render(m, &stem, 1, temperature, mg_wavernn_isa());
     double dt = s_now() - t0;
@@ -117,7 +117,11 @@ int main(int argc, char **argv)
     size_t samples = (size_t)(seconds * MG_WR_SR);
     float *out = malloc(sizeof(float) * samples * 8);
     const double H = m->hidden, O = m->out_hidden;
-    const double flop = 2.0 * (3 * H * MG_WR_EXC_DIM + 3 * H * H + O * H + MG_WR_LEVELS * O);
+    /* per sample: the GRU's input and recurrent products, the head, and the harmonic predictor's
+     * interpolated dot product (2 multiply-adds per coefficient); the frame-rate networks are
+     * amortised over 120 samples and left out */
+    const double flop = 2.0 * (3 * H * MG_WR_IN_DIM + 3 * H * H + O * H + MG_WR_LEVELS * O) +
+                        4.0 * MG_WR_VOICES * MG_WR_PRED_DIM;
     s_cpu(cpu, sizeof cpu);
     printf("machine: %s, %ld cores online; model %s (H=%d, %.0f kFLOP/sample); one thread unless "
            "stated\n", cpu, sysconf(_SC_NPROCESSORS_ONLN), path, m->hidden, flop / 1e3);
@@ -135,7 +139,7 @@ int main(int argc, char **argv)
         mg_wavernn_stem_t stems[8];
         for (int b = 0; b < runs[r].batch; b++)
             stems[b] = (mg_wavernn_stem_t){notes, n, 0, 1, (uint64_t)b, samples,
-                                           out + (size_t)b * samples, NULL};
+                                           out + (size_t)b * samples, NULL, NULL};
         double t0 = s_now();
         mg_wavernn_render_threads(m, stems, runs[r].batch, 1.0f, runs[r].isa, runs[r].threads);
         double dt = s_now() - t0;

@@ -91,10 +91,11 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
     static const struct { const char *name; int value; } fixed[] = {
         {"sample_rate", MG_WR_SR}, {"frame", MG_WR_FRAME}, {"voices", MG_WR_VOICES},
         {"harmonics", MG_WR_HARMONICS}, {"tail", MG_WR_TAIL}, {"n_classes", MG_WR_N_CLASSES},
-        {"levels", MG_WR_LEVELS}, {"cond_dim", MG_WR_COND_DIM}, {"exc_dim", MG_WR_EXC_DIM}};
+        {"levels", MG_WR_LEVELS}, {"cond_dim", MG_WR_COND_DIM}, {"exc_dim", MG_WR_EXC_DIM},
+        {"pred_harmonics", MG_WR_PRED_HARMONICS}, {"voice_dim", MG_WR_VOICE_DIM}};
     static const struct { const char *name; double value; } fixed_f[] = {
         {"preemph", MG_WR_PREEMPH}, {"onset_decay", MG_WR_ONSET_DECAY}, {"att_s", MG_WR_ATT_S},
-        {"dec_s", MG_WR_DEC_S}, {"rel_s", MG_WR_REL_S}};
+        {"dec_s", MG_WR_DEC_S}, {"rel_s", MG_WR_REL_S}, {"pred_max_hz", MG_WR_PRED_MAX_HZ}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (s_hp_i32(f, fixed[i].name, fixed[i].value, fixed[i].value, &v, err, errlen)) goto fail;
     for (size_t i = 0; i < sizeof fixed_f / sizeof fixed_f[0]; i++)
@@ -102,13 +103,24 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
     if (s_hp_i32(f, "hidden", 1, 1024, &m->hidden, err, errlen) ||
         s_hp_i32(f, "embed", 1, 256, &m->embed, err, errlen) ||
         s_hp_i32(f, "frame_hidden", 1, 1024, &m->frame_hidden, err, errlen) ||
-        s_hp_i32(f, "out_hidden", 1, 1024, &m->out_hidden, err, errlen))
+        s_hp_i32(f, "out_hidden", 1, 1024, &m->out_hidden, err, errlen) ||
+        s_hp_i32(f, "voice_hidden", 1, 1024, &m->voice_hidden, err, errlen) ||
+        s_hp_i32(f, "voice_embed", 1, 256, &m->voice_embed, err, errlen))
         goto fail;
 
     const int H = m->hidden, G = 3 * H, E = m->embed, FH = m->frame_hidden, O = m->out_hidden;
-    const int L = MG_WR_LEVELS, C = MG_WR_COND_DIM, X = MG_WR_EXC_DIM;
+    const int L = MG_WR_LEVELS, C = MG_WR_COND_DIM, X = MG_WR_IN_DIM;
+    const int VH = m->voice_hidden, VE = m->voice_embed, VD = MG_WR_VOICE_DIM, PD = MG_WR_PRED_DIM;
     const float *embed, *w_ih;
-    if (!(m->frame1_w = s_tensor(f, "frame1.weight", 2, FH, C, err, errlen)) ||
+    if (!(m->voice_emb = s_tensor(f, "voice_emb.weight", 2, MG_WR_N_CLASSES * 128, VE, err, errlen)) ||
+        !(m->voice1_w = s_tensor(f, "voice1.weight", 2, VH, VD + VE, err, errlen)) ||
+        !(m->voice1_b = s_tensor(f, "voice1.bias", 1, VH, 0, err, errlen)) ||
+        !(m->voice2_w = s_tensor(f, "voice2.weight", 2, VH, VH, err, errlen)) ||
+        !(m->voice2_b = s_tensor(f, "voice2.bias", 1, VH, 0, err, errlen)) ||
+        !(m->voice3_w = s_tensor(f, "voice3.weight", 2, PD, VH, err, errlen)) ||
+        !(m->voice3_b = s_tensor(f, "voice3.bias", 1, PD, 0, err, errlen)) ||
+        !(m->tuning = s_tensor(f, "tuning", 2, MG_WR_N_CLASSES, 128, err, errlen)) ||
+        !(m->frame1_w = s_tensor(f, "frame1.weight", 2, FH, C, err, errlen)) ||
         !(m->frame1_b = s_tensor(f, "frame1.bias", 1, FH, 0, err, errlen)) ||
         !(m->frame2_w = s_tensor(f, "frame2.weight", 2, FH, FH, err, errlen)) ||
         !(m->frame2_b = s_tensor(f, "frame2.bias", 1, FH, 0, err, errlen)) ||
@@ -122,10 +134,16 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
         !(m->out2_w = s_tensor(f, "out2.weight", 2, L, O, err, errlen)) ||
         !(m->out2_b = s_tensor(f, "out2.bias", 1, L, 0, err, errlen)))
         goto fail;
-    if (f->n_tensors != 13) {
-        s_err("%s: %d tensors; a WaveRNN model has exactly 13", f->path, f->n_tensors);
+    if (f->n_tensors != 21) {
+        s_err("%s: %d tensors; a WaveRNN model has exactly 21", f->path, f->n_tensors);
         goto fail;
     }
+    for (int i = 0; i < MG_WR_N_CLASSES * 128; i++)
+        if (!(fabsf(m->tuning[i]) <= 100.0f)) {
+            s_err("%s: tuning[%d][%d] is %g cents; |value| <= 100 expected", f->path, i / 128,
+                  i % 128, (double)m->tuning[i]);
+            goto fail;
+        }
 
     static const char *const required[] = {"name", "version", "license", "attribution"};
     const char **dst[] = {&m->name, &m->version, &m->license, &m->attribution};
@@ -162,7 +180,7 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
         s_err("%s: out of memory", f->path);
         goto fail;
     }
-    const int IN = E + X + FH;
+    const int IN = E + X + FH;   /* X = MG_WR_IN_DIM: excitation and companded prediction */
     for (int q = 0; q < L; q++)
         for (int i = 0; i < G; i++) {
             double acc = 0.0;
@@ -211,7 +229,8 @@ mg_wavernn_state_t *mg_wavernn_state_new(const mg_wavernn_model_t *m)
 {
     mg_wavernn_state_t *s = calloc(1, sizeof *s);
     const int H = m->hidden, FH = m->frame_hidden, O = m->out_hidden;
-    size_t n = (size_t)H + 3 * H + FH + (6 * H + O + FH);
+    size_t n = (size_t)H + 3 * H + FH + (6 * H + O + FH) + MG_WR_VOICES * 2 * MG_WR_PRED_DIM +
+               (2 * (size_t)m->voice_hidden + MG_WR_VOICE_DIM + m->voice_embed);
     float *buf = s ? calloc(n, sizeof(float)) : NULL;
     if (!buf) {
         free(s);
@@ -221,6 +240,8 @@ mg_wavernn_state_t *mg_wavernn_state_new(const mg_wavernn_model_t *m)
     s->gx = s->h + H;
     s->fv = s->gx + 3 * H;
     s->scratch = s->fv + FH;
+    s->coef = s->scratch + (6 * H + O + FH);
+    s->vscratch = s->coef + MG_WR_VOICES * 2 * MG_WR_PRED_DIM;
     mg_wavernn_state_reset(m, s);
     return s;
 }
@@ -228,7 +249,10 @@ mg_wavernn_state_t *mg_wavernn_state_new(const mg_wavernn_model_t *m)
 void mg_wavernn_state_reset(const mg_wavernn_model_t *m, mg_wavernn_state_t *s)
 {
     const int H = m->hidden, FH = m->frame_hidden, O = m->out_hidden;
-    memset(s->h, 0, sizeof(float) * ((size_t)H + 3 * H + FH + (6 * H + O + FH)));
+    memset(s->h, 0, sizeof(float) * ((size_t)H + 3 * H + FH + (6 * H + O + FH) +
+                                     MG_WR_VOICES * 2 * MG_WR_PRED_DIM +
+                                     (2 * (size_t)m->voice_hidden + MG_WR_VOICE_DIM + m->voice_embed)));
+    s->h_prev = 0.0f;
     s->y = 0.0;
     s->q_prev = mg_wavernn_mulaw_encode(0.0f);
 }
@@ -302,27 +326,100 @@ void mg_wavernn_frame_cond(const mg_wavernn_note_t *notes, const int32_t slots[M
     cond[MG_WR_N_CLASSES] = (float)((double)filled / MG_WR_VOICES);
 }
 
-void mg_wavernn_excitation(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
-                           int cls, int64_t t, float exc[MG_WR_EXC_DIM])
+double mg_wavernn_note_hz(const float *tuning, int cls, int pitch)
+{
+    double hz = 440.0 * pow(2.0, (double)(pitch - 69) / 12.0);
+    if (tuning && cls >= 0 && cls < MG_WR_N_CLASSES && pitch >= 0 && pitch < 128)
+        hz *= pow(2.0, (double)tuning[cls * 128 + pitch] / 1200.0);
+    return hz;
+}
+
+void mg_wavernn_features(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                         int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM],
+                         float *basis)
 {
     memset(exc, 0, sizeof(float) * MG_WR_EXC_DIM);
+    if (basis) memset(basis, 0, sizeof(float) * MG_WR_VOICES * MG_WR_PRED_DIM);
     for (int v = 0; v < MG_WR_VOICES; v++) {
         if (slots[v] < 0) continue;
         const mg_wavernn_note_t *nt = &notes[slots[v]];
         if (!(t >= nt->on && t < nt->off + MG_WR_TAIL)) continue;
         const double n = (double)(t - nt->on);
         float *e = exc + v * MG_WR_EXC_PER_VOICE;
-        if (cls != MG_WR_CLASS_DRUMS) {
-            double hz = 440.0 * pow(2.0, (nt->pitch - 69) / 12.0);
-            double cyc = hz * n / MG_WR_SR;
-            cyc -= floor(cyc);
-            for (int k = 1; k <= MG_WR_HARMONICS; k++) {
-                e[2 * (k - 1)] = (float)sin(2 * M_PI * k * cyc);
-                e[2 * (k - 1) + 1] = (float)cos(2 * M_PI * k * cyc);
-            }
-        }
         e[2 * MG_WR_HARMONICS] = (float)exp(-n / MG_WR_ONSET_DECAY);
+        if (cls == MG_WR_CLASS_DRUMS) continue;
+        const double hz = mg_wavernn_note_hz(tuning, cls, nt->pitch);
+        double cyc = hz * n / MG_WR_SR;
+        cyc -= floor(cyc);
+        /* sin/cos of k * phase by the angle-sum recurrence (features.harmonics, same order) */
+        const double s1 = sin(2 * M_PI * cyc), c1 = cos(2 * M_PI * cyc);
+        double sk = s1, ck = c1;
+        const int kmax = basis ? MG_WR_PRED_HARMONICS : MG_WR_HARMONICS;
+        float *bv = basis ? basis + v * MG_WR_PRED_DIM : NULL;
+        for (int k = 1; k <= kmax; k++) {
+            if (k <= MG_WR_HARMONICS) {
+                e[2 * (k - 1)] = (float)sk;
+                e[2 * (k - 1) + 1] = (float)ck;
+            }
+            if (bv && k * hz < MG_WR_PRED_MAX_HZ) bv[k - 1] = (float)sk;
+            const double sn = sk * c1 + ck * s1, cn = ck * c1 - sk * s1;
+            sk = sn;
+            ck = cn;
+        }
     }
+}
+
+void mg_wavernn_excitation(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                           int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM])
+{
+    mg_wavernn_features(notes, slots, cls, tuning, t, exc, NULL);
+}
+
+static const double s_voice_taus[] = {0.015, 0.05, 0.15, 0.5, 2.0};   /* features.VOICE_TAUS */
+static const double s_voice_rels[] = {0.05, 0.2};                    /* features.VOICE_RELS */
+
+void mg_wavernn_voice_inputs(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                             int cls, int64_t frame, float *vin, int32_t emb[MG_WR_VOICES])
+{
+    memset(vin, 0, sizeof(float) * MG_WR_VOICES * 2 * MG_WR_VOICE_DIM);
+    for (int v = 0; v < MG_WR_VOICES; v++) {
+        emb[v] = -1;
+        if (slots[v] < 0) continue;
+        const mg_wavernn_note_t *nt = &notes[slots[v]];
+        emb[v] = cls * 128 + nt->pitch;
+        for (int e = 0; e < 2; e++) {
+            const int64_t t = (frame + e) * MG_WR_FRAME;
+            const double tau = (double)(t - nt->on > 0 ? t - nt->on : 0) / MG_WR_SR;
+            float *x = vin + (v * 2 + e) * MG_WR_VOICE_DIM;
+            int k = 0;
+            if (cls >= 0 && cls < MG_WR_N_CLASSES) x[cls] = 1.0f;
+            k = MG_WR_N_CLASSES;
+            x[k++] = (float)((nt->pitch - 60) / 24.0);
+            x[k++] = (float)(nt->velocity / 127.0);
+            for (int i = 0; i < 5; i++) x[k++] = (float)exp(-tau / s_voice_taus[i]);
+            for (int i = 0; i < 2; i++)
+                x[k++] = t < nt->off ? 1.0f
+                                     : (float)exp(-((double)(t - nt->off) / MG_WR_SR) / s_voice_rels[i]);
+        }
+    }
+}
+
+float mg_wavernn_compand(float p)
+{
+    float a = log1pf((float)(MG_WR_LEVELS - 1) * fabsf(p)) / log1pf((float)(MG_WR_LEVELS - 1));
+    return p > 0.0f ? a : p < 0.0f ? -a : 0.0f;
+}
+
+float mg_wavernn_harmonic(const mg_wavernn_state_t *s, const float *basis, int i)
+{
+    const float a = (float)i / (float)MG_WR_FRAME;
+    float acc = 0.0f;
+    for (int v = 0; v < MG_WR_VOICES; v++) {
+        const float *c0 = s->coef + (v * 2) * MG_WR_PRED_DIM, *c1 = c0 + MG_WR_PRED_DIM;
+        const float *b = basis + v * MG_WR_PRED_DIM;
+        for (int j = 0; j < MG_WR_PRED_DIM; j++) acc += (c0[j] + a * (c1[j] - c0[j])) * b[j];
+    }
+    return acc;
 }
 
 /* ---- sampling ---- */
@@ -369,38 +466,49 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
     if (isa == MG_WR_ISA_AVX2 && (!m->pk_exc || mg_wavernn_isa() != MG_WR_ISA_AVX2)) isa = MG_WR_ISA_REF;
     mg_wavernn_state_t *st[MG_WR_MAX_BATCH] = {0}, *act[MG_WR_MAX_BATCH];
     int32_t (*slots)[MG_WR_VOICES] = malloc(sizeof *slots * (size_t)n);
-    float *exc = malloc(sizeof(float) * MG_WR_EXC_DIM * (size_t)n);
+    float *in = malloc(sizeof(float) * MG_WR_IN_DIM * (size_t)n);
     float *logits = malloc(sizeof(float) * MG_WR_LEVELS * (size_t)n);
-    int rc = slots && exc && logits ? 0 : -1;
+    int rc = slots && in && logits ? 0 : -1;
     size_t longest = 0;
     for (int b = 0; b < n && rc == 0; b++) {
         if (!(st[b] = mg_wavernn_state_new(m))) rc = -1;
         if (stems[b].n_samples > longest) longest = stems[b].n_samples;
     }
-    float cond[MG_WR_COND_DIM];
+    float cond[MG_WR_COND_DIM], vin[MG_WR_VOICES * 2 * MG_WR_VOICE_DIM];
+    float basis[MG_WR_VOICES * MG_WR_PRED_DIM], pred[MG_WR_MAX_BATCH];
+    int32_t emb[MG_WR_VOICES];
     int q_prev[MG_WR_MAX_BATCH], idx[MG_WR_MAX_BATCH];
     /* the per-sample loop: no allocation below */
     for (size_t t = 0; t < longest && rc == 0; t++) {
         int na = 0;
         for (int b = 0; b < n; b++) {
             const mg_wavernn_stem_t *sb = &stems[b];
+            mg_wavernn_state_t *s = st[b];
             if (t >= sb->n_samples) continue;
             if (t % MG_WR_FRAME == 0) {
                 int64_t f = (int64_t)(t / MG_WR_FRAME);
                 mg_wavernn_slots(sb->notes, sb->n_notes, f, slots[b]);
                 mg_wavernn_frame_cond(sb->notes, slots[b], sb->cls, f, cond);
-                mg_wavernn_frame_ref(m, st[b], cond);
+                mg_wavernn_frame_ref(m, s, cond);
+                mg_wavernn_voice_inputs(sb->notes, slots[b], sb->cls, f, vin, emb);
+                mg_wavernn_voice_ref(m, s, vin, emb);
             }
-            mg_wavernn_excitation(sb->notes, slots[b], sb->cls, (int64_t)t, exc + (size_t)na * MG_WR_EXC_DIM);
-            act[na] = st[b];
-            q_prev[na] = st[b]->q_prev;
+            float *x = in + (size_t)na * MG_WR_IN_DIM;
+            mg_wavernn_features(sb->notes, slots[b], sb->cls, m->tuning, (int64_t)t, x, basis);
+            float h = mg_wavernn_harmonic(s, basis, (int)(t % MG_WR_FRAME));
+            float p = h - (float)MG_WR_PREEMPH * s->h_prev;
+            s->h_prev = h;
+            x[MG_WR_EXC_DIM] = mg_wavernn_compand(p);
+            pred[na] = p;
+            act[na] = s;
+            q_prev[na] = s->q_prev;
             idx[na++] = b;
         }
         if (isa == MG_WR_ISA_AVX2)
-            mg_wavernn_step_avx2(m, act, na, q_prev, exc, logits);
+            mg_wavernn_step_avx2(m, act, na, q_prev, in, logits);
         else
             for (int a = 0; a < na; a++)
-                mg_wavernn_step_ref(m, act[a], q_prev[a], exc + (size_t)a * MG_WR_EXC_DIM,
+                mg_wavernn_step_ref(m, act[a], q_prev[a], in + (size_t)a * MG_WR_IN_DIM,
                                     logits + (size_t)a * MG_WR_LEVELS);
         for (int a = 0; a < na; a++) {
             const mg_wavernn_stem_t *sb = &stems[idx[a]];
@@ -409,15 +517,17 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
             const float *lg = logits + (size_t)a * MG_WR_LEVELS;
             int q = isa == MG_WR_ISA_AVX2 ? mg_wavernn_sample_avx2(lg, temperature, u)
                                           : mg_wavernn_sample(lg, MG_WR_LEVELS, temperature, u);
-            s->y = (double)mg_wavernn_mulaw_decode(q) + MG_WR_PREEMPH * s->y;
+            float sv = pred[a] + mg_wavernn_mulaw_decode(q);     /* prediction + residual */
+            s->y = (double)sv + MG_WR_PREEMPH * s->y;
             sb->out[t] = (float)s->y;
             if (sb->q_out) sb->q_out[t] = q;
-            s->q_prev = q;
+            if (sb->pred_out) sb->pred_out[t] = pred[a];
+            s->q_prev = mg_wavernn_mulaw_encode(sv);
         }
     }
     for (int b = 0; b < n; b++) mg_wavernn_state_destroy(&st[b]);
     free(slots);
-    free(exc);
+    free(in);
     free(logits);
     return rc;
 }

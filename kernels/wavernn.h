@@ -4,9 +4,12 @@
  * models/train/{model,features}.py are the PyTorch reference this code is tested against.
  *
  * Flow per stem: for each frame (120 samples) mg_wavernn_slots() + mg_wavernn_frame_cond() ->
- * mg_wavernn_frame_ref(); for each sample mg_wavernn_excitation() -> mg_wavernn_step_ref() or
- * mg_wavernn_step_avx2() (a batch of stems per call) -> logits -> mg_wavernn_sample() -> mu-law
- * level -> de-emphasis. mg_wavernn_render() does all of it for a batch of stems in lockstep,
+ * mg_wavernn_frame_ref(), and mg_wavernn_voice_inputs() -> mg_wavernn_voice_ref() (the harmonic
+ * predictor's coefficients of each voice at both ends of the frame); for each sample
+ * mg_wavernn_features() (excitation and predictor basis) -> mg_wavernn_harmonic() -> prediction
+ * p = h[t] - 0.85 h[t-1] -> mg_wavernn_step_ref() or mg_wavernn_step_avx2() (a batch of stems per
+ * call) -> logits of the residual -> mg_wavernn_sample() -> level q -> s = p + decode(q) ->
+ * de-emphasis. mg_wavernn_render() does all of it for a batch of stems in lockstep,
  * mg_wavernn_render_threads() splits the batch over threads. Paths: wavernn_ref.c (scalar, the
  * reference), wavernn_avx2.c (AVX2+FMA, chosen at run time by mg_wavernn_isa()).
  * Memory: everything is allocated by _load, _state_new and once per render call; the per-sample
@@ -37,6 +40,11 @@
 #define MG_WR_COND_DIM (MG_WR_N_CLASSES + 1 + MG_WR_VOICES * MG_WR_SLOT_DIM)   /* 36 */
 #define MG_WR_EXC_PER_VOICE (2 * MG_WR_HARMONICS + 1)
 #define MG_WR_EXC_DIM (MG_WR_VOICES * MG_WR_EXC_PER_VOICE)                     /* 28 */
+#define MG_WR_IN_DIM (MG_WR_EXC_DIM + 1)   /* per-sample GRU input: exc, compand(p) */
+#define MG_WR_PRED_HARMONICS 16   /* harmonics per voice in the predictor */
+#define MG_WR_PRED_DIM MG_WR_PRED_HARMONICS   /* per voice: amplitudes of sin(k phase), k = 1..K */
+#define MG_WR_PRED_MAX_HZ 10800.0 /* predictor harmonics at or above this are zero */
+#define MG_WR_VOICE_DIM 16        /* voice-network inputs besides the pitch embedding */
 #define MG_WR_DRUM_KIT 128        /* program_map index of the GM drum kit (channel 10) */
 #define MG_WR_CLASS_DRUMS 6
 #define MG_WR_MAX_BATCH 64        /* streams per mg_wavernn_render / step call */
@@ -53,6 +61,15 @@ typedef struct {
 
 typedef struct {
     int hidden, embed, frame_hidden, out_hidden;   /* H, E, FH, O */
+    int voice_hidden, voice_embed;                 /* VH, VE */
+    const float *voice_emb; /* (N_CLASSES * 128, VE): row cls * 128 + pitch */
+    const float *voice1_w;  /* (VH, VOICE_DIM + VE) */
+    const float *voice1_b;  /* (VH) */
+    const float *voice2_w;  /* (VH, VH) */
+    const float *voice2_b;  /* (VH) */
+    const float *voice3_w;  /* (PRED_DIM, VH): harmonic amplitudes */
+    const float *voice3_b;  /* (PRED_DIM) */
+    const float *tuning;    /* (N_CLASSES, 128) cents off equal temperament per class and pitch */
     const float *frame1_w;  /* (FH, C) */
     const float *frame1_b;  /* (FH) */
     const float *frame2_w;  /* (FH, FH) */
@@ -64,13 +81,13 @@ typedef struct {
     const float *out1_b;    /* (O) */
     const float *out2_w;    /* (L, O) */
     const float *out2_b;    /* (L) */
-    /* folded at load time from embed.weight (L, E) and gru.weight_ih_l0 (3H, E + X + FH): */
+    /* folded at load time from embed.weight (L, E) and gru.weight_ih_l0 (3H, E + X + 1 + FH): */
     float *emb_gates;       /* (L, 3H): w_ih[:, :E] @ embed[q] for each level q, owned */
-    float *w_exc;           /* (3H, X): w_ih[:, E:E+X], owned */
-    float *w_fv;            /* (3H, FH): w_ih[:, E+X:], owned */
+    float *w_exc;           /* (3H, X + 1): w_ih[:, E:E+X+1] (excitation, companded p), owned */
+    float *w_fv;            /* (3H, FH): w_ih[:, E+X+1:], owned */
     /* repacked for the AVX2 path (mg_wavernn_pack16: panels of 16 rows), owned; NULL when a
      * row count is not a multiple of 16 (then every path runs the reference): */
-    float *pk_exc;          /* (3H/16, X, 16) */
+    float *pk_exc;          /* (3H/16, X + 1, 16) */
     float *pk_hh;           /* (3H/16, H, 16) */
     float *pk_out1;         /* (O/16, H, 16) */
     float *pk_out2;         /* (L/16, O, 16) */
@@ -85,8 +102,11 @@ typedef struct {
     float *gx;       /* (3H) frame part of the input gates: w_fv @ fv + b_ih */
     float *fv;       /* (FH) frame vector */
     float *scratch;  /* (6H + O + FH) step and frame temporaries */
+    float *coef;     /* (VOICES, 2, PRED_DIM) harmonic amplitudes at the frame's two ends */
+    float *vscratch; /* (2 VH + VOICE_DIM + VE) voice-network temporaries */
+    float h_prev;    /* the predictor's previous raw output h[t-1] */
     double y;        /* de-emphasis state */
-    int q_prev;      /* previous mu-law level */
+    int q_prev;      /* mu-law level of the previous pre-emphasised output sample */
 } mg_wavernn_state_t;
 
 /* Loads and checks the model at path (hyper-parameters equal to the MG_WR_ constants, every
@@ -112,25 +132,45 @@ void mg_wavernn_slots(const mg_wavernn_note_t *notes, size_t n, int64_t frame,
 /* The frame conditioning vector cond[MG_WR_COND_DIM] of frame for class cls. */
 void mg_wavernn_frame_cond(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
                            int cls, int64_t frame, float cond[MG_WR_COND_DIM]);
-/* The excitation exc[MG_WR_EXC_DIM] of sample t (slots: those of frame t / MG_WR_FRAME). */
+/* The oscillator frequency (Hz) of pitch for class cls: equal temperament corrected by the tuning
+ * table (N_CLASSES, 128) in cents (NULL: no correction). */
+double mg_wavernn_note_hz(const float *tuning, int cls, int pitch);
+/* The excitation exc[MG_WR_EXC_DIM] of sample t (slots: those of frame t / MG_WR_FRAME) and, if
+ * basis is not NULL, the predictor basis basis[MG_WR_VOICES * MG_WR_PRED_DIM]; tuning as above. */
+void mg_wavernn_features(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                         int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM],
+                         float *basis);
+/* mg_wavernn_features without the basis. */
 void mg_wavernn_excitation(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
-                           int cls, int64_t t, float exc[MG_WR_EXC_DIM]);
+                           int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM]);
+/* The voice network's inputs at the start (e = 0) and end (e = 1) of frame for each slot:
+ * vin[(v * 2 + e) * MG_WR_VOICE_DIM ...], and its embedding rows emb[v] (-1: empty slot). */
+void mg_wavernn_voice_inputs(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                             int cls, int64_t frame, float *vin, int32_t emb[MG_WR_VOICES]);
+/* The continuous mu-law curve of the prediction, the GRU's last sample input. */
+float mg_wavernn_compand(float p);
 
 /* ---- network (scalar reference: wavernn_ref.c) ---- */
 /* Runs the frame MLP on cond and sets s->fv and s->gx. */
 void mg_wavernn_frame_ref(const mg_wavernn_model_t *m, mg_wavernn_state_t *s, const float *cond);
-/* One sample: GRU update of s->h from level q_prev and exc, then logits[L]. */
+/* Runs the voice network on vin/emb (mg_wavernn_voice_inputs) and sets s->coef. */
+void mg_wavernn_voice_ref(const mg_wavernn_model_t *m, mg_wavernn_state_t *s, const float *vin,
+                          const int32_t emb[MG_WR_VOICES]);
+/* The predictor's raw output h of sample i (0..FRAME-1) of the frame from s->coef and the basis. */
+float mg_wavernn_harmonic(const mg_wavernn_state_t *s, const float *basis, int i);
+/* One sample: GRU update of s->h from level q_prev and in[MG_WR_IN_DIM] (exc, compand(p)), then
+ * logits[L] of the residual's level. */
 void mg_wavernn_step_ref(const mg_wavernn_model_t *m, mg_wavernn_state_t *s, int q_prev,
-                         const float *exc, float *logits);
+                         const float *in, float *logits);
 
 /* ---- network (optimised: wavernn_avx2.c) ---- */
 /* The path this CPU runs: MG_WR_ISA_AVX2 when it has AVX2 and FMA (unless the environment sets
  * MG_WAVERNN_ISA=ref), else MG_WR_ISA_REF. */
 int mg_wavernn_isa(void);
-/* One step for n <= MG_WR_MAX_BATCH streams s[0..n): q_prev (n), exc (n, X) -> logits (n, L).
+/* One step for n <= MG_WR_MAX_BATCH streams s[0..n): q_prev (n), in (n, IN) -> logits (n, L).
  * Needs m->pk_exc != NULL and an AVX2 CPU (check mg_wavernn_isa()). */
 void mg_wavernn_step_avx2(const mg_wavernn_model_t *m, mg_wavernn_state_t *const *s, int n,
-                          const int *q_prev, const float *exc, float *logits);
+                          const int *q_prev, const float *in, float *logits);
 /* mg_wavernn_sample with float exponentials: the same draw except within float rounding of a
  * CDF boundary. */
 int mg_wavernn_sample_avx2(const float *logits, float temperature, uint32_t u);
@@ -155,6 +195,7 @@ typedef struct {
     size_t n_samples;
     float *out;                       /* (n_samples) audio, borrowed, written */
     int32_t *q_out;                   /* (n_samples) sampled levels, may be NULL */
+    float *pred_out;                  /* (n_samples) the predictions p, may be NULL */
 } mg_wavernn_stem_t;
 
 /* Renders n <= MG_WR_MAX_BATCH stems in lockstep, one network step per sample for the whole

@@ -75,8 +75,9 @@ AVX2_INLINE __m256 s_tanh(__m256 x)
 
 /* y[b] (= or +=) pk @ x[b] (+ bias) for B streams; pk packed by mg_wavernn_pack16, rows % 16 == 0.
  * One panel's two weight vectors feed 2*B accumulators; B <= 2 also splits the columns in two
- * halves so that at least four FMA chains are in flight. B is a constant at every call site and
- * the b loops are unrolled, so the accumulators live in registers (not on the stack). */
+ * halves (even and odd) so that at least four FMA chains are in flight. B is a constant at every
+ * call site and the b loops are unrolled, so the accumulators live in registers (not on the
+ * stack). s_gemv_n calls it with B = 1 or 2 only. */
 AVX2_INLINE void s_gemv(const float *pk, int rows, int cols, const float *const *x, float *const *y,
                         const float *bias, int accumulate, const int B)
 {
@@ -127,29 +128,26 @@ AVX2_INLINE void s_gemv(const float *pk, int rows, int cols, const float *const 
     }
 }
 
+/* Streams in pairs: B = 1 and B = 2 both take the column-split path, so every stream's sums are
+ * formed in the same order whatever the batch size and however a batch is split over threads
+ * (output must not depend on the grouping: a render is reproducible from its seed alone). */
 static AVX2 void s_gemv_n(const float *pk, int rows, int cols, const float *const *x,
                           float *const *y, const float *bias, int accumulate, int n)
 {
-    for (int i = 0; i < n; i += 4) {
-        int b = n - i < 4 ? n - i : 4;
-        switch (b) {
-        case 1: s_gemv(pk, rows, cols, x + i, y + i, bias, accumulate, 1); break;
-        case 2: s_gemv(pk, rows, cols, x + i, y + i, bias, accumulate, 2); break;
-        case 3: s_gemv(pk, rows, cols, x + i, y + i, bias, accumulate, 3); break;
-        default: s_gemv(pk, rows, cols, x + i, y + i, bias, accumulate, 4); break;
-        }
-    }
+    int i = 0;
+    for (; i + 1 < n; i += 2) s_gemv(pk, rows, cols, x + i, y + i, bias, accumulate, 2);
+    if (i < n) s_gemv(pk, rows, cols, x + i, y + i, bias, accumulate, 1);
 }
 
 AVX2 void mg_wavernn_step_avx2(const mg_wavernn_model_t *m, mg_wavernn_state_t *const *s, int n,
-                               const int *q_prev, const float *exc, float *logits)
+                               const int *q_prev, const float *in, float *logits)
 {
     const int H = m->hidden, G = 3 * H, O = m->out_hidden, L = MG_WR_LEVELS;
     if (n < 1 || n > MG_WR_MAX_BATCH) return;
     const float *xs[MG_WR_MAX_BATCH], *hs[MG_WR_MAX_BATCH], *os_[MG_WR_MAX_BATCH];
     float *gi[MG_WR_MAX_BATCH], *gh[MG_WR_MAX_BATCH], *o[MG_WR_MAX_BATCH], *lg[MG_WR_MAX_BATCH];
     for (int b = 0; b < n; b++) {
-        xs[b] = exc + (size_t)b * MG_WR_EXC_DIM;
+        xs[b] = in + (size_t)b * MG_WR_IN_DIM;
         gi[b] = s[b]->scratch;
         gh[b] = s[b]->scratch + G;
         o[b] = s[b]->scratch + 2 * G;
@@ -157,7 +155,7 @@ AVX2 void mg_wavernn_step_avx2(const mg_wavernn_model_t *m, mg_wavernn_state_t *
         os_[b] = o[b];
         lg[b] = logits + (size_t)b * L;
     }
-    s_gemv_n(m->pk_exc, G, MG_WR_EXC_DIM, xs, gi, NULL, 0, n);
+    s_gemv_n(m->pk_exc, G, MG_WR_IN_DIM, xs, gi, NULL, 0, n);
     s_gemv_n(m->pk_hh, G, H, hs, gh, m->b_hh, 0, n);
     for (int b = 0; b < n; b++) {
         const float *emb = m->emb_gates + (size_t)q_prev[b] * G, *gx = s[b]->gx;
@@ -223,10 +221,10 @@ AVX2 int mg_wavernn_sample_avx2(const float *logits, float temperature, uint32_t
 #else
 
 void mg_wavernn_step_avx2(const mg_wavernn_model_t *m, mg_wavernn_state_t *const *s, int n,
-                          const int *q_prev, const float *exc, float *logits)
+                          const int *q_prev, const float *in, float *logits)
 {
     for (int b = 0; b < n; b++)
-        mg_wavernn_step_ref(m, s[b], q_prev[b], exc + (size_t)b * MG_WR_EXC_DIM,
+        mg_wavernn_step_ref(m, s[b], q_prev[b], in + (size_t)b * MG_WR_IN_DIM,
                             logits + (size_t)b * MG_WR_LEVELS);
 }
 

@@ -1,5 +1,5 @@
-/* wavernn_ref.c - the scalar reference of the WaveRNN network (model.py): the frame MLP and one
- * GRU + softmax-head step. Plain C, no processor-specific code: it is what the optimised paths
+/* wavernn_ref.c - the scalar reference of the WaveRNN network (model.py): the frame MLP, the
+ * harmonic predictor's voice network, and one GRU + softmax-head step. Plain C, no processor-specific code: it is what the optimised paths
  * (wavernn_avx2.c, later CUDA) are tested against, and it is tested against PyTorch.
  */
 #include <math.h>
@@ -30,15 +30,38 @@ void mg_wavernn_frame_ref(const mg_wavernn_model_t *m, mg_wavernn_state_t *s, co
     s_matvec(s->gx, m->w_fv, m->b_ih, s->fv, G, FH);
 }
 
+void mg_wavernn_voice_ref(const mg_wavernn_model_t *m, mg_wavernn_state_t *s, const float *vin,
+                          const int32_t emb[MG_WR_VOICES])
+{
+    const int VH = m->voice_hidden, VE = m->voice_embed, VD = MG_WR_VOICE_DIM, PD = MG_WR_PRED_DIM;
+    float *x = s->vscratch, *a = x + VD + VE, *b = a + VH;
+    for (int v = 0; v < MG_WR_VOICES; v++)
+        for (int e = 0; e < 2; e++) {
+            float *c = s->coef + (v * 2 + e) * PD;
+            if (emb[v] < 0) {
+                for (int j = 0; j < PD; j++) c[j] = 0.0f;
+                continue;
+            }
+            for (int i = 0; i < VD; i++) x[i] = vin[(v * 2 + e) * VD + i];
+            for (int i = 0; i < VE; i++) x[VD + i] = m->voice_emb[(size_t)emb[v] * VE + i];
+            s_matvec(a, m->voice1_w, m->voice1_b, x, VH, VD + VE);
+            for (int i = 0; i < VH; i++) a[i] = tanhf(a[i]);
+            s_matvec(b, m->voice2_w, m->voice2_b, a, VH, VH);
+            for (int i = 0; i < VH; i++) b[i] = tanhf(b[i]);
+            s_matvec(c, m->voice3_w, m->voice3_b, b, PD, VH);
+            for (int j = 0; j < PD; j++) c[j] = expf(c[j] < 20.0f ? c[j] : 20.0f);   /* log amplitudes */
+        }
+}
+
 void mg_wavernn_step_ref(const mg_wavernn_model_t *m, mg_wavernn_state_t *s, int q_prev,
-                         const float *exc, float *logits)
+                         const float *in, float *logits)
 {
     const int H = m->hidden, G = 3 * H, O = m->out_hidden;
     float *gi = s->scratch;          /* (3H) input part of the gates */
     float *gh = s->scratch + G;      /* (3H) recurrent part */
     float *o = s->scratch + 2 * G;   /* (O) */
     const float *emb = m->emb_gates + (size_t)q_prev * G;
-    s_matvec(gi, m->w_exc, NULL, exc, G, MG_WR_EXC_DIM);
+    s_matvec(gi, m->w_exc, NULL, in, G, MG_WR_IN_DIM);
     for (int i = 0; i < G; i++) gi[i] += s->gx[i] + emb[i];
     s_matvec(gh, m->w_hh, m->b_hh, s->h, G, H);
     for (int i = 0; i < H; i++) {

@@ -5,6 +5,7 @@
  * AVX2 path (batched, threaded); Philox known answers; the committed default model; and the
  * loader's rejection of truncated, corrupt and inconsistent files.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,8 +83,8 @@ typedef struct {
     int cls, stride, T;
     uint64_t seed, stream;
     float temperature;
-    const float *cond, *exc, *h, *logits, *audio;
-    const int32_t *q_in, *sampled;
+    const float *cond, *exc, *h, *logits, *audio, *vin, *coef, *basis, *pred;
+    const int32_t *q_in, *sampled, *emb;
 } s_golden_t;
 
 static int s_setup(void **state)
@@ -115,6 +116,11 @@ static int s_setup(void **state)
     g->audio = mg_nn_file_tensor(f, "audio")->data;
     g->q_in = mg_nn_file_tensor(f, "q_in")->data;
     g->sampled = mg_nn_file_tensor(f, "sampled")->data;
+    g->vin = mg_nn_file_tensor(f, "vin")->data;
+    g->emb = mg_nn_file_tensor(f, "emb")->data;
+    g->coef = mg_nn_file_tensor(f, "coef")->data;
+    g->basis = mg_nn_file_tensor(f, "basis")->data;
+    g->pred = mg_nn_file_tensor(f, "pred")->data;
     assert_int_equal(mg_nn_file_tensor(f, "h")->dims[1], g->model->hidden);
     *state = g;
     return 0;
@@ -156,36 +162,69 @@ static void test_crc32(void **state)
 static void test_features_match_reference(void **state)
 {
     s_golden_t *g = *state;
-    int32_t slots[MG_WR_VOICES];
-    float cond[MG_WR_COND_DIM], exc[MG_WR_EXC_DIM];
-    int bad = 0;
+    const mg_wavernn_model_t *m = g->model;
+    const int NF = g->T / MG_WR_FRAME, VD = MG_WR_VOICE_DIM, PD = MG_WR_PRED_DIM, V = MG_WR_VOICES;
+    int32_t slots[MG_WR_VOICES], emb[MG_WR_VOICES];
+    float cond[MG_WR_COND_DIM], exc[MG_WR_EXC_DIM], basis[MG_WR_VOICES * MG_WR_PRED_DIM];
+    float vin[MG_WR_VOICES * 2 * MG_WR_VOICE_DIM];
+    int bad = 0, rows = (g->T + g->stride - 1) / g->stride;
     float *all_exc = malloc(sizeof(float) * MG_WR_EXC_DIM * (size_t)g->T);
-    float *all_cond = malloc(sizeof(float) * MG_WR_COND_DIM * (size_t)(g->T / MG_WR_FRAME));
+    float *all_cond = malloc(sizeof(float) * MG_WR_COND_DIM * (size_t)NF);
+    float *all_basis = malloc(sizeof(float) * V * PD * (size_t)rows);
+    float *all_vin = malloc(sizeof(float) * V * 2 * VD * (size_t)NF);
+    float *all_coef = malloc(sizeof(float) * V * 2 * PD * (size_t)NF);
+    float *all_pred = malloc(sizeof(float) * (size_t)g->T);
+    mg_wavernn_state_t *s = mg_wavernn_state_new(m);
+    assert_non_null(s);
     for (int t = 0; t < g->T; t++) {
         if (t % MG_WR_FRAME == 0) {
             int64_t f = t / MG_WR_FRAME;
             mg_wavernn_slots(g->notes, g->n_notes, f, slots);
             mg_wavernn_frame_cond(g->notes, slots, g->cls, f, cond);
             memcpy(all_cond + f * MG_WR_COND_DIM, cond, sizeof cond);
+            mg_wavernn_voice_inputs(g->notes, slots, g->cls, f, vin, emb);
+            memcpy(all_vin + f * V * 2 * VD, vin, sizeof vin);
+            for (int v = 0; v < V; v++) assert_int_equal(emb[v], g->emb[f * V + v]);
+            mg_wavernn_voice_ref(m, s, vin, emb);
+            memcpy(all_coef + f * V * 2 * PD, s->coef, sizeof(float) * V * 2 * PD);
         }
-        mg_wavernn_excitation(g->notes, slots, g->cls, t, exc);
+        mg_wavernn_features(g->notes, slots, g->cls, m->tuning, t, exc, basis);
         memcpy(all_exc + (size_t)t * MG_WR_EXC_DIM, exc, sizeof exc);
+        if (t % g->stride == 0) memcpy(all_basis + (size_t)(t / g->stride) * V * PD, basis, sizeof basis);
+        float h = mg_wavernn_harmonic(s, basis, t % MG_WR_FRAME);
+        all_pred[t] = h - (float)MG_WR_PREEMPH * s->h_prev;
+        s->h_prev = h;
     }
-    bad += s_compare("cond", all_cond, g->cond, (size_t)(g->T / MG_WR_FRAME) * MG_WR_COND_DIM, FEAT_ATOL, 0);
+    bad += s_compare("cond", all_cond, g->cond, (size_t)NF * MG_WR_COND_DIM, FEAT_ATOL, 0);
     bad += s_compare("exc", all_exc, g->exc, (size_t)g->T * MG_WR_EXC_DIM, FEAT_ATOL, 0);
+    bad += s_compare("basis", all_basis, g->basis, (size_t)rows * V * PD, FEAT_ATOL, 0);
+    bad += s_compare("vin", all_vin, g->vin, (size_t)NF * V * 2 * VD, FEAT_ATOL, 0);
+    bad += s_compare("coef", all_coef, g->coef, (size_t)NF * V * 2 * PD, H_ATOL, H_RTOL);
+    bad += s_compare("pred", all_pred, g->pred, (size_t)g->T, H_ATOL, H_RTOL);
+    mg_wavernn_state_destroy(&s);
     free(all_exc);
     free(all_cond);
+    free(all_basis);
+    free(all_vin);
+    free(all_coef);
+    free(all_pred);
     assert_int_equal(bad, 0);
 
     /* more notes than voices: the fixture's frame 6 holds the 4 latest onsets in order */
     mg_wavernn_slots(g->notes, g->n_notes, 6, slots);
     assert_int_equal(slots[0], 2);
     assert_int_equal(slots[3], 5);
-    /* drums: no sinusoids, only the onset pulse */
+    /* drums: no sinusoids and no predictor, only the onset pulse */
     mg_wavernn_slots(g->notes, g->n_notes, 0, slots);
-    mg_wavernn_excitation(g->notes, slots, MG_WR_CLASS_DRUMS, 10, exc);
+    mg_wavernn_features(g->notes, slots, MG_WR_CLASS_DRUMS, m->tuning, 10, exc, basis);
     for (int j = 0; j < 2 * MG_WR_HARMONICS; j++) assert_true(exc[j] == 0.0f);
+    for (int j = 0; j < V * PD; j++) assert_true(basis[j] == 0.0f);
     assert_true(exc[2 * MG_WR_HARMONICS] > 0.9f);
+    /* the tuning table moves the oscillator: +100 cents is a semitone up */
+    float tun[MG_WR_N_CLASSES * 128] = {0};
+    tun[2 * 128 + 69] = 100.0f;
+    assert_true(fabs(mg_wavernn_note_hz(tun, 2, 69) - 440.0 * pow(2.0, 1.0 / 12.0)) < 1e-9);
+    assert_true(mg_wavernn_note_hz(tun, 1, 69) == 440.0 && mg_wavernn_note_hz(NULL, 2, 69) == 440.0);
 }
 
 /* Teacher-forced pass over the fixture with isa; batch > 1 runs that many copies of the stream
@@ -198,19 +237,20 @@ static int s_teacher_forced(s_golden_t *g, int isa, int batch)
     int rows = (g->T + g->stride - 1) / g->stride, bad = 0;
     float *h = malloc(sizeof(float) * (size_t)rows * m->hidden * batch);
     float *lg = malloc(sizeof(float) * (size_t)rows * MG_WR_LEVELS * batch);
-    float logits[8 * MG_WR_LEVELS], exc[8 * MG_WR_EXC_DIM];
+    float logits[8 * MG_WR_LEVELS], in[8 * MG_WR_IN_DIM];
     int q[8];
     for (int t = 0; t < g->T; t++) {
         for (int b = 0; b < batch; b++) {
             if (t % MG_WR_FRAME == 0)
                 mg_wavernn_frame_ref(m, s[b], g->cond + (t / MG_WR_FRAME) * MG_WR_COND_DIM);
-            memcpy(exc + b * MG_WR_EXC_DIM, g->exc + (size_t)t * MG_WR_EXC_DIM, sizeof(float) * MG_WR_EXC_DIM);
+            memcpy(in + b * MG_WR_IN_DIM, g->exc + (size_t)t * MG_WR_EXC_DIM, sizeof(float) * MG_WR_EXC_DIM);
+            in[b * MG_WR_IN_DIM + MG_WR_EXC_DIM] = mg_wavernn_compand(g->pred[t]);
             q[b] = g->q_in[t];
         }
         if (isa == MG_WR_ISA_AVX2)
-            mg_wavernn_step_avx2(m, s, batch, q, exc, logits);
+            mg_wavernn_step_avx2(m, s, batch, q, in, logits);
         else
-            mg_wavernn_step_ref(m, s[0], q[0], exc, logits);
+            mg_wavernn_step_ref(m, s[0], q[0], in, logits);
         if (t % g->stride == 0)
             for (int b = 0; b < batch; b++) {
                 size_t r = (size_t)b * rows + t / g->stride;
@@ -260,7 +300,7 @@ static void s_sampling(s_golden_t *g, int isa, int batch)
     for (int b = 0; b < batch; b++)
         stems[b] = (mg_wavernn_stem_t){g->notes, g->n_notes, g->cls, g->seed + (b == 3), g->stream,
                                        (size_t)g->T - (size_t)b * 7, audio + (size_t)b * g->T,
-                                       q + (size_t)b * g->T};
+                                       q + (size_t)b * g->T, NULL};
     assert_int_equal(mg_wavernn_render(g->model, stems, batch, g->temperature, isa), 0);
     for (int b = 0; b < batch && b < 3; b++) {
         int first = -1;
@@ -304,7 +344,7 @@ static void test_threads_match_single_thread(void **state)
     float *audio = malloc(sizeof(float) * (size_t)g->T * 2 * B);
     for (int i = 0; i < B; i++) {
         a[i] = (mg_wavernn_stem_t){g->notes, g->n_notes, i % MG_WR_N_CLASSES, g->seed, (uint64_t)i,
-                                   (size_t)g->T, audio + (size_t)i * g->T, NULL};
+                                   (size_t)g->T, audio + (size_t)i * g->T, NULL, NULL};
         b[i] = a[i];
         b[i].out = audio + (size_t)(B + i) * g->T;
     }
@@ -312,6 +352,46 @@ static void test_threads_match_single_thread(void **state)
     assert_int_equal(mg_wavernn_render_threads(g->model, b, B, 1.0f, mg_wavernn_isa(), 3), 0);
     assert_memory_equal(audio, audio + (size_t)B * g->T, sizeof(float) * (size_t)g->T * B);
     free(audio);
+}
+
+/* The AVX2 step's sums do not depend on the batch: each stream's logits from a batch of 5 equal,
+ * bit for bit, those of the same stream stepped alone (so a render does not depend on how its
+ * stems are grouped into batches or threads). */
+static void test_avx2_batch_independent(void **state)
+{
+    s_golden_t *g = *state;
+    const mg_wavernn_model_t *m = g->model;
+    if (mg_wavernn_isa() != MG_WR_ISA_AVX2 || !m->pk_exc) skip();
+    enum { B = 5, STEPS = 40 };
+    mg_wavernn_state_t *sb[B], *s1[1];
+    float in[B * MG_WR_IN_DIM], lb[B * MG_WR_LEVELS], l1[MG_WR_LEVELS];
+    int q[B];
+    /* stream k reads the fixture from sample 7k on */
+    for (int b = 0; b < B; b++) {
+        assert_non_null(sb[b] = mg_wavernn_state_new(m));
+        mg_wavernn_frame_ref(m, sb[b], g->cond);
+    }
+    for (int t = 0; t < STEPS; t++) {
+        for (int k = 0; k < B; k++) {
+            memcpy(in + k * MG_WR_IN_DIM, g->exc + (size_t)(t + 7 * k) * MG_WR_EXC_DIM,
+                   sizeof(float) * MG_WR_EXC_DIM);
+            in[k * MG_WR_IN_DIM + MG_WR_EXC_DIM] = mg_wavernn_compand(g->pred[t + 7 * k]);
+            q[k] = g->q_in[t + 7 * k];
+        }
+        mg_wavernn_step_avx2(m, sb, B, q, in, lb);
+    }
+    for (int b = 0; b < B; b++) {
+        assert_non_null(s1[0] = mg_wavernn_state_new(m));
+        mg_wavernn_frame_ref(m, s1[0], g->cond);
+        for (int t = 0; t < STEPS; t++) {
+            memcpy(in, g->exc + (size_t)(t + 7 * b) * MG_WR_EXC_DIM, sizeof(float) * MG_WR_EXC_DIM);
+            in[MG_WR_EXC_DIM] = mg_wavernn_compand(g->pred[t + 7 * b]);
+            mg_wavernn_step_avx2(m, s1, 1, &g->q_in[t + 7 * b], in, l1);
+        }
+        mg_wavernn_state_destroy(&s1[0]);
+        assert_memory_equal(l1, lb + b * MG_WR_LEVELS, sizeof l1);
+    }
+    for (int b = 0; b < B; b++) mg_wavernn_state_destroy(&sb[b]);
 }
 
 static void test_model_metadata(void **state)
@@ -338,14 +418,14 @@ static void test_default_model_loads(void **state)
         fprintf(stderr, "%s\n", err);
     assert_non_null(m);
     assert_string_equal(m->name, "mg-wavernn-default");
-    assert_int_equal(m->hidden, 128);
+    assert_int_equal(m->hidden, 64);
     assert_non_null(strstr(m->attribution, "Frank Wen"));
     assert_non_null(strstr(m->license, "MIT"));
     assert_non_null(mg_nn_file_meta(m->file, "training"));
     /* a short render through the path this CPU uses: finite and bounded */
     mg_wavernn_note_t note = {0, 2400, 60, 100};
     float out[2400];
-    mg_wavernn_stem_t stem = {&note, 1, 0, 7, 0, 2400, out, NULL};
+    mg_wavernn_stem_t stem = {&note, 1, 0, 7, 0, 2400, out, NULL, NULL};
     assert_int_equal(mg_wavernn_render(m, &stem, 1, 1.0f, mg_wavernn_isa()), 0);
     for (int t = 0; t < 2400; t++) assert_true(out[t] > -8.0f && out[t] < 8.0f);
     mg_wavernn_destroy(&m);
@@ -427,6 +507,20 @@ static void test_loader_rejects_bad_files(void **state)
     memcpy(p + 4, &d0, 4);
     s_fix_crc(b, len);
     s_expect_reject(b, len, "tensor 'gru.weight_hh_l0' has shape (32, 96), expected (96, 32)");
+
+    /* a tuning table value out of range */
+    memcpy(b, orig, len);
+    {
+        mg_nn_file_t *f = NULL;
+        char err[512];
+        assert_int_equal(mg_nn_file_parse(orig, len, "tiny.mgnn", &f, err, sizeof err), 0);
+        size_t off = (size_t)((const unsigned char *)mg_nn_file_tensor(f, "tuning")->data - f->buf);
+        mg_nn_file_destroy(&f);
+        float bad_cents = 250.0f;
+        memcpy(b + off + 4 * 130, &bad_cents, 4);
+    }
+    s_fix_crc(b, len);
+    s_expect_reject(b, len, "tuning[1][2] is 250 cents");
 
     /* a dimension that disagrees with the byte count */
     memcpy(b, orig, len);
@@ -521,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_avx2_matches_reference),
         cmocka_unit_test(test_avx2_sampling_reproduces_reference),
         cmocka_unit_test(test_threads_match_single_thread),
+        cmocka_unit_test(test_avx2_batch_independent),
         cmocka_unit_test(test_model_metadata),
         cmocka_unit_test(test_default_model_loads),
         cmocka_unit_test(test_loader_rejects_bad_files),

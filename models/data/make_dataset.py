@@ -3,8 +3,9 @@
 # sequences per instrument class -> MIDI (mido) -> fluidsynth + FluidR3_GM (MIT) at 24 kHz mono.
 # Reproducible from a fresh machine: `sh models/data/install-deps.sh && models/data/make_dataset.py`.
 #
-# Each clip is written as OUT/{train,val,probe}/{class}_{k}.npz (probe: isolated notes across
-# each class's range, for the quality bench; not used in training) holding
+# Each clip is written as OUT/{train,val,probe,tune}/{class}_{k}.npz (probe: isolated notes across
+# each class's range, for the quality bench, not used in training; tune: every pitch of the range
+# in isolation, for the tuning table of models/train/tuning.py) holding
 #   audio  float32 (T,)   mono, [-1, 1], aligned so a note at sample s sounds from sample s
 #   notes  int64 (N, 4)   [on, off, pitch, velocity], on/off in samples at 24 kHz
 #   cls    int            instrument class (features.CLASSES), program int (GM; 128 = drum kit)
@@ -92,6 +93,17 @@ def probe_notes(spec, n):
     return out
 
 
+def tune_notes(spec):
+    """The tuning sweep: every pitch of the class's range, 500 ms at velocity 50 then at 110,
+    750 ms apart; tuning.py measures each note's f0 offset from equal temperament."""
+    t, out = 104, []
+    for p in range(spec["lo"], spec["hi"] + 1):
+        for v in (50, 110):
+            out.append((t, t + 504, p, v))
+            t += 752
+    return out
+
+
 def write_midi(notes, spec, path):
     ch = 9 if spec["drums"] else 0
     ev = []
@@ -129,7 +141,7 @@ def main():
     ap.add_argument("--val-clips", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=4)
-    ap.add_argument("--splits", default="train,val,probe")
+    ap.add_argument("--splits", default="train,val,probe,tune")
     ap.add_argument("--probe-notes", type=int, default=16, help="isolated notes per class in probe/")
     a = ap.parse_args()
     if not os.path.exists(SF2):
@@ -138,15 +150,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for ci, (name, spec) in enumerate(INSTRUMENTS.items()):
             assert F.CLASSES[ci] == name
-            for split, n in (("train", a.train_clips), ("val", a.val_clips), ("probe", 1)):
-                if split not in a.splits.split(","):
+            for split, n in (("train", a.train_clips), ("val", a.val_clips), ("probe", 1), ("tune", 1)):
+                if split not in a.splits.split(",") or (split == "tune" and spec["drums"]):
                     continue
                 os.makedirs(os.path.join(a.out, split), exist_ok=True)
                 for k in range(n):
                     # validation scores come from a disjoint seed stream: held-out scores
                     rng = np.random.default_rng([a.seed, ci, 0 if split == "train" else 1, k])
                     notes = probe_notes(spec, a.probe_notes) if split == "probe" else \
-                        random_notes(spec, a.seconds, rng)
+                        tune_notes(spec) if split == "tune" else random_notes(spec, a.seconds, rng)
                     mid = os.path.join(tmp, "x.mid")
                     wav = os.path.join(tmp, "x.wav")
                     write_midi(notes, spec, mid)
