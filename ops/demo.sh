@@ -23,17 +23,29 @@ if "$BIN/mgctl" --timeout 500 ping >/dev/null 2>&1; then
 else
   "$BIN/mg-coordinator" >"$MG_HOME/coordinator.log" 2>&1 &
   pids="$pids $!"
+  # The worker's default renderer is the neural one (wavernn, models/default/mg-wavernn.mgnn);
+  # MG_RENDERER=synth make demo runs the procedural one instead.
   "$BIN/mg-worker" >"$MG_HOME/worker.log" 2>&1 &
-  pids="$pids $!"
+  worker=$!
+  pids="$pids $worker"
   i=0
   until "$BIN/mgctl" --timeout 500 ping >/dev/null 2>&1; do
     i=$((i + 1))
     if [ $i -gt 20 ]; then echo "mg demo: the coordinator did not start; see $MG_HOME/coordinator.log" >&2; exit 1; fi
     sleep 0.2
   done
+  sleep 0.3
+  if ! kill -0 "$worker" 2>/dev/null; then
+    echo "mg demo: the worker stopped at start:" >&2
+    cat "$MG_HOME/worker.log" >&2
+    exit 1
+  fi
+  sed -n 's/.* info: \(model .*\)/mg demo: worker renders with \1/p' "$MG_HOME/worker.log"
 fi
+start=$(date +%s)
 
 "$BIN/mgctl" submit "$JOB" --wait
+echo "mg demo: rendered in $(($(date +%s) - start)) s"
 # Submitting again is idempotent: it answers with the same job id and adds nothing.
 job=$("$BIN/mgctl" submit "$JOB" --json | sed -n 's/.*"job_id": *"\([0-9]*\)".*/\1/p')
 echo

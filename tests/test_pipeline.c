@@ -432,7 +432,8 @@ static void s_render_synth(mg_render_spec_t *spec, uint64_t seed, const char *em
     mg_strlcpy(spec->emotions, emotions, sizeof spec->emotions);
     spec->duration_s = dur;
     char err[256] = "";
-    int rc = mg_renderer_synth()->render(spec, NULL, NULL, a, err, sizeof err);
+    const mg_renderer_t *r = mg_renderer_synth();
+    int rc = r->render(r, spec, NULL, NULL, a, err, sizeof err);
     if (rc != MG_RENDER_OK) fail_msg("synth render: %d %s", rc, err);
 }
 
@@ -845,7 +846,8 @@ static void test_synth_cancel(void **state)
     mg_audio_t a;
     int calls = 0;
     char err[256] = "";
-    assert_int_equal(mg_renderer_synth()->render(&spec, s_cancel_at, &calls, &a, err, sizeof err),
+    const mg_renderer_t *r = mg_renderer_synth();
+    assert_int_equal(r->render(r, &spec, s_cancel_at, &calls, &a, err, sizeof err),
                      MG_RENDER_ERR_CANCELLED);
     assert_int_equal(calls, 3);
     assert_null(a.stems);
@@ -855,7 +857,7 @@ static void test_synth_cancel(void **state)
 
     /* progress every ~5 % of the notes, ending at 1 */
     double prog[2] = {0, 0};
-    assert_int_equal(mg_renderer_synth()->render(&spec, s_count_progress, prog, &a, err, sizeof err),
+    assert_int_equal(r->render(r, &spec, s_count_progress, prog, &a, err, sizeof err),
                      MG_RENDER_OK);
     assert_true(prog[0] == 1.0);
     assert_true(prog[1] >= 15 && prog[1] <= 25);
@@ -863,13 +865,13 @@ static void test_synth_cancel(void **state)
 
     /* what the composer refuses can never render */
     spec.duration_s = 0;
-    assert_int_equal(mg_renderer_synth()->render(&spec, NULL, NULL, &a, err, sizeof err),
+    assert_int_equal(r->render(r, &spec, NULL, NULL, &a, err, sizeof err),
                      MG_RENDER_ERR_PERMANENT);
     assert_non_null(strstr(err, "synth"));
     assert_null(a.stems);
     spec.duration_s = 10;
     spec.tempo_bpm = 500;
-    assert_int_equal(mg_renderer_synth()->render(&spec, NULL, NULL, &a, err, sizeof err),
+    assert_int_equal(r->render(r, &spec, NULL, NULL, &a, err, sizeof err),
                      MG_RENDER_ERR_PERMANENT);
     printf("# tempo 500: %s\n", err);
 }

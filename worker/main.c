@@ -15,6 +15,10 @@
  *        +-- close socket, wait backoff (1 s, doubling to 32 s), new socket, READY
  *            listing the leases still held ("held"), resend undelivered RESULT / FAIL
  *
+ * The renderer (render.h) is chosen at start: "wavernn" by default, whose model file is
+ * loaded once here and shared read-only by every render thread (a worker that cannot load
+ * it exits, naming the path), or "synth".
+ *
  * A RESULT or FAIL stays in the outbox until the coordinator ACKs it, so a coordinator
  * restart loses nothing the worker finished. SIGTERM: stop accepting leases (READY with
  * capacity 0), finish what is rendering (up to --drain-s), hand back what has not started
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -38,6 +43,7 @@
 #include "../common/util.h"
 #include "pipeline.h"
 #include "render.h"
+#include "render_wavernn.h"
 
 #define S_MAX_SLOTS 64
 
@@ -156,7 +162,7 @@ static void s_render_one(s_worker_t *w, void *push, s_slot_t *slot)
     mg_audio_t audio;
     memset(&audio, 0, sizeof audio);
     char err[1024] = "";
-    int rc = r->render(spec, s_progress, &pc, &audio, err, sizeof err);
+    int rc = r->render(r, spec, s_progress, &pc, &audio, err, sizeof err);
     if (rc == MG_RENDER_ERR_CANCELLED) {
         mg_audio_free(&audio);
         mg_info("render %" PRId64 " cancelled", slot->render_id);
@@ -187,6 +193,8 @@ static void s_render_one(s_worker_t *w, void *push, s_slot_t *slot)
     mg_kv_set(&tags, "MG_MODEL", r->model_name);
     mg_kv_set(&tags, "MG_MODEL_VERSION", r->model_version);
     mg_kv_set(&tags, "MG_MODEL_SHA256", r->model_sha256);
+    mg_kv_set(&tags, "MG_MODEL_LICENSE", r->model_license);
+    mg_kv_set(&tags, "MG_ATTRIBUTION", r->attribution);
     mg_kv_set(&tags, "MG_GENERATOR", "mg " MG_VERSION);
     mg_kv_set(&tags, "DIGITAL_SOURCE_TYPE",
               "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia");
@@ -509,12 +517,20 @@ static void s_usage(FILE *f)
         "  --endpoint E       MG_ENDPOINT        endpoint (" MG_DEFAULT_ENDPOINT ")\n"
         "  --capacity N       MG_CAPACITY        capacity: renders at once (number of CPUs)\n"
         "  --backend B        MG_BACKEND         backend: auto | cpu | cuda (auto)\n"
-        "  --renderer R       MG_RENDERER        renderer: synth%s (synth)\n"
+        "  --renderer R       MG_RENDERER        renderer: wavernn | synth%s (wavernn)\n"
+        "  --model PATH       MG_MODEL           model: the wavernn model file (EXE/../models/default/\n"
+        "                                        " MG_WAVERNN_MODEL_FILE ", EXE/../share/mg/models/default/...,\n"
+        "                                        ./models/default/...: the first that exists)\n"
+        "  --temperature T    MG_TEMPERATURE     temperature: wavernn sampling temperature, (0, 10] (1)\n"
+        "  --render-threads N MG_RENDER_THREADS  render_threads: wavernn threads per render (1)\n"
         "  --heartbeat-ms N   MG_HEARTBEAT_MS    heartbeat_ms (%d)\n"
         "  --liveness N       MG_LIVENESS        liveness (%d)\n"
         "  --drain-s N        MG_DRAIN_S         on SIGTERM, seconds to finish renders (60)\n"
         "  --name NAME        MG_WORKER_NAME     name (host:pid:random)\n"
-        "  -h, --help\n",
+        "  -h, --help\n"
+        "\n"
+        "The wavernn renderer needs its model file: without one mg-worker stops with an error\n"
+        "naming the path, unless --renderer synth (the procedural renderer) is given.\n",
 #ifdef MG_TEST_RENDERER
         " | test",
 #else
@@ -523,16 +539,69 @@ static void s_usage(FILE *f)
         MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS);
 }
 
+/* Loads the neural renderer from the model setting (flag > MG_MODEL > mg.conf `model` > the
+ * default search of mg_renderer_wavernn_default_model) with its temperature and threads per
+ * render. 0 with *out owned by the caller, or the exit status after a message on stderr: 1 when
+ * the model cannot be loaded, 2 for a bad setting. */
+static int s_open_wavernn(const char *f_model, const char *f_temp, const char *f_rthreads, int capacity,
+                          int cpus, mg_renderer_t **out)
+{
+    const char *temp = mg_config_get("temperature", f_temp, "MG_TEMPERATURE", "1");
+    const char *rthreads = mg_config_get("render_threads", f_rthreads, "MG_RENDER_THREADS", "1");
+    char *end = NULL;
+    mg_wavernn_opts_t o = {.temperature = strtod(temp, &end)};
+    if (end == temp || *end || !(o.temperature > 0.0 && o.temperature <= 10.0)) {
+        fprintf(stderr, "mg-worker: temperature must be a number in (0, 10], got '%s'\n", temp);
+        return 2;
+    }
+    long nt = strtol(rthreads, &end, 10);
+    if (end == rthreads || *end || nt < 1 || nt > MG_WR_MAX_BATCH) {
+        fprintf(stderr, "mg-worker: render_threads must be an integer in 1..%d, got '%s'\n", MG_WR_MAX_BATCH,
+                rthreads);
+        return 2;
+    }
+    o.threads = (int)nt;
+    char dflt[3 * PATH_MAX];
+    o.model_path = mg_config_get("model", f_model, "MG_MODEL", NULL);
+    if (!o.model_path || !*o.model_path) {
+        if (mg_renderer_wavernn_default_model(dflt, sizeof dflt) != 0) {
+            fprintf(stderr,
+                    "mg-worker: no model file for the wavernn renderer: none of %s exists; give one with "
+                    "--model PATH (MG_MODEL, mg.conf model), or use --renderer synth\n",
+                    dflt);
+            return 1;
+        }
+        o.model_path = dflt;
+    }
+    char err[1024] = "";
+    *out = mg_renderer_wavernn_new(&o, err, sizeof err);
+    if (!*out) {
+        fprintf(stderr, "mg-worker: cannot load the wavernn model: %s (give another with --model PATH, or use "
+                "--renderer synth)\n", err);
+        return 1;
+    }
+    mg_info("model %s %s (%s, sha256 %.16s...) from %s, temperature %g, %d thread(s) per render",
+            (*out)->model_name, (*out)->model_version, (*out)->model_license, (*out)->model_sha256, o.model_path,
+            o.temperature, o.threads);
+    if (capacity * o.threads > cpus)
+        mg_warn("capacity %d x render_threads %d = %d threads on %d CPUs: renders will compete for cores",
+                capacity, o.threads, capacity * o.threads, cpus);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     mg_log_init("mg-worker");
     const char *f_endpoint = NULL, *f_cap = NULL, *f_backend = NULL, *f_renderer = NULL, *f_hb = NULL,
-               *f_live = NULL, *f_drain = NULL, *f_name = NULL;
+               *f_live = NULL, *f_drain = NULL, *f_name = NULL, *f_model = NULL, *f_temp = NULL,
+               *f_rthreads = NULL;
     static const struct option opts[] = {
         {"endpoint", required_argument, 0, 'e'}, {"capacity", required_argument, 0, 'c'},
         {"backend", required_argument, 0, 'b'},  {"renderer", required_argument, 0, 'r'},
         {"heartbeat-ms", required_argument, 0, 'H'}, {"liveness", required_argument, 0, 'l'},
         {"drain-s", required_argument, 0, 'd'},  {"name", required_argument, 0, 'n'},
+        {"model", required_argument, 0, 'm'},    {"temperature", required_argument, 0, 'T'},
+        {"render-threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -545,6 +614,9 @@ int main(int argc, char **argv)
         case 'l': f_live = optarg; break;
         case 'd': f_drain = optarg; break;
         case 'n': f_name = optarg; break;
+        case 'm': f_model = optarg; break;
+        case 'T': f_temp = optarg; break;
+        case 't': f_rthreads = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -571,13 +643,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "mg-worker: unknown backend '%s' (auto, cpu, cuda)\n", backend);
         return 2;
     }
-    const char *renderer = mg_config_get("renderer", f_renderer, "MG_RENDERER", "synth");
-    if (strcmp(renderer, "synth") == 0) w.renderer = mg_renderer_synth();
+    const char *renderer = mg_config_get("renderer", f_renderer, "MG_RENDERER", "wavernn");
+    mg_renderer_t *neural = NULL;
+    if (strcmp(renderer, "wavernn") == 0) {
+        int rc = s_open_wavernn(f_model, f_temp, f_rthreads, w.capacity, cpus > 0 ? (int)cpus : 1, &neural);
+        if (rc != 0) return rc;
+        w.renderer = neural;
+    } else if (strcmp(renderer, "synth") == 0) w.renderer = mg_renderer_synth();
 #ifdef MG_TEST_RENDERER
     else if (strcmp(renderer, "test") == 0) w.renderer = mg_renderer_test();
 #endif
     else {
-        fprintf(stderr, "mg-worker: unknown renderer '%s'\n", renderer);
+        fprintf(stderr, "mg-worker: unknown renderer '%s' (wavernn, synth)\n", renderer);
         return 2;
     }
     s_conn_t c = {.w = &w};
@@ -721,6 +798,7 @@ int main(int argc, char **argv)
     zmq_close(pull);
     for (int i = 0; i < S_MAX_SLOTS; i++) mg_msg_clear(&w.slots[i].outbox);
     zmq_ctx_term(w.ctx);
+    mg_renderer_wavernn_destroy(&neural);
     mg_info("worker stopped");
     return exit_code;
 }

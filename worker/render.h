@@ -1,12 +1,17 @@
 /* render.h - the render interface: a render spec in, stems of raw audio out.
  *
  * The worker calls a renderer for each leased render, then hands the stems to the
- * audio pipeline (pipeline.h: mix, resample, loudness, encode, tag). Renderers:
- *   "synth" - worker/render_synth.c, the interim CPU renderer: plays the composer's
- *             score (composer/) with procedural voices until the neural model (issue 4)
- *             plugs in here;
- *   "test"  - worker/render_test.c, compiled into test builds only (instant, scriptable
- *             failures); never linked into bin/mg-worker.
+ * audio pipeline (pipeline.h: mix, resample, loudness, encode, tag). A renderer is a struct
+ * of identity fields (what the provenance record names) and a render function that gets the
+ * struct itself, so a renderer can carry state (a loaded model) in ctx. Renderers:
+ *   "wavernn" - worker/render_wavernn.c (render_wavernn.h), the default: plays the composer's
+ *               score with the neural model of kernels/wavernn.h (issue 4); needs its model
+ *               file, loaded once at start;
+ *   "synth"   - worker/render_synth.c, the procedural CPU renderer: plays the same score with
+ *               procedural voices; needs nothing, so it is the fallback (`--renderer synth`);
+ *   "test"    - worker/render_test.c, compiled into test builds only (instant, scriptable
+ *               failures); never linked into bin/mg-worker.
+ * The two score renderers share the stem post-processing of stems.h.
  */
 #ifndef MG_RENDER_H
 #define MG_RENDER_H
@@ -43,8 +48,10 @@ void mg_audio_free(mg_audio_t *audio);
 /* Called now and then with done in [0,1]; returns non-zero to ask for cancellation. */
 typedef int (*mg_progress_fn)(void *ctx, double done);
 
-typedef struct {
-    const char *name;           /* "synth", "test" */
+typedef struct mg_renderer mg_renderer_t;
+
+struct mg_renderer {
+    const char *name;           /* "wavernn", "synth", "test" */
     const char *backend;        /* "cpu", "cuda" */
     const char *device;         /* "x86-64 (avx2)", "NVIDIA H100", ... */
     const char *model_name;
@@ -52,13 +59,16 @@ typedef struct {
     const char *model_license;
     const char *attribution;    /* training-data sources, authors, licences (free text) */
     char model_sha256[65];      /* of the model file, or of the renderer's code version */
-    /* Renders spec into *out (zeroed on entry, owned by the caller after success).
-     * Returns MG_RENDER_OK or an MG_RENDER_ERR_* code with a message in err. */
-    int (*render)(const mg_render_spec_t *spec, mg_progress_fn progress, void *progress_ctx,
-                  mg_audio_t *out, char *err, size_t errlen);
-} mg_renderer_t;
+    void *ctx;                  /* the renderer's own state (a loaded model), or NULL */
+    /* Renders spec into *out (zeroed on entry, owned by the caller after success); self is
+     * this renderer. May be called from several threads at once. Returns MG_RENDER_OK or an
+     * MG_RENDER_ERR_* code with a message in err. */
+    int (*render)(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_progress_fn progress,
+                  void *progress_ctx, mg_audio_t *out, char *err, size_t errlen);
+};
 
-/* The interim synth renderer (always built). */
+/* The procedural synth renderer (always built; static, not to be freed). The neural
+ * renderer is created from its model file: render_wavernn.h. */
 const mg_renderer_t *mg_renderer_synth(void);
 #ifdef MG_TEST_RENDERER
 /* The test renderer (test builds only): see render_test.c for its MG_TEST_* knobs. */

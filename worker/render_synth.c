@@ -1,14 +1,15 @@
-/* render_synth.c - the interim CPU renderer (render.h): plays the composer's score
- * (composer/composer.h) with small procedural voices, until the neural model (issue 4)
- * replaces it. It makes no musical decisions: every note, velocity, instrument, gain and
- * pan comes from the score; the renderer only chooses how a family sounds.
+/* render_synth.c - the procedural CPU renderer (render.h, `--renderer synth`): plays the
+ * composer's score (composer/composer.h) with small procedural voices; the fallback when the
+ * neural renderer (render_wavernn.c) is not wanted or its model is not available. It makes no
+ * musical decisions: every note, velocity, instrument, gain and pan comes from the score; the
+ * renderer only chooses how a family sounds.
  *
  * Flow: mg_compose -> per score stem, every note through its family's voice into a mono
  * buffer at 24 kHz (piano: a filtered struck-string spectrum; electric piano: FM; guitar,
  * harp, pizzicato: Karplus-Strong; lead: additive; strings: a bowed ensemble; pad: a
  * detuned pair; bass: FM; drums: GM percussion keys onto synthesised kit pieces) -> room
  * reverb (amount by family) -> fade in 5 ms, fade out after the last onset -> stem level
- * -> mix peak guard.
+ * -> mix peak guard (the last three in stems.c, shared with render_wavernn.c).
  * Deterministic in the spec: noise comes from a generator seeded by spec->seed per stem.
  */
 #include "render.h"
@@ -22,14 +23,13 @@
 
 #include "../common/util.h"
 #include "../composer/composer.h"
+#include "stems.h"
 
 #define S_RATE 24000
 #define S_TAB_BITS 12
 #define S_TAB (1 << S_TAB_BITS) /* wavetable length; phases are 32-bit fixed point */
 #define S_MIPS 7               /* band-limited tables per timbre: 64, 32, ... 1 harmonics */
 #define S_KS_MAX 4096           /* longest Karplus-Strong loop: 24000 / 4096 = 5.9 Hz */
-#define S_STEM_RMS 0.12         /* a stem's level while it plays, at velocity 100 (about -18 dBFS) */
-#define S_MIX_PEAK 0.90         /* the pipeline's mixdown (mono or either stereo side) stays under this */
 
 #define S_ID "mg-sketch-synth 0.2 composer " MG_COMPOSER_VERSION
 
@@ -655,90 +655,6 @@ static int s_reverb(float *x, size_t n, float wet)
     return 0;
 }
 
-/* Fade in 5 ms (no click at the start), fade out over the last fade_s (raised cosine). */
-static void s_fades(float *x, size_t n, double fade_s)
-{
-    size_t fi = (size_t)(0.005 * S_RATE), fo = (size_t)(fade_s * S_RATE);
-    if (fi > n) fi = n;
-    if (fo > n) fo = n;
-    for (size_t i = 0; i < fi; i++) x[i] *= (float)i / (float)fi;
-    for (size_t i = 0; i < fo; i++) {
-        double g = 0.5 * (1.0 + cos(M_PI * (double)(i + 1) / (double)fo));
-        x[n - fo + i] *= (float)g;
-    }
-}
-
-/* Brings a stem to S_STEM_RMS while it plays (the mean square of its 100 ms blocks within
- * 30 dB of its loudest, so rests and a late entry do not count), scaled by its mean
- * velocity against 100: voices differ in loudness, the score's dynamics are kept. The
- * peak stays under 0.95. */
-static void s_level(float *x, size_t n, double mean_vel)
-{
-    const size_t blk = S_RATE / 10;
-    double max_ms = 0.0;
-    float peak = 0.0f;
-    for (size_t i = 0; i < n; i += blk) {
-        size_t e = i + blk < n ? i + blk : n;
-        double ms = 0.0;
-        for (size_t j = i; j < e; j++) {
-            ms += (double)x[j] * x[j];
-            if (fabsf(x[j]) > peak) peak = fabsf(x[j]);
-        }
-        ms /= (double)(e - i);
-        if (ms > max_ms) max_ms = ms;
-    }
-    if (peak == 0.0f) return;
-    double sum = 0.0;
-    size_t nb = 0;
-    for (size_t i = 0; i < n; i += blk) {
-        size_t e = i + blk < n ? i + blk : n;
-        double ms = 0.0;
-        for (size_t j = i; j < e; j++) ms += (double)x[j] * x[j];
-        ms /= (double)(e - i);
-        if (ms >= max_ms * 1e-3) {
-            sum += ms;
-            nb++;
-        }
-    }
-    double target = S_STEM_RMS * s_vel_amp((int)lround(mean_vel)) / s_vel_amp(100);
-    double g = target / sqrt(sum / (double)nb);
-    if (g * peak > 0.95) g = 0.95 / peak;
-    for (size_t i = 0; i < n; i++) x[i] *= (float)g;
-}
-
-/* Scales every stem alike so that the pipeline's mixdown (mono: gain; stereo: gain and
- * the constant-power pan law) peaks under S_MIX_PEAK. 0, or -1 on OOM. */
-static int s_mix_guard(mg_stem_t *st, int n_stems, size_t frames)
-{
-    float *g = malloc(3 * (size_t)n_stems * sizeof *g); /* mono, left, right per stem */
-    if (!g) return -1;
-    for (int k = 0; k < n_stems; k++) {
-        double pan = st[k].pan < -1.0f ? -1.0 : st[k].pan > 1.0f ? 1.0 : st[k].pan;
-        double th = (pan + 1.0) * M_PI / 4.0;
-        g[3 * k] = st[k].gain;
-        g[3 * k + 1] = (float)(st[k].gain * cos(th));
-        g[3 * k + 2] = (float)(st[k].gain * sin(th));
-    }
-    float peak = 0.0f;
-    for (size_t i = 0; i < frames; i++) {
-        float m = 0.0f, l = 0.0f, r = 0.0f;
-        for (int k = 0; k < n_stems; k++) {
-            float x = st[k].samples[i];
-            m += g[3 * k] * x;
-            l += g[3 * k + 1] * x;
-            r += g[3 * k + 2] * x;
-        }
-        m = fmaxf(fabsf(m), fmaxf(fabsf(l), fabsf(r)));
-        if (m > peak) peak = m;
-    }
-    free(g);
-    if (peak <= S_MIX_PEAK) return 0;
-    float sc = S_MIX_PEAK / peak;
-    for (int k = 0; k < n_stems; k++)
-        for (size_t i = 0; i < frames; i++) st[k].samples[i] *= sc;
-    return 0;
-}
-
 static void s_wavetables(s_synth_t *s)
 {
     for (int i = 0; i <= S_TAB; i++) s->sine[i] = (float)sin(2.0 * M_PI * i / S_TAB);
@@ -816,8 +732,8 @@ static int s_play_stem(s_synth_t *s, const mg_score_stem_t *st, float *out, int 
     return 0;
 }
 
-static int s_render(const mg_render_spec_t *spec, mg_progress_fn progress, void *progress_ctx,
-                    mg_audio_t *out, char *err, size_t errlen)
+static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_progress_fn progress,
+                    void *progress_ctx, mg_audio_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     char cerr[256] = "";
@@ -854,13 +770,7 @@ static int s_render(const mg_render_spec_t *spec, mg_progress_fn progress, void 
         stems[k].pan = (float)st->pan;
     }
     int step = total / 20 > 0 ? total / 20 : 1; /* progress every 5 % of the notes */
-    /* The cue fades out over the tail after its last onset (the final chord or hit rings
-     * under it), at least 150 ms so the cut never clicks, at most 2 s and a quarter of the
-     * cue. */
-    double fade = 0.6 * (spec->duration_s - last_onset);
-    if (fade < 0.15) fade = 0.15;
-    if (fade > 2.0) fade = 2.0;
-    if (fade > 0.25 * spec->duration_s) fade = 0.25 * spec->duration_s;
+    double fade = mg_stem_fade_s(spec->duration_s, last_onset);
     for (int k = 0; k < ns; k++) {
         const mg_score_stem_t *st = &score->stems[k];
         /* Noise differs per stem and per seed, reproducibly (xorshift32 must not be 0). */
@@ -877,12 +787,12 @@ static int s_render(const mg_render_spec_t *spec, mg_progress_fn progress, void 
             snprintf(err, errlen, "synth: out of memory in the reverb");
             goto done;
         }
-        s_fades(stems[k].samples, frames, fade);
+        mg_stem_fades(stems[k].samples, frames, S_RATE, fade);
         double vsum = 0.0;
         for (int j = 0; j < st->n_notes; j++) vsum += st->notes[j].velocity;
-        s_level(stems[k].samples, frames, st->n_notes ? vsum / st->n_notes : 100.0);
+        mg_stem_level(stems[k].samples, frames, S_RATE, st->n_notes ? vsum / st->n_notes : 100.0, HUGE_VAL);
     }
-    if (s_mix_guard(stems, ns, frames) != 0) {
+    if (mg_stems_mix_guard(stems, ns, frames) != 0) {
         snprintf(err, errlen, "synth: out of memory in the mix guard");
         goto done;
     }

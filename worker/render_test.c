@@ -39,8 +39,8 @@ static void s_sleep_ms(long ms)
     }
 }
 
-static int s_render(const mg_render_spec_t *spec, mg_progress_fn progress, void *progress_ctx,
-                    mg_audio_t *out, char *err, size_t errlen)
+static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_progress_fn progress,
+                    void *progress_ctx, mg_audio_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     const char *ms_env = getenv("MG_TEST_RENDER_MS");
