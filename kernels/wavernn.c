@@ -120,6 +120,7 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
         !(m->voice3_w = s_tensor(f, "voice3.weight", 2, PD, VH, err, errlen)) ||
         !(m->voice3_b = s_tensor(f, "voice3.bias", 1, PD, 0, err, errlen)) ||
         !(m->tuning = s_tensor(f, "tuning", 2, MG_WR_N_CLASSES, 128, err, errlen)) ||
+        !(m->class_temperature = s_tensor(f, "class_temperature", 1, MG_WR_N_CLASSES, 0, err, errlen)) ||
         !(m->frame1_w = s_tensor(f, "frame1.weight", 2, FH, C, err, errlen)) ||
         !(m->frame1_b = s_tensor(f, "frame1.bias", 1, FH, 0, err, errlen)) ||
         !(m->frame2_w = s_tensor(f, "frame2.weight", 2, FH, FH, err, errlen)) ||
@@ -134,10 +135,16 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
         !(m->out2_w = s_tensor(f, "out2.weight", 2, L, O, err, errlen)) ||
         !(m->out2_b = s_tensor(f, "out2.bias", 1, L, 0, err, errlen)))
         goto fail;
-    if (f->n_tensors != 21) {
-        s_err("%s: %d tensors; a WaveRNN model has exactly 21", f->path, f->n_tensors);
+    if (f->n_tensors != 22) {
+        s_err("%s: %d tensors; a WaveRNN model has exactly 22", f->path, f->n_tensors);
         goto fail;
     }
+    for (int i = 0; i < MG_WR_N_CLASSES; i++)
+        if (!(m->class_temperature[i] >= 0.05f && m->class_temperature[i] <= 2.0f)) {
+            s_err("%s: class_temperature[%d] is %g; 0.05..2 expected", f->path, i,
+                  (double)m->class_temperature[i]);
+            goto fail;
+        }
     for (int i = 0; i < MG_WR_N_CLASSES * 128; i++)
         if (!(fabsf(m->tuning[i]) <= 100.0f)) {
             s_err("%s: tuning[%d][%d] is %g cents; |value| <= 100 expected", f->path, i / 128,
@@ -515,8 +522,9 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
             mg_wavernn_state_t *s = act[a];
             uint32_t u = mg_philox_u32(sb->seed, sb->stream, t);
             const float *lg = logits + (size_t)a * MG_WR_LEVELS;
-            int q = isa == MG_WR_ISA_AVX2 ? mg_wavernn_sample_avx2(lg, temperature, u)
-                                          : mg_wavernn_sample(lg, MG_WR_LEVELS, temperature, u);
+            const float temp = temperature * m->class_temperature[sb->cls];
+            int q = isa == MG_WR_ISA_AVX2 ? mg_wavernn_sample_avx2(lg, temp, u)
+                                          : mg_wavernn_sample(lg, MG_WR_LEVELS, temp, u);
             float sv = pred[a] + mg_wavernn_mulaw_decode(q);     /* prediction + residual */
             s->y = (double)sv + MG_WR_PREEMPH * s->y;
             sb->out[t] = (float)s->y;

@@ -70,6 +70,7 @@ typedef struct {
     const float *voice3_w;  /* (PRED_DIM, VH): harmonic amplitudes */
     const float *voice3_b;  /* (PRED_DIM) */
     const float *tuning;    /* (N_CLASSES, 128) cents off equal temperament per class and pitch */
+    const float *class_temperature;  /* (N_CLASSES) sampling temperature factor per class */
     const float *frame1_w;  /* (FH, C) */
     const float *frame1_b;  /* (FH) */
     const float *frame2_w;  /* (FH, FH) */
@@ -199,7 +200,8 @@ typedef struct {
 } mg_wavernn_stem_t;
 
 /* Renders n <= MG_WR_MAX_BATCH stems in lockstep, one network step per sample for the whole
- * batch, with isa (MG_WR_ISA_REF, or mg_wavernn_isa()); stems may differ in length. Allocates
+ * batch; each stem samples at temperature * m->class_temperature[its class] (as LPCNet lowers
+ * the temperature of voiced speech, the model lowers it for pitched instruments); with isa (MG_WR_ISA_REF, or mg_wavernn_isa()); stems may differ in length. Allocates
  * the states and buffers once up front. 0, or -1 (out of memory, bad n). */
 int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stems, int n,
                       float temperature, int isa);

@@ -522,6 +522,20 @@ static void test_loader_rejects_bad_files(void **state)
     s_fix_crc(b, len);
     s_expect_reject(b, len, "tuning[1][2] is 250 cents");
 
+    /* a class temperature out of range */
+    memcpy(b, orig, len);
+    {
+        mg_nn_file_t *f = NULL;
+        char err[512];
+        assert_int_equal(mg_nn_file_parse(orig, len, "tiny.mgnn", &f, err, sizeof err), 0);
+        size_t off = (size_t)((const unsigned char *)mg_nn_file_tensor(f, "class_temperature")->data - f->buf);
+        mg_nn_file_destroy(&f);
+        float hot = 5.0f;
+        memcpy(b + off + 4 * 3, &hot, 4);
+    }
+    s_fix_crc(b, len);
+    s_expect_reject(b, len, "class_temperature[3] is 5");
+
     /* a dimension that disagrees with the byte count */
     memcpy(b, orig, len);
     p = s_find(b, len, "out2.bias") + strlen("out2.bias") + 8;

@@ -137,7 +137,7 @@ def render(mid_path, wav_path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
-    ap.add_argument("--train-clips", type=int, default=6)
+    ap.add_argument("--train-clips", type=int, default=24)
     ap.add_argument("--val-clips", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=4)

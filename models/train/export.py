@@ -100,15 +100,18 @@ TENSORS = ["voice_emb.weight", "voice1.weight", "voice1.bias", "voice2.weight", 
            "out1.weight", "out1.bias", "out2.weight", "out2.bias"]
 
 
-def export_model(net, path, name, version, license_, tuning, training_note=""):
-    """tuning: (N_CLASSES, 128) float32 cents (models/train/tuning.py), stored as tensor `tuning`."""
+def export_model(net, path, name, version, license_, tuning, training_note="", class_temperature=None):
+    """tuning: (N_CLASSES, 128) float32 cents (models/train/tuning.py), stored as tensor `tuning`;
+    class_temperature: (N_CLASSES,) sampling temperature factors (default 1)."""
     sd = {k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}
     sd["tuning"] = np.asarray(tuning, np.float32).reshape(F.N_CLASSES, 128)
+    ct = np.ones(F.N_CLASSES, np.float32) if class_temperature is None else class_temperature
+    sd["class_temperature"] = np.asarray(ct, np.float32).reshape(F.N_CLASSES)
     meta = {"name": name, "version": version, "license": license_, "attribution": ATTRIBUTION,
             "classes": ",".join(F.CLASSES),
             "program_map": ",".join(str(c) for c in F.program_map()),
             "training": training_note}
-    return write_mgnn(path, model_hparams(net.hp), meta, [(k, sd[k]) for k in TENSORS + ["tuning"]])
+    return write_mgnn(path, model_hparams(net.hp), meta, [(k, sd[k]) for k in TENSORS + ["tuning", "class_temperature"]])
 
 
 def main():
@@ -120,17 +123,32 @@ def main():
     ap.add_argument("--name", default="mg-wavernn-default")
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--license", default="MIT")
+    ap.add_argument("--class-temperature", default="",
+                    help="sampling temperature factors per class, e.g. piano=0.6,drums=1 (others 1)")
     ap.add_argument("--tuning", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                      "data", "out", "tuning.npy"))
     a = ap.parse_args()
     st = torch.load(a.ckpt, map_location="cpu")
     net = M.WaveRNN(**st["hp"])
     net.load_state_dict(st["model"])
-    h = st["hist"]
-    val = h["val"][-1][1] if h["val"] else float("nan")
-    note = (f"{st['step']} steps, {h['samples']} training samples, {h['wall_s']:.0f} s wall, "
-            f"final validation cross-entropy {val:.4f} nats/sample")
-    n = export_model(net, a.out, a.name, a.version, a.license, np.load(a.tuning), note)
+
+    def summary(st):
+        h, stage = st["hist"], st.get("args", {}).get("stage", "gru")
+        val = h["val"][-1][1] if h["val"] else float("nan")
+        what = ("relative amplitude error %.4f" % val) if stage == "voice" else \
+            ("validation cross-entropy %.4f nats/sample" % val)
+        return f"{stage} stage: {st['step']} steps, {h['samples']} rows, {h['wall_s']:.0f} s wall, {what}"
+    parts = [summary(st)]
+    init = st.get("args", {}).get("init")
+    if init and os.path.exists(init):
+        parts.insert(0, summary(torch.load(init, map_location="cpu")))
+    note = "; ".join(parts)
+    ct = np.ones(F.N_CLASSES, np.float32)
+    for item in filter(None, a.class_temperature.split(",")):
+        k, v = item.split("=")
+        ct[F.CLASSES.index(k.strip())] = float(v)
+    note += "; class temperatures " + ",".join(f"{c}={t:g}" for c, t in zip(F.CLASSES, ct))
+    n = export_model(net, a.out, a.name, a.version, a.license, np.load(a.tuning), note, ct)
     print(f"{a.out}: {n} bytes; {note}")
 
 
