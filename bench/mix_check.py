@@ -17,8 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from audio_io import AudioError, read_audio  # noqa: E402
 
 # The worker's defaults (worker/pipeline.c, common/jobspec.c, docs/jobs.md): loudness_lufs -14
-# when normalisation is asked for; the limiter's ceiling is -1.01 dBFS sample peak; a mono file
-# is measured as dual mono (libebur128 EBUR128_DUAL_MONO: it plays on both speakers).
+# when normalisation is asked for; the limiter holds every file's true peak (4x oversampled, the
+# interpolator below) at -1 dBTP, aiming 0.05 dB under; a mono file is measured as dual mono
+# (libebur128 EBUR128_DUAL_MONO: it plays on both speakers).
 TARGET_LUFS = -14.0
 TOLERANCE_LU = 0.5     # EBU R 128's permitted deviation where exact normalisation is possible
 TRUE_PEAK_MAX = -1.0   # dBTP, EBU R 128 / the worker's limiter ceiling

@@ -1,6 +1,7 @@
 /* encode_mp3.c - the pipeline's MP3 output (pipeline.h): interleaved float PCM through
  * libswresample (to the encoder's sample format), libavcodec's libmp3lame encoder and
- * libavformat's mp3 muxer (ID3v2.4, tags as TXXX frames) into memory.
+ * libavformat's mp3 muxer (ID3v2.4, tags as TXXX frames) into memory; and the way back
+ * (mg_decode_mp3), with which the pipeline measures the true peak of the file it delivers.
  */
 #include "pipeline.h"
 #include "membuf.h"
@@ -243,4 +244,177 @@ oom:
 fail:
     s_mp3_free(&m);
     return -1;
+}
+
+/* ---- decoding -------------------------------------------------------------------- */
+
+/* A read-only file in memory for libavformat's custom I/O. */
+typedef struct {
+    const unsigned char *data;
+    size_t len, pos;
+} s_rbuf_t;
+
+static int s_rbuf_read(void *opaque, uint8_t *buf, int n)
+{
+    s_rbuf_t *rb = opaque;
+    if (n <= 0) return AVERROR(EINVAL);
+    if (rb->pos >= rb->len) return AVERROR_EOF;
+    size_t k = rb->len - rb->pos < (size_t)n ? rb->len - rb->pos : (size_t)n;
+    memcpy(buf, rb->data + rb->pos, k);
+    rb->pos += k;
+    return (int)k;
+}
+
+static int64_t s_rbuf_seek(void *opaque, int64_t off, int whence)
+{
+    s_rbuf_t *rb = opaque;
+    whence &= ~AVSEEK_FORCE;
+    if (whence == AVSEEK_SIZE) return (int64_t)rb->len;
+    int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? (int64_t)rb->pos
+                 : whence == SEEK_END ? (int64_t)rb->len : -1;
+    if (base < 0 || base + off < 0 || base + off > (int64_t)rb->len) return AVERROR(EINVAL);
+    rb->pos = (size_t)(base + off);
+    return (int64_t)rb->pos;
+}
+
+static void s_decerr(char *err, size_t errlen, const char *where, int code)
+{
+    char msg[AV_ERROR_MAX_STRING_SIZE];
+    av_strerror(code, msg, sizeof msg);
+    snprintf(err, errlen, "mp3 decode: %s: %s", where, msg);
+}
+
+/* Appends an FLTP or FLT frame to the interleaved buffer *pcm (capacity *cap frames).
+ * 0, or -1 when out of memory. */
+static int s_append_frame(const AVFrame *fr, int ch, float **pcm, size_t *n, size_t *cap)
+{
+    size_t want = *n + (size_t)fr->nb_samples;
+    if (want > *cap) {
+        size_t nc = *cap ? *cap : 65536;
+        while (nc < want) nc *= 2;
+        float *p = realloc(*pcm, nc * (size_t)ch * sizeof *p);
+        if (!p) return -1;
+        *pcm = p;
+        *cap = nc;
+    }
+    float *dst = *pcm + *n * (size_t)ch;
+    if (fr->format == AV_SAMPLE_FMT_FLT) {
+        memcpy(dst, fr->extended_data[0], (size_t)fr->nb_samples * (size_t)ch * sizeof *dst);
+    } else {
+        for (int c = 0; c < ch; c++) {
+            const float *src = (const float *)fr->extended_data[c];
+            for (int i = 0; i < fr->nb_samples; i++)
+                dst[(size_t)i * (size_t)ch + (size_t)c] = src[i];
+        }
+    }
+    *n = want;
+    return 0;
+}
+
+int mg_decode_mp3(const unsigned char *data, size_t len, float **pcm, size_t *frames, int *rate,
+                  int *channels, char *err, size_t errlen)
+{
+    *pcm = NULL;
+    *frames = 0;
+    s_rbuf_t rb = {data, len, 0};
+    AVFormatContext *ic = NULL;
+    AVIOContext *pb = NULL;
+    AVCodecContext *dc = NULL;
+    AVPacket *pkt = av_packet_alloc();
+    AVFrame *fr = av_frame_alloc();
+    unsigned char *iobuf = av_malloc(32768);
+    float *out = NULL;
+    size_t n = 0, cap = 0;
+    int r, rc = -1, ch = 0;
+    if (!pkt || !fr || !iobuf) goto oom;
+    pb = avio_alloc_context(iobuf, 32768, 0, &rb, s_rbuf_read, NULL, s_rbuf_seek);
+    if (!pb) goto oom;
+    iobuf = NULL; /* pb's now */
+    ic = avformat_alloc_context();
+    if (!ic) goto oom;
+    ic->pb = pb;
+    if ((r = avformat_open_input(&ic, NULL, av_find_input_format("mp3"), NULL)) < 0) {
+        ic = NULL; /* freed by avformat_open_input on failure */
+        s_decerr(err, errlen, "not a readable mp3 file", r);
+        goto done;
+    }
+    if ((r = avformat_find_stream_info(ic, NULL)) < 0) {
+        s_decerr(err, errlen, "reading the stream parameters", r);
+        goto done;
+    }
+    int si = av_find_best_stream(ic, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+    if (si < 0) {
+        s_decerr(err, errlen, "finding the audio stream", si);
+        goto done;
+    }
+    const AVCodec *dec = avcodec_find_decoder(ic->streams[si]->codecpar->codec_id);
+    if (!dec || !(dc = avcodec_alloc_context3(dec))) {
+        snprintf(err, errlen, "mp3 decode: libavcodec has no mp3 decoder");
+        goto done;
+    }
+    if ((r = avcodec_parameters_to_context(dc, ic->streams[si]->codecpar)) < 0) {
+        s_decerr(err, errlen, "copying the stream parameters", r);
+        goto done;
+    }
+    dc->pkt_timebase = ic->streams[si]->time_base; /* to trim encoder delay without a warning */
+    if ((r = avcodec_open2(dc, dec, NULL)) < 0) {
+        s_decerr(err, errlen, "opening the mp3 decoder", r);
+        goto done;
+    }
+    ch = dc->ch_layout.nb_channels;
+    for (int eof = 0; !eof;) {
+        r = av_read_frame(ic, pkt);
+        if (r < 0) {
+            eof = 1;
+            avcodec_send_packet(dc, NULL);
+        } else {
+            if (pkt->stream_index == si && (r = avcodec_send_packet(dc, pkt)) < 0 &&
+                r != AVERROR_INVALIDDATA) {
+                av_packet_unref(pkt);
+                s_decerr(err, errlen, "decoding a packet", r);
+                goto done;
+            }
+            av_packet_unref(pkt);
+        }
+        while (avcodec_receive_frame(dc, fr) == 0) {
+            if ((fr->format != AV_SAMPLE_FMT_FLTP && fr->format != AV_SAMPLE_FMT_FLT) ||
+                fr->ch_layout.nb_channels != ch) {
+                const char *fmt = av_get_sample_fmt_name(fr->format);
+                snprintf(err, errlen, "mp3 decode: the decoder gives %s x %d channels, not float "
+                         "x %d", fmt ? fmt : "?", fr->ch_layout.nb_channels, ch);
+                av_frame_unref(fr);
+                goto done;
+            }
+            if (s_append_frame(fr, ch, &out, &n, &cap) != 0) {
+                av_frame_unref(fr);
+                goto oom;
+            }
+            av_frame_unref(fr);
+        }
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "mp3 decode: the file holds no audio");
+        goto done;
+    }
+    *pcm = out;
+    out = NULL;
+    *frames = n;
+    *rate = dc->sample_rate;
+    *channels = ch;
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "mp3 decode: out of memory");
+done:
+    free(out);
+    av_frame_free(&fr);
+    av_packet_free(&pkt);
+    avcodec_free_context(&dc);
+    avformat_close_input(&ic);
+    if (pb) {
+        av_freep(&pb->buffer);
+        avio_context_free(&pb);
+    }
+    av_free(iobuf);
+    return rc;
 }

@@ -2,10 +2,14 @@
  * FLAC / MP3 / WAV bytes out. Runs after the renderer, before the RESULT message:
  *
  *   mixdown (gain, constant-power pan) -> DC removal -> libswresample to the output rate
- *   -> EBU R128 gain to the target (when asked) -> look-ahead peak limiter (-1 dBFS)
- *   -> measure loudness and peak -> encode flac, mp3, wav -> sha256 of each file.
+ *   -> EBU R128 gain to the target (when asked) -> look-ahead true-peak limiter (-1 dBTP)
+ *   -> measure loudness and peaks -> encode flac, wav; mp3 from a copy limited 0.5 dB lower,
+ *   decoded and measured again -> sha256 of each file.
  *
  * DC removal comes first (not last) so that nothing after the limiter can move the peak.
+ * Peaks are true peaks (ITU-R BS.1770-4 Annex 2, 4x oversampled): a mix whose samples stop
+ * at -1 dBFS can still reconstruct to -0.4 dBTP between them, which is what a DAC, a
+ * sample-rate converter or a lossy encoder sees.
  */
 #include "pipeline.h"
 
@@ -22,14 +26,37 @@
 
 #include "../common/util.h"
 
-/* The limiter ceiling sits a hair under -1 dBFS so that float rounding of the gain never
- * lands a sample at -0.99999 dBFS. */
-#define S_CEILING_DB (-1.01)
+/* The limiter's true-peak ceiling (dBTP; EBU R 128 and the streaming services ask for
+ * -1). Fixed, not a job setting. The limiter aims S_TP_MARGIN_DB under it so that 16-bit
+ * rounding and the spread between 4x meters (libebur128's 49-tap filter, mix_check.py's
+ * 128-tap one) cannot carry a file over. */
+#define S_CEILING_DB (-1.0)
+#define S_TP_MARGIN_DB 0.05
+/* MP3 coding overshoots: the filter bank and quantisation noise add true peak, a few tenths
+ * of a dB on music, up to 3 dB on broadband noise at 128 kbps. The MP3 copy is limited this
+ * far under the ceiling, then decoded and measured; while over, limited lower and encoded
+ * again. */
+#define S_MP3_MARGIN_DB 0.5
+#define S_MP3_TRIES 6
+#define S_MP3_STEP_DB 0.2     /* past the excess: MP3 peaks move ~0.2 dB from encode to encode */
+/* The MP3 decodes 0.3..0.4 LU quieter than its input at 192 kbps, more at lower rates
+ * (the encoder's low-pass and masking take top-octave energy that K-weighting counts
+ * +4 dB). Within this of the target it is kept; past it, it is encoded again with the
+ * gain made up (an encode is the pipeline's most expensive step). */
+#define S_MP3_LU_TOLERANCE 0.3
+#define S_TP_TAPS 32          /* taps per phase of the 4x interpolator (a 128-tap prototype) */
+#define S_TP_BLOCK 256        /* frames the meter interpolates at a time */
+#define S_TP_BETA 8.0         /* Kaiser window: stop band ~ -80 dB, as bench/mix_check.py */
+#define S_TP_HOLD (S_TP_TAPS / 2) /* frames the gain holds flat either side of a peak: the
+                                   * interpolator's reach, so it sees one gain, not a slope */
+#define S_TP_PASSES 3         /* limiter passes, each verified on the output, before the fallback */
 #define S_LOOKAHEAD_S 0.005   /* gain starts falling 5 ms before a peak: no audible click */
 #define S_RELEASE_S 0.120     /* recovery time constant after a peak */
 #define S_DC_HZ 5.0           /* one-pole high-pass corner: below any musical content */
 #define S_SILENCE_DB (-200.0) /* reported loudness / peak of digital silence (not -inf) */
 #define S_LU_TOLERANCE 0.2    /* the normalisation loop stops once this close */
+#define S_NORM_ITERS 6        /* ... or after this many gain settings */
+#define S_LU_SHORT_WARN 0.5   /* a limited mix this far under the target is logged */
 
 static double s_db_to_lin(double db) { return pow(10.0, db / 20.0); }
 
@@ -189,61 +216,182 @@ static float s_peak(const float *pcm, size_t n)
     return p;
 }
 
-/* Look-ahead peak limiter, in place, linked across channels, streaming with O(L)
- * memory. For each frame the gain that would put it at the ceiling is g_req; applied is
- *   m[n] = min(g_req[n .. n+L])        (look-ahead: falls before the peak arrives)
+/* ---- true peak ------------------------------------------------------------------ */
+
+/* The 4x true-peak meter: three fractional-delay FIRs (phases 1/4, 2/4, 3/4; phase 0 is
+ * the sample itself) and its buffers, allocated once per render (s_tp_init / s_tp_free). */
+typedef struct {
+    float fir[3][S_TP_TAPS]; /* y(n + p/4) = sum_q x[n - S_TP_TAPS/2 + 1 + q] fir[p-1][q] */
+    float *pad;              /* (frames rounded up to S_TP_BLOCK, + S_TP_TAPS - 1) one channel,
+                              * zeros either side */
+    float *env;              /* (frames) true-peak level at each frame, max over channels */
+    size_t frames;
+} s_tp_meter_t;
+
+static double s_bessel_i0(double x)
+{
+    double sum = 1.0, term = 1.0;
+    for (int k = 1; k < 200 && term > 1e-12 * sum; k++) {
+        term *= (x / (2.0 * k)) * (x / (2.0 * k));
+        sum += term;
+    }
+    return sum;
+}
+
+/* Sizes m for signals of up to frames frames and designs the interpolator: a sinc
+ * read at quarter-sample offsets under a Kaiser window reaching S_TP_TAPS/2 + 1 samples
+ * out (bench/mix_check.py's true_peak, so the worker measures what the check measures).
+ * 0, or -1 when out of memory (m then needs no s_tp_free). */
+static int s_tp_init(s_tp_meter_t *m, size_t frames)
+{
+    const int half = S_TP_TAPS / 2;
+    for (int p = 1; p <= 3; p++) {
+        for (int q = 0; q < S_TP_TAPS; q++) {
+            double t = (half - 1 - q) + p / 4.0; /* distance from the tap to the output point */
+            double u = t / (half + 1);
+            double w = s_bessel_i0(S_TP_BETA * sqrt(fmax(0.0, 1.0 - u * u))) /
+                       s_bessel_i0(S_TP_BETA);
+            m->fir[p - 1][q] = (float)(sin(M_PI * t) / (M_PI * t) * w);
+        }
+    }
+    m->frames = frames;
+    size_t blocks = (frames + S_TP_BLOCK - 1) / S_TP_BLOCK;
+    m->pad = malloc((blocks * S_TP_BLOCK + S_TP_TAPS - 1) * sizeof *m->pad);
+    m->env = malloc((frames ? frames : 1) * sizeof *m->env);
+    if (!m->pad || !m->env) {
+        free(m->pad);
+        free(m->env);
+        memset(m, 0, sizeof *m);
+        return -1;
+    }
+    return 0;
+}
+
+static void s_tp_free(s_tp_meter_t *m)
+{
+    free(m->pad);
+    free(m->env);
+    memset(m, 0, sizeof *m);
+}
+
+/* The three interpolated phases of S_TP_BLOCK frames from x (the padded channel at the
+ * block's first frame): a[p][i] = y(n0 + i + (p+1)/4). A fixed trip count and restrict
+ * pointers let the compiler vectorise the inner loop at -O2; at about 8 ns per sample
+ * (96 multiply-adds) it is compute-bound. */
+static void s_tp_block(const float (*fir)[S_TP_TAPS], const float *restrict x,
+                       float *restrict a0, float *restrict a1, float *restrict a2)
+{
+    for (int i = 0; i < S_TP_BLOCK; i++) {
+        a0[i] = 0.0f;
+        a1[i] = 0.0f;
+        a2[i] = 0.0f;
+    }
+    for (int q = 0; q < S_TP_TAPS; q++) {
+        const float h0 = fir[0][q], h1 = fir[1][q], h2 = fir[2][q];
+        const float *restrict xq = x + q;
+        for (int i = 0; i < S_TP_BLOCK; i++) {
+            a0[i] += h0 * xq[i];
+            a1[i] += h1 * xq[i];
+            a2[i] += h2 * xq[i];
+        }
+    }
+}
+
+/* Fills m->env[0 .. frames) with the true-peak level at each frame of interleaved pcm:
+ * the largest of |x[n]| and the interpolated values on either side of it (n - 3/4 ..
+ * n + 3/4), over all channels; returns the largest of them all, the true peak (linear).
+ * frames <= m->frames. */
+static float s_tp_envelope(s_tp_meter_t *m, const float *pcm, size_t frames, int ch)
+{
+    enum { H = S_TP_TAPS / 2 };
+    float *env = m->env, *pad = m->pad;
+    float a0[S_TP_BLOCK], a1[S_TP_BLOCK], a2[S_TP_BLOCK];
+    size_t blocks = (frames + S_TP_BLOCK - 1) / S_TP_BLOCK;
+    memset(env, 0, frames * sizeof *env);
+    memset(pad, 0, (H - 1) * sizeof *pad);
+    memset(pad + H - 1 + frames, 0, (blocks * S_TP_BLOCK - frames + H) * sizeof *pad);
+    for (int c = 0; c < ch; c++) {
+        for (size_t i = 0; i < frames; i++) pad[H - 1 + i] = pcm[i * (size_t)ch + (size_t)c];
+        for (size_t n0 = 0; n0 < frames; n0 += S_TP_BLOCK) {
+            size_t nb = frames - n0 < S_TP_BLOCK ? frames - n0 : S_TP_BLOCK;
+            s_tp_block(m->fir, pad + n0, a0, a1, a2);
+            for (size_t i = 0; i < nb; i++) { /* plain compares: fmaxf is a call at -O2 */
+                size_t n = n0 + i;
+                float v = fabsf(a0[i]), v1 = fabsf(a1[i]), v2 = fabsf(a2[i]);
+                float x = fabsf(pad[H - 1 + n]);
+                v = v1 > v ? v1 : v;
+                v = v2 > v ? v2 : v;
+                float e = env[n] > x ? env[n] : x;
+                env[n] = v > e ? v : e;
+                if (n + 1 < frames && v > env[n + 1]) env[n + 1] = v;
+            }
+        }
+    }
+    float peak = 0.0f;
+    for (size_t n = 0; n < frames; n++)
+        if (env[n] > peak) peak = env[n];
+    return peak;
+}
+
+/* Look-ahead limiter, in place, linked across channels, streaming with O(L) memory.
+ * env[n] * scale is the true-peak level around frame n (s_tp_envelope of pcm, or of the
+ * signal pcm is scale times). The gain that would put frame n at aim is g_req; applied is
+ *   m[n] = min(g_req[n-W .. n+L+W])    (look-ahead, plus a hold of W = S_TP_HOLD frames)
  *   r[n] = min(m[n], release(r[n-1]))  (exponential recovery towards 1)
  *   s[n] = mean(r[n-L .. n])           (smooth attack: no clicks)
- * Every r[k] with k in [n-L, n] is <= g_req[n] (the look-ahead window of k covers n), so
- * s[n] <= g_req[n] and the output never exceeds the ceiling; a final clamp absorbs float
- * rounding. Frame n is scaled at step n+L, after g_req of every later frame it depends on
- * was read, so working in place is safe. 0, or -1 (out of memory). */
-static int s_limit(float *pcm, size_t frames, int ch, int rate, float ceiling)
+ * Every r[k] with k in [n-L, n] is <= g_req[n] (the window of k covers n), so s[n] <=
+ * g_req[n]: the sample and the interpolated points next to it stay under aim as long as
+ * the gain is the same over the interpolator's reach; the hold makes it so around an
+ * isolated peak (s is exactly flat on [P-W, P+W]), and the caller measures the output
+ * for the rest. r runs from frame -L (before the start, where nothing is scaled), so a
+ * peak in the first L frames is met by a full attack too. pcm is scaled at step n+L+W,
+ * from env alone, so working in place is safe. A final clamp absorbs float rounding of
+ * sample peaks. 0, or -1 (out of memory; pcm unchanged). */
+static int s_limit(float *pcm, size_t frames, int ch, int rate, const float *env, float scale,
+                   float aim)
 {
-    if (s_peak(pcm, frames * (size_t)ch) <= ceiling) return 0;
     size_t L = (size_t)(S_LOOKAHEAD_S * rate);
     if (L < 1) L = 1;
+    const size_t W = S_TP_HOLD;
     typedef struct { size_t idx; float v; } s_slot_t;
-    size_t qcap = L + 2, qh = 0, qn = 0;
-    s_slot_t *dq = malloc(qcap * sizeof *dq); /* monotonic deque: increasing v */
+    size_t qcap = L + 2 * W + 2, qh = 0, qn = 0;
+    s_slot_t *dq = malloc(qcap * sizeof *dq);      /* monotonic deque: increasing v */
     double *ring = malloc((L + 1) * sizeof *ring); /* last L+1 values of r */
     if (!dq || !ring) {
         free(dq);
         free(ring);
         return -1;
     }
-    for (size_t k = 0; k <= L; k++) ring[k] = 1.0f;
+    for (size_t k = 0; k <= L; k++) ring[k] = 1.0;
     double sum = (double)(L + 1), r = 1.0;
     const double keep = exp(-1.0 / (S_RELEASE_S * rate));
-    for (size_t i = 0; i < frames + L; i++) {
+    for (size_t i = 0; i < frames + L + W; i++) {
         if (i < frames) {
-            float p = 0.0f;
-            for (int c = 0; c < ch; c++) {
-                float a = fabsf(pcm[i * (size_t)ch + (size_t)c]);
-                if (a > p) p = a;
-            }
-            float v = p > ceiling ? ceiling / p : 1.0f;
+            float e = env[i] * scale;
+            float v = e > aim ? aim / e : 1.0f;
             while (qn > 0 && dq[(qh + qn - 1) % qcap].v >= v) qn--;
             dq[(qh + qn) % qcap] = (s_slot_t){i, v};
             qn++;
         }
-        if (i < L) continue;
-        size_t n = i - L;
-        while (dq[qh].idx < n) {
+        if (i < W) continue;
+        size_t j = i - W; /* = n + L: frame n = j - L, from -L on */
+        while (dq[qh].idx + W + L < j) { /* idx < n - W: out of the window */
             qh = (qh + 1) % qcap;
             qn--;
         }
-        double m = dq[qh].v;
+        double mv = dq[qh].v;
         r = 1.0 - (1.0 - r) * keep;
-        if (m < r) r = m;
-        size_t slot = n % (L + 1);
+        if (mv < r) r = mv;
+        size_t slot = j % (L + 1);
         sum += r - ring[slot];
         ring[slot] = r;
+        if (j < L) continue; /* a frame before the start: only primes the ring */
+        size_t n = j - L;
         float s = (float)(sum / (double)(L + 1));
         for (int c = 0; c < ch; c++) {
             float *x = &pcm[n * (size_t)ch + (size_t)c];
             float y = *x * s;
-            *x = y > ceiling ? ceiling : y < -ceiling ? -ceiling : y;
+            *x = y > aim ? aim : y < -aim ? -aim : y;
         }
     }
     free(dq);
@@ -251,34 +399,199 @@ static int s_limit(float *pcm, size_t frames, int ch, int rate, float ceiling)
     return 0;
 }
 
-/* Gain to the loudness target, then the limiter; repeated (from the unlimited signal)
- * while the limiter's gain reduction leaves the result short of the target, since heavy
- * limiting lowers loudness. src is the mix before gain; dst receives the result. */
-static int s_normalise(const float *src, float *dst, size_t frames, int ch, int rate,
-                       const mg_output_spec_t *o, float ceiling, double *lufs, char *err,
-                       size_t errlen)
+/* Brings pcm's true peak to at most ceiling_db - S_TP_MARGIN_DB, in place. env, scale and
+ * level describe pcm on entry (its envelope is env * scale, its true peak level * scale);
+ * env may be m->env. Under the aim already, pcm is not touched. Otherwise s_limit runs,
+ * its output is measured, and limited again from its own envelope while over (limited
+ * passages side by side can bend the gain inside the interpolator's reach); should
+ * S_TP_PASSES not do, the whole signal is scaled down, which holds exactly. *tp gets the
+ * true peak of the result (linear). 0, or -1 when out of memory. */
+static int s_limit_true_peak(s_tp_meter_t *m, float *pcm, size_t frames, int ch, int rate,
+                             const float *env, float scale, float level, double ceiling_db,
+                             float *tp)
+{
+    const float aim = (float)s_db_to_lin(ceiling_db - S_TP_MARGIN_DB);
+    const float slack = aim * 1.001f; /* 0.01 dB: what one more pass would not improve */
+    level *= scale;
+    for (int pass = 0; pass < S_TP_PASSES && level > slack; pass++) {
+        if (s_limit(pcm, frames, ch, rate, pass == 0 ? env : m->env, pass == 0 ? scale : 1.0f,
+                    aim) != 0)
+            return -1;
+        level = s_tp_envelope(m, pcm, frames, ch);
+    }
+    if (level > slack) {
+        float g = aim / level;
+        for (size_t i = 0; i < frames * (size_t)ch; i++) pcm[i] *= g;
+        level = s_tp_envelope(m, pcm, frames, ch);
+    }
+    *tp = level;
+    return 0;
+}
+
+double mg_true_peak(const float *pcm, size_t frames, int channels)
+{
+    if (frames == 0 || channels < 1) return 0.0;
+    s_tp_meter_t m;
+    if (s_tp_init(&m, frames) != 0) return -1.0;
+    double tp = s_tp_envelope(&m, pcm, frames, channels);
+    s_tp_free(&m);
+    return tp;
+}
+
+int mg_limit_true_peak(float *pcm, size_t frames, int channels, int rate, double ceiling_dbtp)
+{
+    if (frames == 0 || channels < 1) return 0;
+    s_tp_meter_t m;
+    if (s_tp_init(&m, frames) != 0) return -1;
+    float level = s_tp_envelope(&m, pcm, frames, channels), tp;
+    int rc = s_limit_true_peak(&m, pcm, frames, channels, rate, m.env, 1.0f, level, ceiling_dbtp,
+                               &tp);
+    s_tp_free(&m);
+    return rc;
+}
+
+/* ---- loudness --------------------------------------------------------------------- */
+
+/* Gain to the loudness target, then the true-peak limiter; repeated (from the unlimited
+ * signal) while the limiter's gain reduction leaves the result short of the target, since
+ * heavy limiting lowers loudness. src is the mix before gain; dst receives the result;
+ * *tp its true peak (linear). The envelope of src is measured once: the gain is linear,
+ * so dst's is the same times the gain. m is sized for frames. */
+static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t frames, int ch,
+                       int rate, const mg_output_spec_t *o, double ceiling_db, double *lufs,
+                       float *tp, char *err, size_t errlen)
 {
     size_t ns = frames * (size_t)ch;
     double l0;
     if (s_loudness(src, frames, ch, rate, &l0, err, errlen) != 0) return -1;
+    float *src_env = malloc(frames * sizeof *src_env);
+    if (!src_env) {
+        snprintf(err, errlen, "pipeline: out of memory in the limiter");
+        return -1;
+    }
+    float src_level = s_tp_envelope(m, src, frames, ch);
+    memcpy(src_env, m->env, frames * sizeof *src_env);
     /* Near-silent renders (below the R128 absolute gate) are left alone rather than
      * amplified by tens of dB. */
     int normalise = o->normalize && l0 > -70.0;
     double gain_db = normalise ? o->loudness_lufs - l0 : 0.0;
-    for (int iter = 0; iter < 4; iter++) {
+    int rc = -1;
+    double prev_gain = 0.0, prev_lufs = 0.0;
+    for (int iter = 0; iter < S_NORM_ITERS; iter++) {
         float g = (float)s_db_to_lin(gain_db);
         for (size_t i = 0; i < ns; i++) dst[i] = src[i] * g;
-        if (s_limit(dst, frames, ch, rate, ceiling) != 0) {
+        if (s_limit_true_peak(m, dst, frames, ch, rate, src_env, g, src_level, ceiling_db, tp) !=
+            0) {
             snprintf(err, errlen, "pipeline: out of memory in the limiter");
-            return -1;
+            goto done;
         }
-        if (s_loudness(dst, frames, ch, rate, lufs, err, errlen) != 0) return -1;
+        if (s_loudness(dst, frames, ch, rate, lufs, err, errlen) != 0) goto done;
         if (!normalise) break;
         double miss = o->loudness_lufs - *lufs;
         if (fabs(miss) < S_LU_TOLERANCE) break;
-        gain_db += miss;
+        /* Secant step: once the limiter works, a dB of gain buys less than a LU. */
+        double slope = 1.0;
+        if (iter > 0 && fabs(gain_db - prev_gain) > 1e-6)
+            slope = fmin(1.0, fmax(0.25, (*lufs - prev_lufs) / (gain_db - prev_gain)));
+        prev_gain = gain_db;
+        prev_lufs = *lufs;
+        gain_db += miss / slope;
     }
-    return 0;
+    rc = 0;
+done:
+    free(src_env);
+    return rc;
+}
+
+/* Encodes the MP3 (pcm at rate, already an MPEG rate) so that the decoded file's true
+ * peak is at most ceiling_db - S_TP_MARGIN_DB and, when normalise, its loudness within
+ * S_MP3_LU_TOLERANCE of target_lufs. A copy is limited S_MP3_MARGIN_DB under the ceiling,
+ * encoded, decoded and measured. While the decode is over, the aim drops under the copy's
+ * true peak by the excess plus S_MP3_STEP_DB; while it misses the target, the copy's gain
+ * moves by the miss (secant step, at most 3 dB in all); up to S_MP3_TRIES encodes. The
+ * file kept is the best one: under the ceiling before all, then nearest the target (or,
+ * none under, the lowest peak); *tp_db and *lufs (of its decode) tell the caller whether
+ * it made it. 0 and *data malloc'd (caller owns), or -1 with err set and nothing kept. */
+static int s_encode_mp3_tp(const float *pcm, size_t frames, int rate, int ch, int kbps,
+                           const mg_kv_t *tags, double ceiling_db, int normalise,
+                           double target_lufs, unsigned char **data, size_t *len, double *tp_db,
+                           double *lufs, char *err, size_t errlen)
+{
+    *data = NULL;
+    *len = 0;
+    size_t ns = frames * (size_t)ch;
+    float *work = malloc(ns * sizeof *work), *penv = malloc(frames * sizeof *penv), *dec = NULL;
+    unsigned char *cur = NULL;
+    s_tp_meter_t m = {0};
+    int rc = -1;
+    if (!work || !penv || s_tp_init(&m, frames) != 0) goto oom;
+    float plevel = s_tp_envelope(&m, pcm, frames, ch);
+    memcpy(penv, m.env, frames * sizeof *penv);
+    double aim_db = ceiling_db - S_MP3_MARGIN_DB, gain_db = 0.0;
+    double prev_gain = 0.0, prev_lufs = 0.0, prev_aim = aim_db;
+    for (int t = 0; t < S_MP3_TRIES; t++) {
+        /* One limiter pass, unverified: the decode below is the check that counts. */
+        float g = (float)s_db_to_lin(gain_db), aim = (float)s_db_to_lin(aim_db);
+        float tp = plevel * g < aim ? plevel * g : aim; /* the copy's true peak, near enough */
+        for (size_t i = 0; i < ns; i++) work[i] = pcm[i] * g;
+        if (plevel * g > aim && s_limit(work, frames, ch, rate, penv, g, aim) != 0) goto oom;
+        size_t clen, dframes;
+        int drate, dch;
+        if (mg_encode_mp3(work, frames, rate, ch, kbps, tags, &cur, &clen, err, errlen) != 0)
+            goto done;
+        free(dec);
+        dec = NULL;
+        if (mg_decode_mp3(cur, clen, &dec, &dframes, &drate, &dch, err, errlen) != 0) goto done;
+        double dtp = dframes <= frames && dch == ch ? s_tp_envelope(&m, dec, dframes, dch)
+                                                    : mg_true_peak(dec, dframes, dch), l;
+        if (dtp < 0) goto oom;
+        double tdb = dtp > 0.0 ? 20.0 * log10(dtp) : S_SILENCE_DB;
+        if (s_loudness(dec, dframes, dch, drate, &l, err, errlen) != 0) goto done;
+        /* the same margin as the mix: another decoder or meter may read a little higher */
+        const double accept_db = ceiling_db - S_TP_MARGIN_DB;
+        double over = tdb - accept_db, miss = normalise ? target_lufs - l : 0.0;
+        int ok = over <= 0.0, best_ok = *data && *tp_db <= accept_db;
+        int better = !*data || ok > best_ok ||
+                     (ok && best_ok && fabs(miss) < fabs(normalise ? target_lufs - *lufs : 0.0)) ||
+                     (!ok && !best_ok && tdb < *tp_db);
+        if (better) {
+            free(*data);
+            *data = cur;
+            *len = clen;
+            *tp_db = tdb;
+            *lufs = l;
+        } else {
+            free(cur);
+        }
+        cur = NULL;
+        if (ok && fabs(miss) < S_MP3_LU_TOLERANCE) break;
+        /* LU per dB of gain, as in s_normalise; measured only while the aim held still */
+        double slope = 1.0;
+        if (t > 0 && prev_aim == aim_db && fabs(gain_db - prev_gain) > 1e-6)
+            slope = fmin(1.0, fmax(0.25, (l - prev_lufs) / (gain_db - prev_gain)));
+        prev_gain = gain_db;
+        prev_lufs = l;
+        prev_aim = aim_db;
+        if (over > 0.0) /* from the copy's true peak: the aim may not have been reached */
+            aim_db = fmin(aim_db, 20.0 * log10(tp)) - over - S_MP3_STEP_DB;
+        gain_db = fmin(3.0, fmax(-3.0, gain_db + miss / slope));
+    }
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory for the mp3 true-peak check (%zu frames)", frames);
+done:
+    if (rc != 0) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+    }
+    free(cur);
+    free(dec);
+    free(penv);
+    free(work);
+    s_tp_free(&m);
+    return rc;
 }
 
 /* Output rate for MP3: MPEG audio stops at 48 kHz. Rates above go to 48000, or 44100
@@ -324,10 +637,11 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
                  (long long)spec->render_id, o->formats);
         return -1;
     }
-    const float ceiling = (float)s_db_to_lin(S_CEILING_DB);
     int rc = -1;
     float *mix = NULL, *src = NULL, *pcm = NULL, *mp3pcm = NULL;
     size_t frames = 0;
+    s_tp_meter_t meter = {0};
+    out->mp3_true_peak_dbtp = S_SILENCE_DB;
 
     mix = s_mixdown(audio, ch);
     if (!mix) {
@@ -341,17 +655,26 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
     free(mix);
     mix = NULL;
     pcm = malloc(frames * (size_t)ch * sizeof *pcm);
-    if (!pcm) {
+    if (!pcm || s_tp_init(&meter, frames) != 0) {
         snprintf(err, errlen, "pipeline: out of memory (%zu frames)", frames);
         goto done;
     }
-    if (s_normalise(src, pcm, frames, ch, rate, o, ceiling, &out->integrated_lufs, err,
-                    errlen) != 0)
+    float tp;
+    if (s_normalise(&meter, src, pcm, frames, ch, rate, o, S_CEILING_DB, &out->integrated_lufs,
+                    &tp, err, errlen) != 0)
         goto done;
+    s_tp_free(&meter);
     free(src);
     src = NULL;
     float peak = s_peak(pcm, frames * (size_t)ch);
     out->peak_dbfs = peak > 0.0f ? 20.0 * log10(peak) : S_SILENCE_DB;
+    out->true_peak_dbtp = tp > 0.0f ? 20.0 * log10(tp) : S_SILENCE_DB;
+    if (o->normalize && out->integrated_lufs > -70.0 &&
+        out->integrated_lufs < o->loudness_lufs - S_LU_SHORT_WARN)
+        mg_warn("render %lld: the %.1f dBTP limiter holds the mix at %.2f LUFS, %.2f LU under "
+                "the %.1f LUFS target (material with a high peak-to-loudness ratio)",
+                (long long)spec->render_id, S_CEILING_DB, out->integrated_lufs,
+                o->loudness_lufs - out->integrated_lufs, o->loudness_lufs);
 
     static const unsigned order[3] = {MG_FORMAT_FLAC, MG_FORMAT_MP3, MG_FORMAT_WAV};
     for (int k = 0; k < 3; k++) {
@@ -383,10 +706,23 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
             }
             f->sample_rate = mrate;
             f->duration_s = (double)mframes / mrate;
-            r = mg_encode_mp3(mp, mframes, mrate, ch, kbps, tags, &f->data, &f->len, ferr,
-                              sizeof ferr);
+            double mlufs = S_SILENCE_DB;
+            int mnorm = o->normalize && out->integrated_lufs > -70.0;
+            r = s_encode_mp3_tp(mp, mframes, mrate, ch, kbps, tags, S_CEILING_DB, mnorm,
+                                o->loudness_lufs, &f->data, &f->len, &out->mp3_true_peak_dbtp,
+                                &mlufs, ferr, sizeof ferr);
             free(mp3pcm);
             mp3pcm = NULL;
+            if (r == 0 && out->mp3_true_peak_dbtp > S_CEILING_DB)
+                mg_warn("render %lld: the mp3 decodes to %.2f dBTP, over the %.1f dBTP ceiling "
+                        "after %d encodes",
+                        (long long)spec->render_id, out->mp3_true_peak_dbtp, S_CEILING_DB,
+                        S_MP3_TRIES);
+            if (r == 0 && mnorm && mlufs < o->loudness_lufs - S_LU_SHORT_WARN)
+                mg_warn("render %lld: the mp3 decodes to %.2f LUFS, %.2f LU under the %.1f "
+                        "LUFS target",
+                        (long long)spec->render_id, mlufs, o->loudness_lufs - mlufs,
+                        o->loudness_lufs);
         } else {
             r = mg_encode_wav(pcm, frames, rate, ch, &f->data, &f->len, ferr, sizeof ferr);
         }
@@ -400,6 +736,7 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
     }
     rc = 0;
 done:
+    s_tp_free(&meter);
     free(mix);
     free(src);
     free(pcm);
