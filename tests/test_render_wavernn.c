@@ -236,14 +236,12 @@ static void test_determinism_and_keying(void **state)
     for (int k = 0; k < a.n_stems; k++) {
         assert_true(s_same_stem(&a, &b, k));
         assert_true(s_same_stem(&a, &e, k));
-        assert_false(s_same_stem(&a, &c, k));
+        assert_true(s_same_stem(&a, &c, k));
         if (k < d.n_stems) assert_false(s_same_stem(&a, &d, k));
         by_threads += !s_same_stem(&a, &t3, k);
     }
-    /* Not asserted: the kernel's AVX2 step rounds differently for batches of <= 2 and >= 3
-     * streams, so the grouping of stems over threads can change a draw (reported; the kernel
-     * promises grouping-independent output). */
-    printf("# render_threads 1 vs 3: %d of %d stems differ\n", by_threads, a.n_stems);
+    if (by_threads) fprintf(stderr, "render_threads 1 vs 3: %d of %d stems differ\n", by_threads, a.n_stems);
+    assert_int_equal(by_threads, 0);
     mg_audio_t *all[] = {&a, &b, &c, &d, &e, &t3};
     for (int i = 0; i < 6; i++) mg_audio_free(all[i]);
     mg_renderer_wavernn_destroy(&r1);
@@ -372,10 +370,11 @@ static void test_identity(void **state)
     const char *dev = mg_wavernn_isa() == MG_WR_ISA_AVX2 ? "(avx2)" : "(scalar)";
     assert_non_null(strstr(r->device, dev));
     printf("# device %s\n", r->device);
-    /* The model's free-text attribution, as one source line for the attribution rows. */
-    assert_non_null(strstr(r->attribution, "FluidR3_GM SoundFont, copyright 2000-2002, 2008 Frank Wen"));
-    assert_null(strchr(r->attribution, ';'));
-    assert_null(strchr(r->attribution, '\n'));
+    /* The model's attribution is in the protocol's form (one "source; author; licence; url"
+     * line per source): it passes as it is. */
+    assert_non_null(strstr(r->attribution, "FluidR3_GM SoundFont (the recorded instrument samples"));
+    assert_non_null(strstr(r->attribution, "; MIT; "));
+    assert_non_null(strchr(r->attribution, '\n'));
     mg_renderer_wavernn_destroy(&r);
     assert_null(r);
     mg_renderer_wavernn_destroy(&r); /* NULL-safe */
@@ -564,15 +563,19 @@ static void test_worker_records_model(void **state)
     s_q(home, "SELECT json_extract(record_json, '$.model.attribution') FROM provenance LIMIT 1", v, sizeof v);
     assert_non_null(strstr(v, "FluidR3_GM SoundFont"));
     s_q(home, "SELECT count(*) FROM attribution a JOIN models m ON m.id = a.model_id "
-              "WHERE m.name = 'mg-wavernn-golden-tiny' AND a.source LIKE 'Training audio:%FluidR3_GM%'", v, sizeof v);
+              "WHERE m.name = 'mg-wavernn-golden-tiny' AND a.source LIKE 'FluidR3_GM SoundFont%' "
+              "AND a.author LIKE 'Frank Wen%' AND a.license = 'MIT'", v, sizeof v);
     assert_string_equal(v, "1");
+    s_q(home, "SELECT count(*) FROM attribution a JOIN models m ON m.id = a.model_id "
+              "WHERE m.name = 'mg-wavernn-golden-tiny'", v, sizeof v);
+    assert_string_equal(v, "3");
     s_q(home, "SELECT output_path FROM audit_renders WHERE format = 'flac'", v, sizeof v);
     snprintf(cmd, sizeof cmd, "metaflac --export-tags-to=- '%s/outputs/%s' 2>&1", home, v);
     out = s_run(cmd, &status);
     assert_int_equal(status, 0);
     assert_non_null(strstr(out, "MG_MODEL=mg-wavernn-golden-tiny\n"));
     assert_non_null(strstr(out, "MG_MODEL_LICENSE=MIT\n"));
-    assert_non_null(strstr(out, "MG_ATTRIBUTION=Training audio:"));
+    assert_non_null(strstr(out, "MG_ATTRIBUTION=FluidR3_GM SoundFont ("));
     free(out);
     kill(w, SIGTERM);
     kill(c, SIGTERM);

@@ -25,7 +25,7 @@ ATTRIBUTION = "\n".join([
     "FluidR3_GM SoundFont (the recorded instrument samples all training audio is rendered from); "
     "Frank Wen, with samples from the contributors named in its README and public-domain sources; "
     "MIT; https://packages.debian.org/bookworm/fluid-soundfont-gm",
-    "FluidSynth 2.3 (renders the training scores; a tool, no part of it is in the model); "
+    "FluidSynth 2.3 (renders the training scores, a tool: no part of it is in the model); "
     "FluidSynth developers; LGPL-2.1-or-later; https://www.fluidsynth.org",
     "mg training scores (random note sequences, models/data/make_dataset.py); mg authors; MIT; "
     "models/data/make_dataset.py in the mg source tree",
@@ -140,6 +140,8 @@ def main():
         return f"{stage} stage: {st['step']} steps, {h['samples']} rows, {h['wall_s']:.0f} s wall, {what}"
     parts = [summary(st)]
     init = st.get("args", {}).get("init")
+    if init and not os.path.isabs(init) and not os.path.exists(init):
+        init = os.path.join(os.path.dirname(os.path.abspath(__file__)), init)   # as train.py ran
     if init and os.path.exists(init):
         parts.insert(0, summary(torch.load(init, map_location="cpu")))
     note = "; ".join(parts)
