@@ -5,6 +5,8 @@
 #   make demo       start a coordinator and a worker, submit jobs/ad-campaign.yaml, show results
 #   make bench      coordinator throughput figures (bench/)
 #   make SAN=address,undefined test    the same tests under sanitizers (objects in build-san/)
+#   make cuda       (part of `make` when nvcc exists) the GPU renderer's test and bench; see
+#                   bench/cuda/README.md for what runs on a GPU machine
 #
 # Sources are picked up by folder: common/, composer/ and kernels/ form libmg, coordinator/ (less
 # main.c) libmgcoord, worker/ (less main.c and the test renderer) libmgworker. Tests are
@@ -52,7 +54,7 @@ WORKER_TEST_BIN = $(BUILD)/tests/mg-worker-test
 
 PRODUCTS = $(BIN)/mgctl $(BIN)/mg-coordinator $(BIN)/mg-worker
 
-.PHONY: all deps test test-run demo demo-run bench bench-run clean cuda
+.PHONY: all deps test test-run demo demo-run bench bench-run bench-model clean cuda
 all: $(PRODUCTS) cuda
 
 # ---- dependencies -----------------------------------------------------------------
@@ -71,6 +73,10 @@ demo: deps
 	@$(MAKE) --no-print-directory demo-run
 bench: deps
 	@$(MAKE) --no-print-directory bench-run
+# the neural renderer: C runtime vs PyTorch eager (needs models/data/install-deps.sh for torch)
+bench-model: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/model_bench
+	@sh bench/model_speed.sh
 
 # ---- libraries and binaries ---------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -122,23 +128,48 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOORD) $(LIBWORKER) $(LIBMG)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- CUDA (optional) ----------------------------------------------------------------
+# Built whenever nvcc is found (the product binaries never link it): the GPU renderer
+# kernels/cuda/ into $(BUILD)/cuda/wavernn_cuda.o and $(BUILD)/bench/cuda_bench by `make`, its
+# test $(BUILD)/tests/test_cuda by `make test` (device tests report SKIPPED without a GPU).
+# Code for sm_90 (H100, H200) plus compute_90 PTX for later GPUs. --fmad=false: no contraction
+# anywhere, every fused multiply-add in kernels/cuda is an explicit fmaf (the features must round
+# like the CPU). bench/cuda/Makefile builds the same without the Debian packages (GPU machine).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-CUDA_SRC = $(wildcard kernels/cuda/*.cu)
-cuda:
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCCFLAGS ?= -O3 -std=c++17 --fmad=false -lineinfo \
+             -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCC_XCOMPILER = -ffp-contract=off,-Wall,-Wno-unused-parameter$(if $(SAN),$(comma)-fsanitize=$(subst $(comma),$(comma)-fsanitize=,$(SAN))$(comma)-fno-omit-frame-pointer)
+comma := ,
+CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+CUDA_OBJ = $(BUILD)/cuda/wavernn_cuda.o
+CUDA_DEPS = $(wildcard kernels/cuda/*.cu kernels/cuda/*.cuh kernels/cuda/*.h) kernels/wavernn.h kernels/philox.h
+ifneq ($(NVCC),)
+CUDA_BINS = $(BUILD)/bench/cuda_bench
+CUDA_TEST_BINS = $(BUILD)/tests/test_cuda
+endif
+cuda: $(CUDA_BINS)
 ifeq ($(NVCC),)
 	@echo "mg: nvcc not found; CUDA backend not built (CPU path only)"
-else
-ifneq ($(CUDA_SRC),)
-	@mkdir -p $(BUILD)/cuda
-	$(NVCC) -O3 -arch=sm_90 -c $(CUDA_SRC) -odir $(BUILD)/cuda
 endif
-endif
+
+$(BUILD)/cuda/%.o: kernels/cuda/%.cu $(CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler $(NVCC_XCOMPILER) -c $< -o $@
+$(BUILD)/cuda/bench/%.o: bench/cuda/%.cu $(CUDA_DEPS) tests/cuda/random_model.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler $(NVCC_XCOMPILER) -c $< -o $@
+$(BUILD)/tests/test_cuda: $(BUILD)/obj/tests/cuda/test_cuda.o $(CUDA_OBJ) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS) $(CUDA_LIBS)
+$(BUILD)/bench/cuda_bench: $(BUILD)/cuda/bench/cuda_bench.o $(CUDA_OBJ) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 # ---- test, demo, bench --------------------------------------------------------------
 export MG_BUILD = $(BUILD)
 export MG_BIN = $(BIN)
-test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN)
-	@sh tests/run.sh $(TEST_BINS)
+test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN) $(CUDA_TEST_BINS)
+	@sh tests/run.sh $(TEST_BINS) $(CUDA_TEST_BINS)
 
 demo-run: $(PRODUCTS)
 	@sh ops/demo.sh
