@@ -5,7 +5,8 @@
 #   make demo       start a coordinator and a worker, submit jobs/ad-campaign.yaml, show results
 #   make bench      coordinator throughput figures (bench/)
 #   make SAN=address,undefined test    the same tests under sanitizers (objects in build-san/)
-#   make cuda       (part of `make` when nvcc exists) the GPU renderer's test and bench; see
+#   make cuda       (part of `make` when nvcc exists) the GPU renderer's test, bench and the worker's
+#                   plugin bin/libmg-wavernn-cuda.so (docs/architecture.md, "Backends"); see
 #                   bench/cuda/README.md for what runs on a GPU machine
 #
 # Sources are picked up by folder: common/, composer/ and kernels/ form libmg, coordinator/ (less
@@ -33,7 +34,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter -MMD -MP \
            -I. $(PKG_CFLAGS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += $(PKG_LIBS) -lm -lpthread
+LDLIBS  += $(PKG_LIBS) -lm -lpthread -ldl
 
 COMMON_SRC = $(wildcard common/*.c) $(wildcard composer/*.c) $(wildcard kernels/*.c)
 COORD_SRC  = $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
@@ -143,8 +144,15 @@ comma := ,
 CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
 CUDA_OBJ = $(BUILD)/cuda/wavernn_cuda.o
 CUDA_DEPS = $(wildcard kernels/cuda/*.cu kernels/cuda/*.cuh kernels/cuda/*.h) kernels/wavernn.h kernels/philox.h
+# The worker's GPU backend: a plugin (wavernn_cuda_plugin.h) that mg-worker dlopens when asked
+# to (worker/backend.c), with its own PIC copy of kernels/*.c and cudart linked in and one
+# exported symbol; installed next to the binaries. The binaries stay free of CUDA.
+CUDA_PLUGIN = $(BUILD)/cuda/libmg-wavernn-cuda.so
+CUDA_PLUGIN_OBJ = $(BUILD)/cuda/pic/wavernn_cuda.o $(BUILD)/cuda/pic/wavernn_cuda_plugin.o \
+                  $(patsubst %.c,$(BUILD)/pic/%.o,$(wildcard kernels/*.c))
 ifneq ($(NVCC),)
-CUDA_BINS = $(BUILD)/bench/cuda_bench
+CUDA_PLUGIN_INST = $(BIN)/libmg-wavernn-cuda.so
+CUDA_BINS = $(BUILD)/bench/cuda_bench $(CUDA_PLUGIN_INST)
 CUDA_TEST_BINS = $(BUILD)/tests/test_cuda
 endif
 cuda: $(CUDA_BINS)
@@ -155,6 +163,18 @@ endif
 $(BUILD)/cuda/%.o: kernels/cuda/%.cu $(CUDA_DEPS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler $(NVCC_XCOMPILER) -c $< -o $@
+$(BUILD)/cuda/pic/%.o: kernels/cuda/%.cu $(CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler $(NVCC_XCOMPILER),-fPIC -c $< -o $@
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+$(CUDA_PLUGIN): $(CUDA_PLUGIN_OBJ) kernels/cuda/wavernn_cuda_plugin.map
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=kernels/cuda/wavernn_cuda_plugin.map -Wl,-Bsymbolic \
+	  -Wl,--no-undefined -o $@ $(CUDA_PLUGIN_OBJ) $(CUDA_LIBS) -lm -lpthread
+$(BIN)/libmg-wavernn-cuda.so: $(CUDA_PLUGIN)
+	@mkdir -p $(BIN)
+	cp $< $@
 $(BUILD)/cuda/bench/%.o: bench/cuda/%.cu $(CUDA_DEPS) tests/cuda/random_model.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler $(NVCC_XCOMPILER) -c $< -o $@
@@ -168,7 +188,7 @@ $(BUILD)/bench/cuda_bench: $(BUILD)/cuda/bench/cuda_bench.o $(CUDA_OBJ) $(LIBMG)
 # ---- test, demo, bench --------------------------------------------------------------
 export MG_BUILD = $(BUILD)
 export MG_BIN = $(BIN)
-test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN) $(CUDA_TEST_BINS)
+test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN) $(CUDA_TEST_BINS) $(CUDA_PLUGIN_INST)
 	@sh tests/run.sh $(TEST_BINS) $(CUDA_TEST_BINS)
 
 demo-run: $(PRODUCTS)

@@ -524,7 +524,8 @@ static void test_worker_records_model(void **state)
     snprintf(worker, sizeof worker, "%s/mg-worker", bin);
     assert_non_null(realpath(s_path(S_TINY), model));
     char *cargv[] = {coord, NULL};
-    char *wargv[] = {worker, "--model", model, "--capacity", "1", "--render-threads", "2", NULL};
+    /* --backend auto where no GPU is (or MG_CUDA_PLUGIN points nowhere): the CPU, with the reason */
+    char *wargv[] = {worker, "--model", model, "--capacity", "1", "--render-threads", "2", "--backend", "auto", NULL};
     pid_t c = s_spawn(cargv, home, endpoint, "coordinator.log");
     pid_t w = s_spawn(wargv, home, endpoint, "worker.log");
     char job[700], cmd[8192];
@@ -560,6 +561,12 @@ static void test_worker_records_model(void **state)
     assert_string_equal(v, want);
     s_q(home, "SELECT backend || ' ' || device FROM audit_renders LIMIT 1", v, sizeof v);
     assert_non_null(strstr(v, "cpu x86-64 ("));
+    s_q(home, "SELECT backend || ' ' || device FROM workers LIMIT 1", v, sizeof v); /* from READY */
+    assert_non_null(strstr(v, "cpu x86-64 ("));
+    snprintf(cmd, sizeof cmd, "grep -c 'backend auto: rendering on the CPU: .*CUDA' '%s/worker.log'", home);
+    out = s_run(cmd, &status);
+    if (status != 0) fail_msg("worker.log in %s does not say why auto chose the CPU", home);
+    free(out);
     s_q(home, "SELECT json_extract(record_json, '$.model.attribution') FROM provenance LIMIT 1", v, sizeof v);
     assert_non_null(strstr(v, "FluidR3_GM SoundFont"));
     s_q(home, "SELECT count(*) FROM attribution a JOIN models m ON m.id = a.model_id "

@@ -17,7 +17,10 @@
  *
  * The renderer (render.h) is chosen at start: "wavernn" by default, whose model file is
  * loaded once here and shared read-only by every render thread (a worker that cannot load
- * it exits, naming the path), or "synth".
+ * it exits, naming the path), or "synth". So is wavernn's backend (backend.h): auto renders on
+ * the GPU when the CUDA plugin loads and finds a device, else on the CPU with the reason
+ * logged; cuda makes a missing plugin or device a startup error; cpu never loads the plugin.
+ * READY and every RESULT name the backend and device that rendered.
  *
  * A RESULT or FAIL stays in the outbox until the coordinator ACKs it, so a coordinator
  * restart loses nothing the worker finished. SIGTERM: stop accepting leases (READY with
@@ -41,6 +44,7 @@
 #include "../common/protocol.h"
 #include "../common/renderspec.h"
 #include "../common/util.h"
+#include "backend.h"
 #include "pipeline.h"
 #include "render.h"
 #include "render_wavernn.h"
@@ -213,8 +217,8 @@ static void s_render_one(s_worker_t *w, void *push, s_slot_t *slot)
     mg_kv_set_i64(&meta, "render_id", slot->render_id);
     mg_kv_set(&meta, "lease_token", slot->token);
     mg_kv_set(&meta, "worker", w->name);
-    mg_kv_set(&meta, "backend", r->backend);
-    mg_kv_set(&meta, "device", r->device);
+    mg_kv_set(&meta, "backend", audio.backend ? audio.backend : r->backend);
+    mg_kv_set(&meta, "device", audio.device ? audio.device : r->device);
     mg_kv_set(&meta, "model_name", r->model_name);
     mg_kv_set(&meta, "model_version", r->model_version);
     mg_kv_set(&meta, "model_sha256", r->model_sha256);
@@ -517,6 +521,9 @@ static void s_usage(FILE *f)
         "  --endpoint E       MG_ENDPOINT        endpoint (" MG_DEFAULT_ENDPOINT ")\n"
         "  --capacity N       MG_CAPACITY        capacity: renders at once (number of CPUs)\n"
         "  --backend B        MG_BACKEND         backend: auto | cpu | cuda (auto)\n"
+        "                                        where wavernn renders: cuda needs the plugin\n"
+        "                                        " MG_WR_CUDA_PLUGIN_FILE " (MG_CUDA_PLUGIN, else beside\n"
+        "                                        the binary, EXE/../lib, EXE/../build/cuda) and a GPU\n"
         "  --renderer R       MG_RENDERER        renderer: wavernn | synth%s (wavernn)\n"
         "  --model PATH       MG_MODEL           model: the wavernn model file (EXE/../models/default/\n"
         "                                        " MG_WAVERNN_MODEL_FILE ", EXE/../share/mg/models/default/...,\n"
@@ -544,7 +551,7 @@ static void s_usage(FILE *f)
  * render. 0 with *out owned by the caller, or the exit status after a message on stderr: 1 when
  * the model cannot be loaded, 2 for a bad setting. */
 static int s_open_wavernn(const char *f_model, const char *f_temp, const char *f_rthreads, int capacity,
-                          int cpus, mg_renderer_t **out)
+                          int cpus, mg_backend_kind_t backend, mg_backend_cuda_t **cuda, mg_renderer_t **out)
 {
     const char *temp = mg_config_get("temperature", f_temp, "MG_TEMPERATURE", "1");
     const char *rthreads = mg_config_get("render_threads", f_rthreads, "MG_RENDER_THREADS", "1");
@@ -574,16 +581,33 @@ static int s_open_wavernn(const char *f_model, const char *f_temp, const char *f
         o.model_path = dflt;
     }
     char err[1024] = "";
+    if (mg_backend_select(backend, cuda, err, sizeof err) != 0) {
+        fprintf(stderr, "mg-worker: --backend cuda: %s (use --backend auto or cpu to render on the CPU)\n", err);
+        return 1;
+    }
+    if (*cuda) mg_info("backend %s: CUDA plugin %s: %s", mg_backend_kind_name(backend), (*cuda)->path, err);
+    else if (backend == MG_BACKEND_AUTO) mg_info("backend auto: rendering on the CPU: %s", err);
+    o.cuda = *cuda;
     *out = mg_renderer_wavernn_new(&o, err, sizeof err);
+    if (!*out && *cuda) {
+        if (backend == MG_BACKEND_CUDA) {
+            fprintf(stderr, "mg-worker: --backend cuda: %s (use --backend auto or cpu to render on the CPU)\n", err);
+            return 1;
+        }
+        mg_warn("backend auto: rendering on the CPU: %s", err);
+        mg_backend_cuda_close(cuda);
+        o.cuda = NULL;
+        *out = mg_renderer_wavernn_new(&o, err, sizeof err);
+    }
     if (!*out) {
         fprintf(stderr, "mg-worker: cannot load the wavernn model: %s (give another with --model PATH, or use "
                 "--renderer synth)\n", err);
         return 1;
     }
-    mg_info("model %s %s (%s, sha256 %.16s...) from %s, temperature %g, %d thread(s) per render",
-            (*out)->model_name, (*out)->model_version, (*out)->model_license, (*out)->model_sha256, o.model_path,
-            o.temperature, o.threads);
-    if (capacity * o.threads > cpus)
+    mg_info("model %s %s (%s, sha256 %.16s...) from %s, temperature %g, backend %s on %s, %d thread(s) per "
+            "render", (*out)->model_name, (*out)->model_version, (*out)->model_license, (*out)->model_sha256,
+            o.model_path, o.temperature, (*out)->backend, (*out)->device, o.threads);
+    if (!*cuda && capacity * o.threads > cpus)
         mg_warn("capacity %d x render_threads %d = %d threads on %d CPUs: renders will compete for cores",
                 capacity, o.threads, capacity * o.threads, cpus);
     return 0;
@@ -634,20 +658,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "mg-worker: capacity must be 1..%d\n", S_MAX_SLOTS);
         return 2;
     }
-    const char *backend = mg_config_get("backend", f_backend, "MG_BACKEND", "auto");
-    if (strcmp(backend, "cuda") == 0) {
-        fprintf(stderr, "mg-worker: the CUDA backend is not available in this build (use --backend cpu)\n");
-        return 2;
-    }
-    if (strcmp(backend, "auto") != 0 && strcmp(backend, "cpu") != 0) {
-        fprintf(stderr, "mg-worker: unknown backend '%s' (auto, cpu, cuda)\n", backend);
+    const char *backend_s = mg_config_get("backend", f_backend, "MG_BACKEND", "auto");
+    mg_backend_kind_t backend;
+    if (mg_backend_parse(backend_s, &backend) != 0) {
+        fprintf(stderr, "mg-worker: unknown backend '%s' (auto, cpu, cuda)\n", backend_s);
         return 2;
     }
     const char *renderer = mg_config_get("renderer", f_renderer, "MG_RENDERER", "wavernn");
     mg_renderer_t *neural = NULL;
+    mg_backend_cuda_t *cuda = NULL;
+    if (strcmp(renderer, "wavernn") != 0 && backend == MG_BACKEND_CUDA) {
+        fprintf(stderr, "mg-worker: --backend cuda: the %s renderer runs on the CPU only (use --renderer wavernn, "
+                "or --backend auto or cpu)\n", renderer);
+        return 2;
+    }
     if (strcmp(renderer, "wavernn") == 0) {
-        int rc = s_open_wavernn(f_model, f_temp, f_rthreads, w.capacity, cpus > 0 ? (int)cpus : 1, &neural);
-        if (rc != 0) return rc;
+        int rc = s_open_wavernn(f_model, f_temp, f_rthreads, w.capacity, cpus > 0 ? (int)cpus : 1, backend, &cuda,
+                                &neural);
+        if (rc != 0) {
+            mg_backend_cuda_close(&cuda);
+            return rc;
+        }
         w.renderer = neural;
     } else if (strcmp(renderer, "synth") == 0) w.renderer = mg_renderer_synth();
 #ifdef MG_TEST_RENDERER
@@ -694,8 +725,8 @@ int main(int argc, char **argv)
     }
     pthread_t threads[S_MAX_SLOTS];
     for (int i = 0; i < w.capacity; i++) pthread_create(&threads[i], NULL, s_render_thread, &w);
-    mg_info("worker %s: renderer %s (%s), capacity %d, coordinator %s", w.name, w.renderer->name,
-            w.renderer->device, w.capacity, c.endpoint);
+    mg_info("worker %s: renderer %s (%s, %s), capacity %d, coordinator %s", w.name, w.renderer->name,
+            w.renderer->backend, w.renderer->device, w.capacity, c.endpoint);
 
     int backoff_ms = 1000;
     int64_t reconnect_at = 0, drain_deadline = 0;
@@ -799,6 +830,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < S_MAX_SLOTS; i++) mg_msg_clear(&w.slots[i].outbox);
     zmq_ctx_term(w.ctx);
     mg_renderer_wavernn_destroy(&neural);
+    mg_backend_cuda_close(&cuda);
     mg_info("worker stopped");
     return exit_code;
 }

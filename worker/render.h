@@ -40,6 +40,10 @@ typedef struct {
     mg_stem_t *stems;      /* owned array */
     int n_stems;
     char *decision_json;   /* owned, may be NULL: the composer's decision record */
+    const char *backend;   /* borrowed from the renderer, may be NULL: where this render really
+                            * ran when not on the renderer's own backend/device (a CUDA renderer
+                            * that fell back to the CPU); the provenance names these */
+    const char *device;
 } mg_audio_t;
 
 /* Frees everything the audio owns and zeroes it. NULL-safe. */

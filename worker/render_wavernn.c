@@ -7,7 +7,9 @@
  *   -> per score stem: notes at 24 kHz, sample-exact from ticks and the tempo map; class from
  *      its GM program (drums: the kit) through the model's program_map; length = last
  *      note-off + MG_WAVERNN_TAIL_S (capped at the cue), zeros after
- *   -> every stem of the render in one mg_wavernn_render_threads batch, draws keyed by
+ *   -> every stem of the render in one batch (mg_wavernn_render_threads on the CPU, or the CUDA
+ *      plugin's render when the worker runs backend cuda: same stems, same keys; a failed
+ *      device call is logged and the batch rerun on the CPU), draws keyed by
  *      (seed = the render's seed, stream = the stem's index: the seed already names the
  *      variation, so a fixed seed renders the same audio in any job, as docs/jobs.md promises)
  *   -> non-finite audio fails the render; per stem: DC removal, a 50 ms fade where the
@@ -50,14 +52,19 @@
  * 233,000 at batch 1 and 325,000 at batch 4 with AVX2; ~20,000 for the scalar reference). */
 #define S_SPEED_AVX2 200000.0
 #define S_SPEED_REF 15000.0
+/* Per stem on the GPU (not yet measured: bench/cuda/README.md predicts 4-6x this per stream). */
+#define S_SPEED_CUDA 100000.0
 
 typedef struct {
     mg_renderer_t r;             /* the public face; r.ctx points back here */
     mg_wavernn_model_t *model;   /* owned */
     char path[PATH_MAX];
     char version[160];
-    char device[48];
+    char device[192];            /* the backend's device: what the provenance names */
+    char cpu_device[48];         /* where a render falls back to when the device fails */
     char *attribution;           /* owned: the model's attribution in the protocol's form */
+    const mg_backend_cuda_t *cuda;      /* borrowed, NULL on the CPU backend */
+    mg_wavernn_cuda_plugin_ctx_t *cu;   /* owned: the model on the device (cuda->api->close) */
     float temperature;
     int threads, isa, raw;
 } s_wavernn_t;
@@ -168,13 +175,28 @@ mg_renderer_t *mg_renderer_wavernn_new(const mg_wavernn_opts_t *opts, char *err,
 #else
     const char *arch = "cpu";
 #endif
-    snprintf(w->device, sizeof w->device, "%s (%s)", arch, w->isa == MG_WR_ISA_AVX2 ? "avx2" : "scalar");
+    snprintf(w->cpu_device, sizeof w->cpu_device, "%s (%s)", arch, w->isa == MG_WR_ISA_AVX2 ? "avx2" : "scalar");
+    mg_strlcpy(w->device, w->cpu_device, sizeof w->device);
+    w->r.backend = "cpu";
+    if (opts->cuda) {
+        char cerr[512] = "";
+        w->cu = opts->cuda->api->open(m, cerr, sizeof cerr);
+        if (!w->cu) {
+            snprintf(err, errlen, "%s: the CUDA plugin %s cannot take the model: %s", path, opts->cuda->path, cerr);
+            mg_wavernn_destroy(&w->model);
+            free(w->attribution);
+            free(w);
+            return NULL;
+        }
+        w->cuda = opts->cuda;
+        mg_strlcpy(w->device, opts->cuda->device, sizeof w->device);
+        w->r.backend = "cuda";
+    }
     /* The temperature changes what a seed renders, so a non-default one is part of the
      * model's identity in the provenance record. */
     if (w->temperature == 1.0f) mg_strlcpy(w->version, m->version, sizeof w->version);
     else snprintf(w->version, sizeof w->version, "%s (temperature %g)", m->version, (double)w->temperature);
     w->r.name = "wavernn";
-    w->r.backend = "cpu";
     w->r.device = w->device;
     w->r.model_name = m->name;
     w->r.model_version = w->version;
@@ -189,6 +211,7 @@ void mg_renderer_wavernn_destroy(mg_renderer_t **r_p)
 {
     if (!r_p || !*r_p) return;
     s_wavernn_t *w = (*r_p)->ctx;
+    if (w->cu) w->cuda->api->close(&w->cu);
     mg_wavernn_destroy(&w->model);
     free(w->attribution);
     free(w);
@@ -259,10 +282,32 @@ uint64_t mg_renderer_wavernn_stream(const mg_render_spec_t *spec, int k)
 
 /* ---- the batch, with progress ------------------------------------------------------- */
 
+/* Runs the model over stems[0..n) on the renderer's backend. On the CUDA backend a failed
+ * device call is logged and the batch rendered again on the CPU (every output is rewritten
+ * whole), with *fell_back set. 0, or -1 (the CPU runtime is out of memory). */
+static int s_model_run(const s_wavernn_t *w, int64_t render_id, const mg_wavernn_stem_t *stems, int n,
+                       int *fell_back)
+{
+    if (w->cu) {
+        char err[512] = "";
+        int rc = 0;
+        for (int first = 0; first < n && rc == 0; first += w->cuda->api->max_batch) {
+            int m = n - first < w->cuda->api->max_batch ? n - first : w->cuda->api->max_batch;
+            rc = w->cuda->api->render(w->cu, stems + first, m, w->temperature, err, sizeof err);
+        }
+        if (rc == 0) return 0;
+        mg_warn("render %" PRId64 ": the CUDA device (%s) failed a batch of %d stems: %s; rendering it on the "
+                "CPU (%s) instead", render_id, w->device, n, err, w->cpu_device);
+        *fell_back = 1;
+    }
+    return mg_wavernn_render_threads(w->model, stems, n, w->temperature, w->isa, w->threads);
+}
+
 typedef struct {
     const s_wavernn_t *w;
     const mg_wavernn_stem_t *stems;
-    int n, rc;
+    int64_t render_id;
+    int n, rc, fell_back;
     int done;                    /* guarded by lock */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -271,8 +316,7 @@ typedef struct {
 static void *s_batch_main(void *arg)
 {
     s_batch_t *b = arg;
-    int rc = mg_wavernn_render_threads(b->w->model, b->stems, b->n, b->w->temperature, b->w->isa,
-                                       b->w->threads);
+    int rc = s_model_run(b->w, b->render_id, b->stems, b->n, &b->fell_back);
     pthread_mutex_lock(&b->lock);
     b->rc = rc;
     b->done = 1;
@@ -291,13 +335,13 @@ static double s_mono_s(void)
 /* Renders stems[0..n) (n <= MG_WR_MAX_BATCH). Without a progress callback it runs on the
  * calling thread; with one, on a helper thread while this one reports lo + (hi - lo) x the
  * estimated share done every S_POLL_MS, until the callback asks to cancel (then it only
- * waits). Sets *cancelled when it did. 0, or -1 (out of memory, a thread could not start). */
-static int s_run_batch(const s_wavernn_t *w, const mg_wavernn_stem_t *stems, int n, double lo, double hi,
-                       mg_progress_fn progress, void *progress_ctx, int *cancelled)
+ * waits). Sets *cancelled when it did, *fell_back when the device failed and the CPU rendered
+ * (s_model_run). 0, or -1 (out of memory, a thread could not start). */
+static int s_run_batch(const s_wavernn_t *w, int64_t render_id, const mg_wavernn_stem_t *stems, int n, double lo,
+                       double hi, mg_progress_fn progress, void *progress_ctx, int *cancelled, int *fell_back)
 {
-    if (!progress)
-        return mg_wavernn_render_threads(w->model, stems, n, w->temperature, w->isa, w->threads);
-    s_batch_t b = {.w = w, .stems = stems, .n = n, .rc = -1};
+    if (!progress) return s_model_run(w, render_id, stems, n, fell_back);
+    s_batch_t b = {.w = w, .stems = stems, .render_id = render_id, .n = n, .rc = -1};
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -311,8 +355,9 @@ static int s_run_batch(const s_wavernn_t *w, const mg_wavernn_stem_t *stems, int
     } else {
         double samples = 0.0, t0 = s_mono_s();
         for (int k = 0; k < n; k++) samples += (double)stems[k].n_samples;
-        int par = w->threads < n ? w->threads : n;
-        double expected = samples / ((w->isa == MG_WR_ISA_AVX2 ? S_SPEED_AVX2 : S_SPEED_REF) * par);
+        int par = w->cu ? n : w->threads < n ? w->threads : n;
+        double speed = w->cu ? S_SPEED_CUDA : w->isa == MG_WR_ISA_AVX2 ? S_SPEED_AVX2 : S_SPEED_REF;
+        double expected = samples / (speed * par);
         pthread_mutex_lock(&b.lock);
         while (!b.done) {
             struct timespec ts;
@@ -330,6 +375,7 @@ static int s_run_batch(const s_wavernn_t *w, const mg_wavernn_stem_t *stems, int
         pthread_mutex_unlock(&b.lock);
         pthread_join(tid, NULL);
         rc = b.rc;
+        if (b.fell_back) *fell_back = 1;
     }
     pthread_cond_destroy(&b.cond);
     pthread_mutex_destroy(&b.lock);
@@ -386,7 +432,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         snprintf(err, errlen, "wavernn: %s", cerr);
         return MG_RENDER_ERR_PERMANENT;
     }
-    int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems, cancelled = 0;
+    int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems, cancelled = 0, fell_back = 0;
     size_t frames = (size_t)llround(spec->duration_s * MG_WR_SR);
     if (frames == 0) frames = 1;
     mg_stem_t *stems = calloc((size_t)ns, sizeof *stems);
@@ -457,7 +503,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
             samples += (double)batch[i].n_samples;
         }
         double lo = 0.05 + 0.85 * done_samples / total, hi = 0.05 + 0.85 * (done_samples + samples) / total;
-        if (s_run_batch(w, batch, n, lo, hi, progress, progress_ctx, &cancelled) != 0) {
+        if (s_run_batch(w, spec->render_id, batch, n, lo, hi, progress, progress_ctx, &cancelled, &fell_back) != 0) {
             snprintf(err, errlen, "wavernn: the model could not run a batch of %d stems (out of memory?)", n);
             goto done;
         }
@@ -510,6 +556,10 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     if (!out->decision_json) {
         snprintf(err, errlen, "wavernn: out of memory for the decision record");
         goto done;
+    }
+    if (fell_back) { /* the provenance must name where the audio was really made */
+        out->backend = "cpu";
+        out->device = w->cpu_device;
     }
     out->sample_rate = MG_WR_SR;
     out->frames = frames;

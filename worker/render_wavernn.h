@@ -10,6 +10,7 @@
 
 #include "../composer/composer.h"
 #include "../kernels/wavernn.h"
+#include "backend.h"
 #include "render.h"
 
 #define MG_WAVERNN_MODEL_FILE "mg-wavernn.mgnn"
@@ -21,15 +22,19 @@ typedef struct {
     int threads;              /* threads per render, 1..MG_WR_MAX_BATCH */
     int raw;                  /* 1: hand over the stems exactly as the model wrote them (no DC
                                * removal, fades or levels): tests and listening to the model */
+    const mg_backend_cuda_t *cuda; /* borrowed, may be NULL (CPU): render on this GPU plugin; it
+                                    * must outlive the renderer */
 } mg_wavernn_opts_t;
 
 /* Loads the model file opts->model_path (read once: the sha256 in the provenance is of the
  * bytes that were loaded) and returns a new "wavernn" renderer the caller owns
  * (mg_renderer_wavernn_destroy). Its identity comes from the file: model_name, model_version
  * (with " (temperature T)" appended when T is not 1), model_license, attribution (in the
- * protocol's line form, see render_wavernn.c), model_sha256 of the file, device "x86-64 (avx2)"
- * or "x86-64 (scalar)". NULL with "PATH: what is wrong" in err when the file is missing,
- * unreadable or not a model this runtime can run, or an option is out of range. */
+ * protocol's line form, see render_wavernn.c), model_sha256 of the file, backend "cpu" with
+ * device "x86-64 (avx2)" or "x86-64 (scalar)", or with opts->cuda backend "cuda" and the plugin's
+ * device (the model is uploaded here). NULL with "PATH: what is wrong" in err when the file is
+ * missing, unreadable or not a model this runtime can run, an option is out of range, or the
+ * plugin cannot take the model (the caller may retry without opts->cuda). */
 mg_renderer_t *mg_renderer_wavernn_new(const mg_wavernn_opts_t *opts, char *err, size_t errlen);
 /* Frees a renderer from mg_renderer_wavernn_new (and its model) and sets *r_p to NULL.
  * NULL-safe. No render may be running. */
