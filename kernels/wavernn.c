@@ -180,6 +180,7 @@ int mg_wavernn_from_file(mg_nn_file_t **file_p, mg_wavernn_model_t **out, char *
         pm = end + (i < 128);
     }
 
+    for (int q = 0; q < MG_WR_LEVELS; q++) m->mulaw_level[q] = mg_wavernn_mulaw_decode(q);
     m->emb_gates = malloc(sizeof(float) * (size_t)L * G);
     m->w_exc = malloc(sizeof(float) * (size_t)G * X);
     m->w_fv = malloc(sizeof(float) * (size_t)G * FH);
@@ -341,9 +342,16 @@ double mg_wavernn_note_hz(const float *tuning, int cls, int pitch)
     return hz;
 }
 
+void mg_wavernn_slot_hz(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                        int cls, const float *tuning, double hz[MG_WR_VOICES])
+{
+    for (int v = 0; v < MG_WR_VOICES; v++)
+        hz[v] = slots[v] < 0 ? 0.0 : mg_wavernn_note_hz(tuning, cls, notes[slots[v]].pitch);
+}
+
 void mg_wavernn_features(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
-                         int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM],
-                         float *basis)
+                         int cls, const double hz_of_slot[MG_WR_VOICES], int64_t t,
+                         float exc[MG_WR_EXC_DIM], float *basis)
 {
     memset(exc, 0, sizeof(float) * MG_WR_EXC_DIM);
     if (basis) memset(basis, 0, sizeof(float) * MG_WR_VOICES * MG_WR_PRED_DIM);
@@ -355,7 +363,7 @@ void mg_wavernn_features(const mg_wavernn_note_t *notes, const int32_t slots[MG_
         float *e = exc + v * MG_WR_EXC_PER_VOICE;
         e[2 * MG_WR_HARMONICS] = (float)exp(-n / MG_WR_ONSET_DECAY);
         if (cls == MG_WR_CLASS_DRUMS) continue;
-        const double hz = mg_wavernn_note_hz(tuning, cls, nt->pitch);
+        const double hz = hz_of_slot[v];
         double cyc = hz * n / MG_WR_SR;
         cyc -= floor(cyc);
         /* sin/cos of k * phase by the angle-sum recurrence (features.harmonics, same order) */
@@ -379,7 +387,9 @@ void mg_wavernn_features(const mg_wavernn_note_t *notes, const int32_t slots[MG_
 void mg_wavernn_excitation(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
                            int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM])
 {
-    mg_wavernn_features(notes, slots, cls, tuning, t, exc, NULL);
+    double hz[MG_WR_VOICES];
+    mg_wavernn_slot_hz(notes, slots, cls, tuning, hz);
+    mg_wavernn_features(notes, slots, cls, hz, t, exc, NULL);
 }
 
 static const double s_voice_taus[] = {0.015, 0.05, 0.15, 0.5, 2.0};   /* features.VOICE_TAUS */
@@ -473,9 +483,10 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
     if (isa == MG_WR_ISA_AVX2 && (!m->pk_exc || mg_wavernn_isa() != MG_WR_ISA_AVX2)) isa = MG_WR_ISA_REF;
     mg_wavernn_state_t *st[MG_WR_MAX_BATCH] = {0}, *act[MG_WR_MAX_BATCH];
     int32_t (*slots)[MG_WR_VOICES] = malloc(sizeof *slots * (size_t)n);
+    double (*hz)[MG_WR_VOICES] = malloc(sizeof *hz * (size_t)n);     /* per frame, per slot */
     float *in = malloc(sizeof(float) * MG_WR_IN_DIM * (size_t)n);
     float *logits = malloc(sizeof(float) * MG_WR_LEVELS * (size_t)n);
-    int rc = slots && in && logits ? 0 : -1;
+    int rc = slots && hz && in && logits ? 0 : -1;
     size_t longest = 0;
     for (int b = 0; b < n && rc == 0; b++) {
         if (!(st[b] = mg_wavernn_state_new(m))) rc = -1;
@@ -495,13 +506,14 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
             if (t % MG_WR_FRAME == 0) {
                 int64_t f = (int64_t)(t / MG_WR_FRAME);
                 mg_wavernn_slots(sb->notes, sb->n_notes, f, slots[b]);
+                mg_wavernn_slot_hz(sb->notes, slots[b], sb->cls, m->tuning, hz[b]);
                 mg_wavernn_frame_cond(sb->notes, slots[b], sb->cls, f, cond);
                 mg_wavernn_frame_ref(m, s, cond);
                 mg_wavernn_voice_inputs(sb->notes, slots[b], sb->cls, f, vin, emb);
                 mg_wavernn_voice_ref(m, s, vin, emb);
             }
             float *x = in + (size_t)na * MG_WR_IN_DIM;
-            mg_wavernn_features(sb->notes, slots[b], sb->cls, m->tuning, (int64_t)t, x, basis);
+            mg_wavernn_features(sb->notes, slots[b], sb->cls, hz[b], (int64_t)t, x, basis);
             float h = mg_wavernn_harmonic(s, basis, (int)(t % MG_WR_FRAME));
             float p = h - (float)MG_WR_PREEMPH * s->h_prev;
             s->h_prev = h;
@@ -525,7 +537,7 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
             const float temp = temperature * m->class_temperature[sb->cls];
             int q = isa == MG_WR_ISA_AVX2 ? mg_wavernn_sample_avx2(lg, temp, u)
                                           : mg_wavernn_sample(lg, MG_WR_LEVELS, temp, u);
-            float sv = pred[a] + mg_wavernn_mulaw_decode(q);     /* prediction + residual */
+            float sv = pred[a] + m->mulaw_level[q];     /* prediction + residual */
             s->y = (double)sv + MG_WR_PREEMPH * s->y;
             sb->out[t] = (float)s->y;
             if (sb->q_out) sb->q_out[t] = q;
@@ -535,6 +547,7 @@ int mg_wavernn_render(const mg_wavernn_model_t *m, const mg_wavernn_stem_t *stem
     }
     for (int b = 0; b < n; b++) mg_wavernn_state_destroy(&st[b]);
     free(slots);
+    free(hz);
     free(in);
     free(logits);
     return rc;

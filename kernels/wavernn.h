@@ -93,6 +93,7 @@ typedef struct {
     float *pk_out1;         /* (O/16, H, 16) */
     float *pk_out2;         /* (L/16, O, 16) */
     int program_map[129];   /* GM program (128 = drum kit) -> class */
+    float mulaw_level[MG_WR_LEVELS];   /* mg_wavernn_mulaw_decode of each level (per-sample lookup) */
     const char *name, *version, *license, *attribution;   /* metadata, owned by file */
     mg_nn_file_t *file;     /* owned: the tensors above point into it */
 } mg_wavernn_model_t;
@@ -136,12 +137,18 @@ void mg_wavernn_frame_cond(const mg_wavernn_note_t *notes, const int32_t slots[M
 /* The oscillator frequency (Hz) of pitch for class cls: equal temperament corrected by the tuning
  * table (N_CLASSES, 128) in cents (NULL: no correction). */
 double mg_wavernn_note_hz(const float *tuning, int cls, int pitch);
-/* The excitation exc[MG_WR_EXC_DIM] of sample t (slots: those of frame t / MG_WR_FRAME) and, if
- * basis is not NULL, the predictor basis basis[MG_WR_VOICES * MG_WR_PRED_DIM]; tuning as above. */
+/* The oscillator frequency of the note in each slot (0 for an empty slot), tuning as above: once
+ * per frame, so that the per-sample features need no pow(). */
+void mg_wavernn_slot_hz(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
+                        int cls, const float *tuning, double hz[MG_WR_VOICES]);
+/* The excitation exc[MG_WR_EXC_DIM] of sample t (slots: those of frame t / MG_WR_FRAME, hz: their
+ * mg_wavernn_slot_hz) and, if basis is not NULL, the predictor basis
+ * basis[MG_WR_VOICES * MG_WR_PRED_DIM]. */
 void mg_wavernn_features(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
-                         int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM],
-                         float *basis);
-/* mg_wavernn_features without the basis. */
+                         int cls, const double hz[MG_WR_VOICES], int64_t t,
+                         float exc[MG_WR_EXC_DIM], float *basis);
+/* mg_wavernn_features without the basis, frequencies from tuning (a convenience; not per-sample
+ * fast). */
 void mg_wavernn_excitation(const mg_wavernn_note_t *notes, const int32_t slots[MG_WR_VOICES],
                            int cls, const float *tuning, int64_t t, float exc[MG_WR_EXC_DIM]);
 /* The voice network's inputs at the start (e = 0) and end (e = 1) of frame for each slot:

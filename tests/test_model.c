@@ -165,6 +165,7 @@ static void test_features_match_reference(void **state)
     const mg_wavernn_model_t *m = g->model;
     const int NF = g->T / MG_WR_FRAME, VD = MG_WR_VOICE_DIM, PD = MG_WR_PRED_DIM, V = MG_WR_VOICES;
     int32_t slots[MG_WR_VOICES], emb[MG_WR_VOICES];
+    double hz[MG_WR_VOICES];
     float cond[MG_WR_COND_DIM], exc[MG_WR_EXC_DIM], basis[MG_WR_VOICES * MG_WR_PRED_DIM];
     float vin[MG_WR_VOICES * 2 * MG_WR_VOICE_DIM];
     int bad = 0, rows = (g->T + g->stride - 1) / g->stride;
@@ -180,6 +181,7 @@ static void test_features_match_reference(void **state)
         if (t % MG_WR_FRAME == 0) {
             int64_t f = t / MG_WR_FRAME;
             mg_wavernn_slots(g->notes, g->n_notes, f, slots);
+            mg_wavernn_slot_hz(g->notes, slots, g->cls, m->tuning, hz);
             mg_wavernn_frame_cond(g->notes, slots, g->cls, f, cond);
             memcpy(all_cond + f * MG_WR_COND_DIM, cond, sizeof cond);
             mg_wavernn_voice_inputs(g->notes, slots, g->cls, f, vin, emb);
@@ -188,7 +190,7 @@ static void test_features_match_reference(void **state)
             mg_wavernn_voice_ref(m, s, vin, emb);
             memcpy(all_coef + f * V * 2 * PD, s->coef, sizeof(float) * V * 2 * PD);
         }
-        mg_wavernn_features(g->notes, slots, g->cls, m->tuning, t, exc, basis);
+        mg_wavernn_features(g->notes, slots, g->cls, hz, t, exc, basis);
         memcpy(all_exc + (size_t)t * MG_WR_EXC_DIM, exc, sizeof exc);
         if (t % g->stride == 0) memcpy(all_basis + (size_t)(t / g->stride) * V * PD, basis, sizeof basis);
         float h = mg_wavernn_harmonic(s, basis, t % MG_WR_FRAME);
@@ -216,7 +218,8 @@ static void test_features_match_reference(void **state)
     assert_int_equal(slots[3], 5);
     /* drums: no sinusoids and no predictor, only the onset pulse */
     mg_wavernn_slots(g->notes, g->n_notes, 0, slots);
-    mg_wavernn_features(g->notes, slots, MG_WR_CLASS_DRUMS, m->tuning, 10, exc, basis);
+    mg_wavernn_slot_hz(g->notes, slots, MG_WR_CLASS_DRUMS, m->tuning, hz);
+    mg_wavernn_features(g->notes, slots, MG_WR_CLASS_DRUMS, hz, 10, exc, basis);
     for (int j = 0; j < 2 * MG_WR_HARMONICS; j++) assert_true(exc[j] == 0.0f);
     for (int j = 0; j < V * PD; j++) assert_true(basis[j] == 0.0f);
     assert_true(exc[2 * MG_WR_HARMONICS] > 0.9f);

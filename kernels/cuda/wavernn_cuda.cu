@@ -128,7 +128,7 @@ template <class D> static void s_pack(const mg_wavernn_model_t *m, float *dst)
 {
     memset(dst, 0, sizeof(float) * D::NW);
     s_encode_thresholds(dst + D::T_THR);
-    for (int q = 0; q < D::L; q++) dst[D::T_DEC + q] = mg_wavernn_mulaw_decode(q);
+    for (int q = 0; q < D::L; q++) dst[D::T_DEC + q] = m->mulaw_level[q];
     for (int r = 0; r < D::G; r++) {
         for (int c = 0; c < D::H; c++) dst[D::W_HH + c * D::G + r] = m->w_hh[(size_t)r * D::H + c];
         for (int c = 0; c < MG_WR_IN_DIM; c++) dst[D::W_EX + c * D::G + r] = m->w_exc[(size_t)r * MG_WR_IN_DIM + c];
