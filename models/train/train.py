@@ -294,34 +294,25 @@ def main():
             rows = np.concatenate([rng.choice(vt_by_cls[c], a.batch * a.frames // len(vt_by_cls))
                                    for c in vt_by_cls])
             loss = voice_loss(net, vt, torch.from_numpy(rows))[0]
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params(), 1.0)
-            opt.step()
-            step += 1
-            hist["samples"] += len(rows)
-            run_loss += loss.item()
-            run_n += 1
+            n_rows = len(rows)
         else:
             b = batch(sample_batch(train, by_cls, a.batch, a.frames, rng), a.device)
-        if a.stage == "voice":
-            pass
-        elif a.prev_noise > 0:
-            # the network must not lean on an exact previous sample it will not have when it
-            # runs free; noise pushes it towards the excitation and frame inputs
-            sigma = torch.rand(b["q_prev"].shape[0], 1) * a.prev_noise
-            noise = (torch.randn(b["q_prev"].shape) * sigma).round().long().to(a.device)
-            b["q_prev"] = (b["q_prev"] + noise).clamp(0, F.MU)
-        if a.stage == "gru":
+            if a.prev_noise > 0:
+                # the network must not lean on an exact previous sample it will not have when
+                # it runs free; noise pushes it towards the excitation and frame inputs
+                sigma = torch.rand(b["q_prev"].shape[0], 1) * a.prev_noise
+                noise = (torch.randn(b["q_prev"].shape) * sigma).round().long().to(a.device)
+                b["q_prev"] = (b["q_prev"] + noise).clamp(0, F.MU)
             loss = losses(net, b).mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params(), 1.0)
-            opt.step()
-            step += 1
-            hist["samples"] += b["s"].numel()
-            run_loss += loss.item()
-            run_n += 1
+            n_rows = b["s"].numel()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params(), 1.0)
+        opt.step()
+        step += 1
+        hist["samples"] += n_rows
+        run_loss += loss.item()
+        run_n += 1
         if step % 20 == 0:
             hist["train"].append((step, run_loss / run_n))
             el = time.time() - t_start
