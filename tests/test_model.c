@@ -466,6 +466,17 @@ static unsigned char *s_find(unsigned char *b, size_t len, const char *s)
     return p;
 }
 
+/* The byte offset of tensor name's data inside the file image (b, len). */
+static size_t s_tensor_offset(const unsigned char *b, size_t len, const char *name)
+{
+    mg_nn_file_t *f = NULL;
+    char err[512];
+    assert_int_equal(mg_nn_file_parse(b, len, "tiny.mgnn", &f, err, sizeof err), 0);
+    size_t off = (size_t)((const unsigned char *)mg_nn_file_tensor(f, name)->data - f->buf);
+    mg_nn_file_destroy(&f);
+    return off;
+}
+
 static void test_loader_rejects_bad_files(void **state)
 {
     size_t len;
@@ -513,29 +524,14 @@ static void test_loader_rejects_bad_files(void **state)
 
     /* a tuning table value out of range */
     memcpy(b, orig, len);
-    {
-        mg_nn_file_t *f = NULL;
-        char err[512];
-        assert_int_equal(mg_nn_file_parse(orig, len, "tiny.mgnn", &f, err, sizeof err), 0);
-        size_t off = (size_t)((const unsigned char *)mg_nn_file_tensor(f, "tuning")->data - f->buf);
-        mg_nn_file_destroy(&f);
-        float bad_cents = 250.0f;
-        memcpy(b + off + 4 * 130, &bad_cents, 4);
-    }
+    const float bad_cents = 250.0f, hot = 5.0f;
+    memcpy(b + s_tensor_offset(orig, len, "tuning") + 4 * 130, &bad_cents, 4);
     s_fix_crc(b, len);
     s_expect_reject(b, len, "tuning[1][2] is 250 cents");
 
     /* a class temperature out of range */
     memcpy(b, orig, len);
-    {
-        mg_nn_file_t *f = NULL;
-        char err[512];
-        assert_int_equal(mg_nn_file_parse(orig, len, "tiny.mgnn", &f, err, sizeof err), 0);
-        size_t off = (size_t)((const unsigned char *)mg_nn_file_tensor(f, "class_temperature")->data - f->buf);
-        mg_nn_file_destroy(&f);
-        float hot = 5.0f;
-        memcpy(b + off + 4 * 3, &hot, 4);
-    }
+    memcpy(b + s_tensor_offset(orig, len, "class_temperature") + 4 * 3, &hot, 4);
     s_fix_crc(b, len);
     s_expect_reject(b, len, "class_temperature[3] is 5");
 

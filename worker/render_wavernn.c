@@ -48,10 +48,11 @@
                                 * sounds of nothing */
 #define S_DC_HZ 5.0            /* DC removal corner, as the pipeline's */
 #define S_POLL_MS 250          /* progress while the batch runs */
-/* Samples per second per thread, for the progress estimate only (models/README.md, section 8:
- * 233,000 at batch 1 and 325,000 at batch 4 with AVX2; ~20,000 for the scalar reference). */
-#define S_SPEED_AVX2 200000.0
-#define S_SPEED_REF 15000.0
+/* Samples per second per thread over a batch, for the progress estimate only (default model
+ * 0.2.0, bench/RESULTS.md: ~490,000 in total at batch 4-8 with AVX2, ~60,000 for the scalar
+ * reference; a little under, so progress does not run ahead). */
+#define S_SPEED_AVX2 400000.0
+#define S_SPEED_REF 50000.0
 /* Per stem on the GPU (not yet measured: bench/cuda/README.md predicts 4-6x this per stream). */
 #define S_SPEED_CUDA 100000.0
 
