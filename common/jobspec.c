@@ -519,6 +519,30 @@ static int s_get_int(s_ctx_t *c, const s_node_t *v, const char *what, long lo, l
     return 1;
 }
 
+/* A YAML 1.2 core-schema boolean: plain true/false (any of its three spellings). 1 ok,
+ * 0 reported, -1 alias. "yes"/"no"/"on"/"off" are refused with a hint rather than guessed:
+ * YAML 1.1 readers take them as booleans, YAML 1.2 ones as text. */
+static int s_get_bool(s_ctx_t *c, const s_node_t *v, const char *what, int *out)
+{
+    if (S_SKIP(v)) return -1;
+    if (v->type == S_SCALAR && v->plain) {
+        static const char *const t[] = {"true", "True", "TRUE", NULL}, *const f[] = {"false", "False", "FALSE", NULL};
+        for (int i = 0; t[i]; i++)
+            if (strcmp(v->text, t[i]) == 0) { *out = 1; return 1; }
+        for (int i = 0; f[i]; i++)
+            if (strcmp(v->text, f[i]) == 0) { *out = 0; return 1; }
+        if (!strcasecmp(v->text, "yes") || !strcasecmp(v->text, "on") || !strcasecmp(v->text, "no") ||
+            !strcasecmp(v->text, "off")) {
+            s_error(c, v, "'%s' must be true or false, got '%s' (write %s)", what, v->text,
+                    !strcasecmp(v->text, "yes") || !strcasecmp(v->text, "on") ? "true" : "false");
+            return 0;
+        }
+    }
+    char g[96];
+    s_error(c, v, "'%s' must be true or false, got %s", what, s_got(v, g, sizeof g));
+    return 0;
+}
+
 /* Number (integer or decimal) in [lo, hi], or (lo, hi] when lo_open. */
 static int s_get_num(s_ctx_t *c, const s_node_t *v, const char *what, double lo, double hi,
                      int lo_open, const char *unit, double *out)
@@ -553,12 +577,36 @@ static int s_get_list(s_ctx_t *c, const s_node_t *v, const char *what, const cha
 static const char *const s_top_keys[] = {"campaign", "client", "owner", "priority",
                                          "idempotency_key", "output", "defaults", "cues", NULL};
 static const char *const s_output_keys[] = {"formats", "sample_rate", "channels", "mp3_bitrate",
-                                            "flac_bit_depth", "loudness_lufs", NULL};
+                                            "flac_bit_depth", "loudness_lufs", "deliver", NULL};
 static const char *const s_cue_keys[] = {"name", "prompt", "emotions", "duration", "variations",
-                                         "seeds", "tempo", "key", "instruments", "stems", NULL};
+                                         "seeds", "tempo", "key", "instruments", "stems", "loop",
+                                         NULL};
 static const char *const s_defaults_keys[] = {"prompt", "emotions", "duration", "variations",
                                               "seeds", "tempo", "key", "instruments", "stems",
-                                              NULL};
+                                              "loop", NULL};
+
+/* Keys other music tools use for what mg spells differently: "did you mean" for them,
+ * since edit distance cannot find "emotions" from "mood". */
+static const struct { const char *foreign, *ours, *hint; } s_foreign_keys[] = {
+    {"bpm", "tempo", "beats per minute, e.g. tempo: 120"},
+    {"mood", "emotions", "a list of tags, e.g. emotions: [joyful, energetic]"},
+    {"moods", "emotions", "a list of tags, e.g. emotions: [joyful, energetic]"},
+    {"emotion", "emotions", "a list of tags, e.g. emotions: [joyful]"},
+    {"tags", "emotions", "a list of tags, e.g. emotions: [joyful]"},
+    {"genre", "prompt", "name the genre in the prompt, e.g. prompt: \"lo-fi hip hop ...\""},
+    {"style", "prompt", "describe the style in the prompt"},
+    {"length", "duration", "seconds, e.g. duration: 30"},
+    {"seconds", "duration", "seconds, e.g. duration: 30"},
+    {"looping", "loop", "loop: true"},
+    {"loopable", "loop", "loop: true"},
+    {"seamless", "loop", "loop: true"},
+    {"count", "variations", "how many renders of the cue, e.g. variations: 40"},
+    {"samplerate", "sample_rate", "under 'output', e.g. sample_rate: 48000"},
+    {"format", "formats", "a list under 'output', e.g. formats: [flac, mp3]"},
+    {"deliverables", "deliver", "a list under 'output', e.g. deliver: [mix, stems, midi]"},
+    {"lufs", "loudness_lufs", "under 'output', e.g. loudness_lufs: -14"},
+    {"loudness", "loudness_lufs", "under 'output', e.g. loudness_lufs: -14"},
+};
 
 static int s_in(const char *const *set, const char *k)
 {
@@ -602,6 +650,12 @@ static void s_unknown_key(s_ctx_t *c, const s_node_t *k, const char *const *set,
     if (set == s_top_keys && s_in(s_cue_keys, k->text)) {
         s_error(c, k, "unknown key '%s' at the top level ('%s' is a cue field: put it in a cue "
                       "under 'cues', or under 'defaults')", key, key);
+        return;
+    }
+    for (size_t i = 0; i < sizeof s_foreign_keys / sizeof s_foreign_keys[0]; i++) {
+        if (strcasecmp(k->text, s_foreign_keys[i].foreign) != 0) continue;
+        s_error(c, k, "unknown key '%s' in %s (did you mean '%s'? %s)", key, where, s_foreign_keys[i].ours,
+                s_foreign_keys[i].hint);
         return;
     }
     const char *sug = s_closest(set, k->text);
@@ -653,6 +707,7 @@ enum {
     F_KEY = 1 << 5,
     F_INSTRUMENTS = 1 << 6,
     F_STEMS = 1 << 7,
+    F_LOOP = 1 << 8,
 };
 
 /* One cue's (or the defaults') fields as written; arena pointers. */
@@ -673,6 +728,7 @@ typedef struct {
     int n_instruments;
     const char **stems;
     int n_stems;
+    int loop;
 } s_cue_in_t;
 
 static int s_is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
@@ -928,6 +984,10 @@ static void s_check_cue_fields(s_ctx_t *c, const s_node_t *map, s_cue_in_t *in, 
         in->have |= F_STEMS;
         s_check_words(c, v, "stems", S_MAX_STEMS_JOINED, &in->stems, &in->n_stems);
     }
+    if ((v = s_map_get(map, "loop"))) {
+        in->have |= F_LOOP;
+        s_get_bool(c, v, "loop", &in->loop);
+    }
 }
 
 /* Fields the cue leaves out come from the defaults, then from the built-in defaults. */
@@ -945,6 +1005,7 @@ static void s_apply_defaults(s_cue_in_t *in, const s_cue_in_t *d)
     if (take & F_KEY) in->key = d->key;
     if (take & F_INSTRUMENTS) { in->instruments = d->instruments; in->n_instruments = d->n_instruments; }
     if (take & F_STEMS) { in->stems = d->stems; in->n_stems = d->n_stems; }
+    if (take & F_LOOP) in->loop = d->loop;
     in->have |= take;
     if (!(in->have & F_DURATION)) in->duration = S_DEFAULT_DURATION_S;
     if (!(in->have & F_COUNT)) in->variations = 1;
@@ -1004,9 +1065,34 @@ static void s_check_output(s_ctx_t *c, const s_node_t *v, mg_output_spec_t *o)
         if (x != 16 && x != 24) s_error(c, f, "'flac_bit_depth' must be 16 or 24, got %ld", x);
         else o->flac_bits = (int)x;
     }
-    if ((f = s_map_get(v, "loudness_lufs")) && !s_is_null(f) &&
-        s_get_num(c, f, "loudness_lufs", -70, 0, 0, " LUFS", &o->loudness_lufs) == 1)
-        o->normalize = 1;
+    if ((f = s_map_get(v, "loudness_lufs"))) {
+        if (s_is_null(f)) o->normalize = 0; /* "loudness_lufs: ~": as rendered, not normalised */
+        else s_get_num(c, f, "loudness_lufs", -70, 0, 0, " LUFS", &o->loudness_lufs);
+    }
+    if ((f = s_map_get(v, "deliver")) && s_get_list(c, f, "deliver", "[mix, stems, midi]") == 1) {
+        unsigned mask = 0;
+        if (f->n == 0) s_error(c, f, "'deliver' must not be empty; use e.g. [mix] or [mix, stems, midi]");
+        for (size_t i = 0; i < f->n; i++) {
+            const s_node_t *e = f->kids[i];
+            const char *t;
+            if (s_get_text(c, e, "deliver", 64, 0, &t) != 1) continue;
+            unsigned bit = mg_deliver_from_name(t);
+            char sh[64];
+            if (!bit) {
+                static const char *const names[] = {"mix", "stems", "midi", NULL};
+                const char *sug = s_closest(names, t);
+                if (!sug && strcasecmp(t, "stem") == 0) sug = "stems";
+                if (sug)
+                    s_error(c, e, "unknown deliverable '%s' (did you mean '%s'?)", s_show(e->text, e->len, sh, sizeof sh), sug);
+                else
+                    s_error(c, e, "unknown deliverable '%s' (expected mix, stems or midi)", s_show(e->text, e->len, sh, sizeof sh));
+            } else if (mask & bit) {
+                s_error(c, e, "deliverable '%s' is listed twice", mg_deliver_name(bit));
+            }
+            mask |= bit;
+        }
+        if (mask) o->deliver = mask;
+    }
 }
 
 /* Reports cue names that repeat, or that differ but make the same file name (outputs
@@ -1049,8 +1135,8 @@ static void s_check_job(s_ctx_t *c, const s_node_t *root, s_job_in_t *j)
     memset(j, 0, sizeof *j);
     j->client = j->owner = "";
     j->output = (mg_output_spec_t){.formats = MG_FORMAT_FLAC, .sample_rate = 48000, .channels = 2,
-                                   .mp3_bitrate_kbps = 192, .flac_bits = 16, .normalize = 0,
-                                   .loudness_lufs = -14.0};
+                                   .mp3_bitrate_kbps = 192, .flac_bits = 16, .normalize = 1,
+                                   .loudness_lufs = -14.0, .deliver = MG_DELIVER_MIX};
     if (S_SKIP(root)) return;
     if (root->type != S_MAP) {
         char g[96];
@@ -1250,6 +1336,18 @@ static char *s_canonical_json(const mg_job_t *job)
     s_puts(&b, o->normalize ? ",\"normalize\":true" : ",\"normalize\":false");
     s_puts(&b, ",\"loudness_lufs\":");
     s_put_num(&b, o->loudness_lufs);
+    /* Written only when not the default, so jobs that ask for the mix alone keep their key. */
+    if (o->deliver != MG_DELIVER_MIX) {
+        s_puts(&b, ",\"deliver\":[");
+        first = 1;
+        for (unsigned bit = MG_DELIVER_MIX; bit <= MG_DELIVER_MIDI; bit <<= 1) {
+            if (!(o->deliver & bit)) continue;
+            if (!first) s_puts(&b, ",");
+            s_put_json_str(&b, mg_deliver_name(bit));
+            first = 0;
+        }
+        s_puts(&b, "]");
+    }
     s_puts(&b, "},\"cues\":[");
     for (int i = 0; i < job->n_cues; i++) {
         const mg_cue_t *q = &job->cues[i];
@@ -1279,6 +1377,7 @@ static char *s_canonical_json(const mg_job_t *job)
         s_put_str_list(&b, q->instruments, q->n_instruments);
         s_puts(&b, ",\"stems\":");
         s_put_str_list(&b, q->stems, q->n_stems);
+        if (q->loop) s_puts(&b, ",\"loop\":true");
         s_puts(&b, "}");
     }
     s_puts(&b, "]}");
@@ -1338,6 +1437,7 @@ static mg_job_t *s_build(const char *name, const s_job_in_t *in)
         q->n_instruments = q->instruments ? ci->n_instruments : 0;
         q->stems = s_dup_list(ci->stems, ci->n_stems, &oom);
         q->n_stems = q->stems ? ci->n_stems : 0;
+        q->loop = ci->loop;
         q->line = ci->map->line;
         q->col = ci->map->col;
     }
@@ -1495,6 +1595,25 @@ uint64_t mg_seed_derive(const char *campaign, const char *cue, int variation)
     uint64_t s = 0;
     for (int i = 0; i < 8; i++) s = (s << 8) | h[i];
     return s;
+}
+
+const char *mg_deliver_name(unsigned deliver_bit)
+{
+    switch (deliver_bit) {
+    case MG_DELIVER_MIX: return "mix";
+    case MG_DELIVER_STEMS: return "stems";
+    case MG_DELIVER_MIDI: return "midi";
+    default: return NULL;
+    }
+}
+
+unsigned mg_deliver_from_name(const char *name)
+{
+    if (!name) return 0;
+    if (strcasecmp(name, "mix") == 0) return MG_DELIVER_MIX;
+    if (strcasecmp(name, "stems") == 0) return MG_DELIVER_STEMS;
+    if (strcasecmp(name, "midi") == 0) return MG_DELIVER_MIDI;
+    return 0;
 }
 
 const char *mg_format_name(unsigned format_bit)

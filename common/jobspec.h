@@ -18,6 +18,14 @@ enum {
     MG_FORMAT_WAV = 1u << 2,
 };
 
+/* What a render delivers (output.deliver): the mix, one file per stem and format, and the
+ * score as a Standard MIDI File. */
+enum {
+    MG_DELIVER_MIX = 1u << 0,
+    MG_DELIVER_STEMS = 1u << 1,
+    MG_DELIVER_MIDI = 1u << 2,
+};
+
 #define MG_PROMPT_MAX 2000     /* bytes; longer prompts are a validation error */
 #define MG_NAME_MAX 100        /* campaign, client, owner, cue names */
 #define MG_MAX_VARIATIONS 1000 /* per cue */
@@ -29,8 +37,9 @@ typedef struct {
     int channels;          /* 1 or 2, default 2 */
     int mp3_bitrate_kbps;  /* 32..320, default 192 */
     int flac_bits;         /* 16 or 24, default 16 */
-    int normalize;         /* 1 when loudness_lufs was given */
+    int normalize;         /* 1 unless loudness_lufs is ~ (null): on by default */
     double loudness_lufs;  /* -70..0, default -14 (applied only when normalize) */
+    unsigned deliver;      /* MG_DELIVER_* bitmask, default MG_DELIVER_MIX, never 0 */
 } mg_output_spec_t;
 
 typedef struct {
@@ -47,6 +56,7 @@ typedef struct {
     int n_instruments;
     char **stems;          /* optional, n_stems */
     int n_stems;
+    int loop;              /* 1: a seamless loop (length rounded to whole bars, no fade) */
     int line, col;         /* where the cue starts in the file (1-based) */
 } mg_cue_t;
 
@@ -82,6 +92,10 @@ size_t mg_job_render_count(const mg_job_t *job);
  * bytes (big-endian) of sha256("mg-seed-v1\0" campaign "\0" cue "\0" decimal(v)).
  * Stable across machines and versions; documented in docs/jobs.md. */
 uint64_t mg_seed_derive(const char *campaign, const char *cue, int variation);
+
+/* Deliverable bit <-> name ("mix", "stems", "midi"). Name: static string or NULL. */
+const char *mg_deliver_name(unsigned deliver_bit);
+unsigned mg_deliver_from_name(const char *name);
 
 /* Format bit <-> name ("flac", "mp3", "wav"). Name: static string or NULL. */
 const char *mg_format_name(unsigned format_bit);

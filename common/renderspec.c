@@ -5,11 +5,12 @@
  * Fields (all written by mg_render_spec_to_kv, in this order):
  *   render_id job_id campaign client cue variation seed prompt prompt_sha256 emotions
  *   duration_s tempo_bpm key instruments stems formats sample_rate channels mp3_bitrate
- *   flac_bits normalize loudness_lufs
- * formats is a comma-separated list of names ("flac,mp3"); emotions, instruments and stems
+ *   flac_bits normalize loudness_lufs deliver loop
+ * formats and deliver are a comma-separated list of names ("flac,mp3"); emotions, instruments and stems
  * are comma-separated as in the struct. Optional when reading (with the struct's "nothing"
  * value): client, prompt_sha256, emotions, tempo_bpm, key, instruments, stems,
- * mp3_bitrate (192), flac_bits (16), normalize (0), loudness_lufs (-14).
+ * mp3_bitrate (192), flac_bits (16), normalize (0), loudness_lufs (-14), deliver ("mix"),
+ * loop (0): a coordinator from before stems and loops sends neither.
  */
 #include "renderspec.h"
 
@@ -53,6 +54,14 @@ int mg_render_spec_to_kv(const mg_render_spec_t *spec, mg_kv_t *kv)
     rc |= mg_kv_set_i64(kv, "flac_bits", spec->output.flac_bits);
     rc |= mg_kv_set_i64(kv, "normalize", spec->output.normalize ? 1 : 0);
     rc |= mg_kv_set_double(kv, "loudness_lufs", spec->output.loudness_lufs);
+    char deliver[32] = "";
+    for (unsigned bit = MG_DELIVER_MIX; bit <= MG_DELIVER_MIDI; bit <<= 1) {
+        if (!(spec->output.deliver & bit)) continue;
+        if (*deliver) strcat(deliver, ",");
+        strcat(deliver, mg_deliver_name(bit));
+    }
+    rc |= mg_kv_set(kv, "deliver", *deliver ? deliver : "mix");
+    rc |= mg_kv_set_i64(kv, "loop", spec->loop ? 1 : 0);
     return rc ? -1 : 0;
 }
 
@@ -122,7 +131,8 @@ static int s_hex64_or_empty(const char *s)
     return 1;
 }
 
-static int s_formats(const char *v, unsigned *out)
+/* A comma-separated list of names that from_name knows, none twice, into a mask. */
+static int s_name_list(const char *v, unsigned (*from_name)(const char *), unsigned *out)
 {
     unsigned mask = 0;
     char name[8];
@@ -133,7 +143,7 @@ static int s_formats(const char *v, unsigned *out)
         if (n == 0 || n >= sizeof name) return -1;
         memcpy(name, v, n);
         name[n] = 0;
-        unsigned bit = mg_format_from_name(name);
+        unsigned bit = from_name(name);
         if (!bit || (mask & bit)) return -1;
         mask |= bit;
         v = comma ? comma + 1 : NULL;
@@ -172,7 +182,7 @@ static int s_fill(mg_render_spec_t *s, const mg_kv_t *kv)
     if (s_str(kv, "instruments", s->instruments, sizeof s->instruments, 0, 0)) return -1;
     if (s_str(kv, "stems", s->stems, sizeof s->stems, 0, 0)) return -1;
     mg_output_spec_t *o = &s->output;
-    if (s_formats(mg_kv_get(kv, "formats"), &o->formats)) return -1;
+    if (s_name_list(mg_kv_get(kv, "formats"), mg_format_from_name, &o->formats)) return -1;
     if (s_int(kv, "sample_rate", 8000, 192000, 1, 0, &o->sample_rate)) return -1;
     if (s_int(kv, "channels", 1, 2, 1, 0, &o->channels)) return -1;
     if (s_int(kv, "mp3_bitrate", 32, 320, 0, 192, &o->mp3_bitrate_kbps)) return -1;
@@ -180,6 +190,10 @@ static int s_fill(mg_render_spec_t *s, const mg_kv_t *kv)
     if (o->flac_bits != 16 && o->flac_bits != 24) return -1;
     if (s_int(kv, "normalize", 0, 1, 0, 0, &o->normalize)) return -1;
     if (s_num(kv, "loudness_lufs", -70, 0, 0, -14, &o->loudness_lufs)) return -1;
+    const char *deliver = mg_kv_get(kv, "deliver");
+    if (!deliver) o->deliver = MG_DELIVER_MIX;
+    else if (s_name_list(deliver, mg_deliver_from_name, &o->deliver)) return -1;
+    if (s_int(kv, "loop", 0, 1, 0, 0, &s->loop)) return -1;
     return 0;
 }
 
@@ -208,5 +222,6 @@ void mg_render_spec_from_job(const mg_job_t *job, int ci, int v, mg_render_spec_
     mg_strlcpy(spec->key, cue->key ? cue->key : "", sizeof spec->key);
     mg_join_csv(spec->instruments, sizeof spec->instruments, cue->instruments, cue->n_instruments);
     mg_join_csv(spec->stems, sizeof spec->stems, cue->stems, cue->n_stems);
+    spec->loop = cue->loop;
     spec->output = job->output;
 }

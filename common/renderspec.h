@@ -29,6 +29,7 @@ typedef struct {
     char key[32];                  /* "" = composer decides */
     char instruments[512];         /* comma-separated, may be empty */
     char stems[256];               /* comma-separated, may be empty */
+    int loop;                      /* 1: a seamless loop (composer rounds to whole bars) */
     mg_output_spec_t output;
 } mg_render_spec_t;
 

@@ -189,7 +189,7 @@ static void test_more_errors(void **state)
                 "t.yaml:5:5: unknown key 'sample_rate' in a cue ('sample_rate' belongs under 'output')");
     s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    zzzzzz: 1\n",
                 "t.yaml:5:5: unknown key 'zzzzzz' in a cue (expected one of: name, prompt, emotions, duration, "
-                "variations, seeds, tempo, key, instruments, stems)");
+                "variations, seeds, tempo, key, instruments, stems, loop)");
     s_parse_bad("campaign: \"\"\ncues:\n  - name: a\n    prompt: p\n", "t.yaml:1:11: 'campaign' is empty");
     s_parse_bad("campaign: c\ncues:\n  - prompt: p\n", "t.yaml:3:5: missing required key 'name' in cue 1");
     s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: \"p\\0q\"\n",
@@ -258,8 +258,11 @@ static void test_example_jobs(void **state)
     assert_int_equal(job->output.formats, MG_FORMAT_FLAC | MG_FORMAT_MP3);
     assert_int_equal(job->output.normalize, 1);
     assert_true(job->output.loudness_lufs == -14.0);
-    assert_int_equal(job->n_cues, 3);
-    assert_int_equal(mg_job_render_count(job), 10);
+    assert_int_equal(job->n_cues, 4);
+    assert_int_equal(mg_job_render_count(job), 12);
+    assert_int_equal(job->output.deliver, MG_DELIVER_MIX | MG_DELIVER_STEMS | MG_DELIVER_MIDI);
+    assert_int_equal(job->cues[3].loop, 1);
+    assert_int_equal(job->cues[0].loop, 0);
     double audio = 0;
     for (int i = 0; i < job->n_cues; i++) audio += job->cues[i].duration_s * job->cues[i].variations;
     assert_true(audio <= 240.0); /* make demo renders it on a 2-core CPU */
@@ -299,7 +302,8 @@ static void test_example_jobs(void **state)
     assert_int_equal(mg_job_render_count(job), 30);
     assert_int_equal(job->output.formats, MG_FORMAT_FLAC);
     assert_int_equal(job->output.flac_bits, 24);
-    assert_int_equal(job->output.normalize, 0);
+    assert_int_equal(job->output.normalize, 1); /* on by default: -14 LUFS */
+    assert_true(job->output.loudness_lufs == -14.0);
     assert_int_equal(job->priority, -10);
     assert_string_equal(job->cues[7].key, "Eb major");
     mg_job_destroy(&job);
@@ -314,7 +318,7 @@ static void test_example_jobs(void **state)
     assert_int_equal(job->output.channels, 2);
     assert_int_equal(job->output.mp3_bitrate_kbps, 192);
     assert_int_equal(job->output.flac_bits, 16);
-    assert_int_equal(job->output.normalize, 0);
+    assert_int_equal(job->output.normalize, 1); /* on unless loudness_lufs: ~ */
     const mg_cue_t *q = &job->cues[0];
     assert_true(q->duration_s == 30.0);
     assert_int_equal(q->variations, 1);
@@ -329,10 +333,10 @@ static void test_example_jobs(void **state)
     assert_string_equal(job->canonical_json,
         "{\"schema\":\"mg-job-v1\",\"campaign\":\"minimal\",\"client\":\"\",\"owner\":\"\",\"priority\":0,"
         "\"output\":{\"formats\":[\"flac\"],\"sample_rate\":48000,\"channels\":2,\"mp3_bitrate\":192,"
-        "\"flac_bit_depth\":16,\"normalize\":false,\"loudness_lufs\":-14},\"cues\":[{\"name\":\"demo\","
+        "\"flac_bit_depth\":16,\"normalize\":true,\"loudness_lufs\":-14},\"cues\":[{\"name\":\"demo\","
         "\"prompt\":\"calm piano\",\"emotions\":[],\"duration\":30,\"variations\":1,"
         "\"seeds\":[\"4783718657676309627\"],\"tempo\":null,\"key\":null,\"instruments\":[],\"stems\":[]}]}");
-    assert_string_equal(job->canonical_sha256, "99d589455e985021180903d1baad8317e8b90a95d2071891867703151e8022cf");
+    assert_string_equal(job->canonical_sha256, "72b55e75d5f78395b05f0e3c949bd4cfcf2003f663b055c8d08b238334af3c5e");
     assert_string_equal(job->idempotency_key, job->canonical_sha256);
     mg_job_destroy(&job);
     mg_job_destroy(&job); /* NULL-safe */
@@ -453,7 +457,7 @@ static void test_seed_derive(void **state)
             assert_true(j1->cues[c].seeds[v] == j2->cues[c].seeds[v]); /* deterministic */
             all[n++] = j1->cues[c].seeds[v];
         }
-    assert_int_equal(n, 10);
+    assert_int_equal(n, 12);
     for (int a = 0; a < n; a++)
         for (int b = a + 1; b < n; b++) assert_true(all[a] != all[b]); /* distinct across cues and takes */
     assert_true(j1->cues[0].seeds[0] == 2401574254497089982ULL);
@@ -642,6 +646,59 @@ static void test_parse_10k_renders(void **state)
 }
 
 /* ---- formats ----------------------------------------------------------------------------------- */
+
+/* output.deliver, loop, loudness normalisation by default, keys from other tools. */
+static void test_deliver_and_loop(void **state)
+{
+    (void)state;
+    mg_job_t *job = s_parse_ok("campaign: c\ncues:\n  - name: a\n    prompt: p\n");
+    assert_int_equal(job->output.deliver, MG_DELIVER_MIX);
+    assert_int_equal(job->output.normalize, 1);
+    assert_int_equal(job->cues[0].loop, 0);
+    assert_null(strstr(job->canonical_json, "deliver")); /* the default keeps old keys */
+    mg_job_destroy(&job);
+    job = s_parse_ok("campaign: c\noutput:\n  deliver: [midi, mix, stems]\n  loudness_lufs: ~\n"
+                     "defaults:\n  loop: true\ncues:\n  - name: a\n    prompt: p\n"
+                     "  - name: b\n    prompt: p\n    loop: false\n");
+    assert_int_equal(job->output.deliver, MG_DELIVER_MIX | MG_DELIVER_STEMS | MG_DELIVER_MIDI);
+    assert_int_equal(job->output.normalize, 0);
+    assert_int_equal(job->cues[0].loop, 1);
+    assert_int_equal(job->cues[1].loop, 0);
+    assert_non_null(strstr(job->canonical_json, "\"deliver\":[\"mix\",\"stems\",\"midi\"]"));
+    mg_render_spec_t spec, back;
+    mg_render_spec_from_job(job, 0, 0, &spec);
+    assert_int_equal(spec.loop, 1);
+    mg_kv_t kv;
+    mg_kv_init(&kv);
+    assert_int_equal(mg_render_spec_to_kv(&spec, &kv), 0);
+    assert_string_equal(mg_kv_get(&kv, "deliver"), "mix,stems,midi");
+    assert_int_equal(mg_render_spec_from_kv(&back, &kv), 0);
+    assert_int_equal(back.loop, 1);
+    assert_int_equal(back.output.deliver, spec.output.deliver);
+    mg_kv_set(&kv, "deliver", "mix,score");
+    assert_int_equal(mg_render_spec_from_kv(&back, &kv), -1);
+    mg_kv_clear(&kv);
+    mg_job_destroy(&job);
+
+    s_parse_bad("campaign: c\noutput:\n  deliver: []\ncues:\n  - name: a\n    prompt: p\n",
+                "t.yaml:3:12: 'deliver' must not be empty; use e.g. [mix] or [mix, stems, midi]");
+    s_parse_bad("campaign: c\noutput:\n  deliver: [mix, stem]\ncues:\n  - name: a\n    prompt: p\n",
+                "t.yaml:3:18: unknown deliverable 'stem' (did you mean 'stems'?)");
+    s_parse_bad("campaign: c\noutput:\n  deliver: [mix, midi, mix]\ncues:\n  - name: a\n    prompt: p\n",
+                "t.yaml:3:24: deliverable 'mix' is listed twice");
+    s_parse_bad("campaign: c\noutput:\n  deliver: mix\ncues:\n  - name: a\n    prompt: p\n",
+                "t.yaml:3:12: 'deliver' must be a list, e.g. [mix, stems, midi], got 'mix'");
+    s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    loop: yes\n",
+                "t.yaml:5:11: 'loop' must be true or false, got 'yes' (write true)");
+    s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    loop: 1\n",
+                "t.yaml:5:11: 'loop' must be true or false, got '1'");
+    s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    bpm: 120\n",
+                "t.yaml:5:5: unknown key 'bpm' in a cue (did you mean 'tempo'? beats per minute, e.g. tempo: 120)");
+    s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    mood: happy\n",
+                "t.yaml:5:5: unknown key 'mood' in a cue (did you mean 'emotions'? a list of tags, e.g. emotions: [joyful, energetic])");
+    s_parse_bad("campaign: c\ncues:\n  - name: a\n    prompt: p\n    genre: funk\n",
+                "t.yaml:5:5: unknown key 'genre' in a cue (did you mean 'prompt'? name the genre in the prompt, e.g. prompt: \"lo-fi hip hop ...\")");
+}
 
 static void test_formats(void **state)
 {
@@ -981,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_canonical),
         cmocka_unit_test(test_parse_10k_renders),
         cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_deliver_and_loop),
         cmocka_unit_test(test_emotions),
         cmocka_unit_test(test_renderspec_roundtrip),
         cmocka_unit_test(test_renderspec_rejects),
