@@ -281,3 +281,77 @@ SELECT r.id AS render_id, r.job_id, c.name AS cue, r.variation + 1 AS variation,
 FROM renders r JOIN cues c ON c.id = r.cue_id
 JOIN attempts a ON a.render_id = r.id
 WHERE a.outcome NOT IN ('running', 'done');
+
+-- migrate: 2
+
+-- What a render delivers: besides the mix, one file per stem and format and the score as
+-- MIDI (output.deliver in the job file); a cue can be a seamless loop. outputs gains the
+-- file's kind and part (the stem's name), so its uniqueness becomes (render, kind, part,
+-- format); SQLite cannot change a table's constraints in place, so the table is rebuilt
+-- (the view that reads it is dropped first and created again below).
+ALTER TABLE jobs ADD COLUMN deliver TEXT NOT NULL DEFAULT 'mix';  -- comma-separated: mix,stems,midi
+ALTER TABLE cues ADD COLUMN loop INTEGER NOT NULL DEFAULT 0 CHECK (loop IN (0, 1));
+
+DROP VIEW audit_renders;
+CREATE TABLE outputs_v2 (
+    id           INTEGER PRIMARY KEY,
+    render_id    INTEGER NOT NULL REFERENCES renders(id) ON DELETE CASCADE,
+    kind         TEXT    NOT NULL DEFAULT 'mix' CHECK (kind IN ('mix', 'stem', 'midi')),
+    part         TEXT    NOT NULL DEFAULT '',      -- the stem's name; '' for mix and midi
+    format       TEXT    NOT NULL CHECK (format IN ('flac', 'mp3', 'wav', 'mid')),
+    path         TEXT    NOT NULL UNIQUE,          -- relative to $MG_HOME/outputs
+    bytes        INTEGER NOT NULL,
+    sha256       TEXT    NOT NULL,
+    duration_s   REAL    NOT NULL,
+    sample_rate  INTEGER NOT NULL,
+    channels     INTEGER NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    UNIQUE (render_id, kind, part, format),
+    CHECK ((kind = 'stem') = (part <> '')),
+    CHECK ((kind = 'midi') = (format = 'mid'))
+);
+INSERT INTO outputs_v2 (id, render_id, kind, part, format, path, bytes, sha256, duration_s, sample_rate,
+                        channels, created_ms)
+SELECT id, render_id, 'mix', '', format, path, bytes, sha256, duration_s, sample_rate, channels, created_ms
+FROM outputs;
+DROP TABLE outputs;
+ALTER TABLE outputs_v2 RENAME TO outputs;
+CREATE INDEX outputs_sha ON outputs (sha256);
+CREATE INDEX outputs_render ON outputs (render_id);
+
+-- One row per delivered file (mix, stem or MIDI): everything an auditor asks about a file.
+-- Everything about how the file was made is read from the hash-chained record_json
+-- (json_extract), not from columns that the chain does not cover; output_sha256 is
+-- cross-checked against the record by `mgctl audit verify`.
+CREATE VIEW audit_renders AS
+SELECT json_extract(p.record_json, '$.render_id')          AS render_id,
+       json_extract(p.record_json, '$.job_id')             AS job_id,
+       json_extract(p.record_json, '$.campaign')           AS campaign,
+       json_extract(p.record_json, '$.client')             AS client,
+       json_extract(p.record_json, '$.cue')                AS cue,
+       json_extract(p.record_json, '$.variation')          AS variation,
+       json_extract(p.record_json, '$.prompt')             AS prompt,
+       json_extract(p.record_json, '$.emotions')           AS emotion_tags,
+       json_extract(p.record_json, '$.seed')               AS seed,
+       json_extract(p.record_json, '$.model.name')         AS model_name,
+       json_extract(p.record_json, '$.model.version')      AS model_version,
+       json_extract(p.record_json, '$.model.sha256')       AS model_sha256,
+       json_extract(p.record_json, '$.model.license')      AS model_license,
+       w.host                                               AS worker_host,
+       json_extract(p.record_json, '$.worker')             AS worker,
+       json_extract(p.record_json, '$.backend')            AS backend,
+       json_extract(p.record_json, '$.device')             AS device,
+       json_extract(p.record_json, '$.started_ms')         AS started_ms,
+       json_extract(p.record_json, '$.finished_ms')        AS finished_ms,
+       o.path              AS output_path,
+       o.format            AS format,
+       o.sha256            AS output_sha256,
+       o.bytes             AS output_bytes,
+       o.duration_s        AS duration_s,
+       p.seq               AS provenance_seq,
+       p.record_hash       AS provenance_hash,
+       o.kind              AS kind,
+       o.part              AS part
+FROM outputs o
+JOIN provenance p   ON p.render_id = o.render_id
+LEFT JOIN workers w ON w.name = json_extract(p.record_json, '$.worker');

@@ -97,12 +97,14 @@ int mg_prov_verify(sqlite3 *db, int64_t *records, int64_t *first_broken_seq, cha
     /* The outputs table must agree with the records it belongs to: a file hash changed in
      * outputs (to pass off another file) is caught here. */
     st = mg_db_prepare(db,
-        "SELECT p.seq, o.render_id, o.format FROM outputs o LEFT JOIN provenance p ON p.render_id = o.render_id "
+        "SELECT p.seq, o.render_id, o.format, o.kind || CASE o.part WHEN '' THEN '' ELSE ' ' || o.part END "
+        "FROM outputs o LEFT JOIN provenance p ON p.render_id = o.render_id "
         "WHERE p.seq IS NULL OR instr(p.record_json, o.sha256) = 0 ORDER BY p.seq LIMIT 1", "");
     if (!st) return -1;
     if (sqlite3_step(st) == SQLITE_ROW) {
         *first_broken_seq = sqlite3_column_int64(st, 0);
-        snprintf(msg, msglen, "the %s output of render %lld has a sha256 that %s", (const char *)sqlite3_column_text(st, 2),
+        snprintf(msg, msglen, "the %s %s output of render %lld has a sha256 that %s", (const char *)sqlite3_column_text(st, 3),
+                 (const char *)sqlite3_column_text(st, 2),
                  (long long)sqlite3_column_int64(st, 1),
                  sqlite3_column_type(st, 0) == SQLITE_NULL ? "no provenance record covers"
                                                            : "its provenance record does not contain");

@@ -181,7 +181,7 @@ static void s_ack(s_server_t *srv, const mg_msg_t *m, int64_t render_id, const c
  * the whole batch; ACKs go out only after that commit. */
 typedef struct s_pending {
     mg_msg_t msg;        /* owned: the frames r points into */
-    mg_kv_t meta, fkv[3];
+    mg_kv_t meta, fkv[MG_MAX_RESULT_FILES];
     mg_result_t r;
     const char *bad;     /* malformed: not recorded */
 } s_pending_t;
@@ -209,12 +209,15 @@ static void s_parse_result(s_pending_t *p)
     r->finished_ms = mg_kv_get_i64(meta, "finished_ms", 0);
     r->integrated_lufs = mg_kv_get_double(meta, "integrated_lufs", 0);
     r->peak_dbfs = mg_kv_get_double(meta, "peak_dbfs", 0);
-    for (size_t f = 4; f + 1 < m->n && r->n_files < 3; f += 2) {
+    for (size_t f = 4; f + 1 < m->n && r->n_files < MG_MAX_RESULT_FILES; f += 2) {
         mg_kv_t *k = &p->fkv[r->n_files];
         if (mg_msg_kv(m, f, k) != 0) { p->bad = "malformed file header"; return; }
         mg_result_file_t *rf = &r->files[r->n_files++];
         rf->format = mg_kv_get_or(k, "format", "");
-        if (mg_format_from_name(rf->format) == 0) { p->bad = "unknown file format"; return; }
+        /* Workers before stems sent no kind: their files are the mix. */
+        rf->kind = mg_kv_get_or(k, "kind", "mix");
+        rf->part = mg_kv_get_or(k, "part", "");
+        if (mg_result_file_check(rf, &p->bad) != 0) return;
         rf->sha256 = mg_kv_get_or(k, "sha256", "");
         rf->duration_s = mg_kv_get_double(k, "duration_s", 0);
         rf->sample_rate = (int)mg_kv_get_i64(k, "sample_rate", 0);
@@ -276,7 +279,7 @@ static void s_flush_results(s_server_t *srv)
         }
         mg_msg_clear(&p->msg);
         mg_kv_clear(&p->meta);
-        for (int k = 0; k < 3; k++) mg_kv_clear(&p->fkv[k]);
+        for (int k = 0; k < MG_MAX_RESULT_FILES; k++) mg_kv_clear(&p->fkv[k]);
     }
     srv->dispatch_needed = 1;
 }
@@ -289,7 +292,7 @@ static void s_queue_result(s_server_t *srv, mg_msg_t *m)
     p->msg = *m;
     mg_msg_init(m);
     mg_kv_init(&p->meta);
-    for (int k = 0; k < 3; k++) mg_kv_init(&p->fkv[k]);
+    for (int k = 0; k < MG_MAX_RESULT_FILES; k++) mg_kv_init(&p->fkv[k]);
 }
 
 static void s_handle_fail(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *kv)
@@ -794,6 +797,7 @@ static void s_handle_client(s_server_t *srv, const mg_msg_t *m)
             mg_kv_set(&r.info, "head_hash", head);
         }
     } else if (strcmp(cmd, "VERIFY") == 0) s_cmd_verify(&r, &args);
+
     else if (strcmp(cmd, "EVENTS") == 0) {
         sqlite3_stmt *st = mg_db_prepare(srv->store->db,
             "SELECT id, at_ms, kind, coalesce(job_id, '') AS job_id, coalesce(render_id, '') AS render_id, "

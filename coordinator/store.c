@@ -82,6 +82,35 @@ static int s_dirty_dir(mg_store_t *s, const char *dir)
 
 /* ---- submission ------------------------------------------------------------------ */
 
+/* output.deliver as stored in jobs.deliver: "mix", "mix,stems,midi", ... */
+static void s_deliver_csv(unsigned deliver, char *out, size_t outlen)
+{
+    out[0] = 0;
+    for (unsigned bit = MG_DELIVER_MIX; bit <= MG_DELIVER_MIDI; bit <<= 1) {
+        if (!(deliver & bit)) continue;
+        size_t n = strlen(out);
+        snprintf(out + n, outlen - n, "%s%s", n ? "," : "", mg_deliver_name(bit));
+    }
+    if (!out[0]) mg_strlcpy(out, "mix", outlen);
+}
+
+static unsigned s_deliver_mask(const char *csv)
+{
+    unsigned mask = 0;
+    char item[16];
+    while (csv && *csv) {
+        const char *comma = strchr(csv, ',');
+        size_t n = comma ? (size_t)(comma - csv) : strlen(csv);
+        if (n < sizeof item) {
+            memcpy(item, csv, n);
+            item[n] = 0;
+            mask |= mg_deliver_from_name(item);
+        }
+        csv = comma ? comma + 1 : NULL;
+    }
+    return mask ? mask : MG_DELIVER_MIX;
+}
+
 static void s_formats(unsigned formats, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s%s%s%s%s", (formats & MG_FORMAT_FLAC) ? "flac" : "",
@@ -122,16 +151,18 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
     int64_t now = mg_now_ms();
     char formats[32], job_slug[MG_NAME_MAX + 1], slug[MG_NAME_MAX + 48];
     s_formats(job->output.formats, formats, sizeof formats);
+    char deliver[32];
+    s_deliver_csv(job->output.deliver, deliver, sizeof deliver);
     mg_slugify(job->campaign, job_slug, sizeof job_slug);
     mg_strlcpy(slug, job_slug, sizeof slug);
     st = mg_db_prepare(db,
         "INSERT INTO jobs (idempotency_key, canonical_sha256, campaign, client, owner, priority, source_name, "
         "source_text, canonical_json, output_dir, formats, sample_rate, channels, mp3_bitrate_kbps, flac_bits, "
-        "loudness_lufs, schedule_id, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        "sssssisssssiiiinni", job->idempotency_key, job->canonical_sha256, job->campaign, job->client,
+        "loudness_lufs, schedule_id, created_ms, deliver) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "sssssisssssiiiinnis", job->idempotency_key, job->canonical_sha256, job->campaign, job->client,
         job->owner, (int64_t)job->priority, source_name, source_text, job->canonical_json, slug, formats,
         (int64_t)job->output.sample_rate, (int64_t)job->output.channels, (int64_t)job->output.mp3_bitrate_kbps,
-        (int64_t)job->output.flac_bits, now);
+        (int64_t)job->output.flac_bits, now, deliver);
     if (!st) goto fail;
     if (job->output.normalize) sqlite3_bind_double(st, 16, job->output.loudness_lufs);
     if (schedule_id > 0) sqlite3_bind_int64(st, 17, schedule_id);
@@ -152,7 +183,7 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
 
     sqlite3_stmt *ins_cue = mg_db_prepare(db,
         "INSERT INTO cues (job_id, name, prompt, prompt_sha256, duration_s, variations, tempo_bpm, musical_key, "
-        "instruments, stems) VALUES (?,?,?,?,?,?,?,?,?,?)", "");
+        "instruments, stems, loop) VALUES (?,?,?,?,?,?,?,?,?,?,?)", "");
     sqlite3_stmt *ins_emo = mg_db_prepare(db, "INSERT INTO cue_emotions (cue_id, tag, position) VALUES (?,?,?)", "");
     sqlite3_stmt *ins_render = mg_db_prepare(db,
         "INSERT INTO renders (job_id, cue_id, variation, seed, max_attempts, created_ms) VALUES (?,?,?,?,?,?)", "");
@@ -174,6 +205,7 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
         sqlite3_bind_text(ins_cue, 8, cue->key ? cue->key : "", -1, SQLITE_STATIC);
         sqlite3_bind_text(ins_cue, 9, instruments, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins_cue, 10, stems, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins_cue, 11, cue->loop ? 1 : 0);
         if (sqlite3_step(ins_cue) != SQLITE_DONE) { ok = 0; break; }
         int64_t cue_id = sqlite3_last_insert_rowid(db);
         for (int e = 0; ok && e < cue->n_emotions; e++) {
@@ -260,7 +292,7 @@ static int s_load_spec(sqlite3 *db, int64_t render_id, mg_render_spec_t *spec)
         "SELECT r.id, r.job_id, j.campaign, j.client, c.name, r.variation, r.seed, c.prompt, c.prompt_sha256, "
         "(SELECT group_concat(tag, ',') FROM (SELECT tag FROM cue_emotions WHERE cue_id = c.id ORDER BY position)), "
         "c.duration_s, c.tempo_bpm, c.musical_key, c.instruments, c.stems, j.formats, j.sample_rate, j.channels, "
-        "j.mp3_bitrate_kbps, j.flac_bits, j.loudness_lufs "
+        "j.mp3_bitrate_kbps, j.flac_bits, j.loudness_lufs, j.deliver, c.loop "
         "FROM renders r JOIN jobs j ON j.id = r.job_id JOIN cues c ON c.id = r.cue_id WHERE r.id = ?",
         "i", render_id);
     if (!st) return -1;
@@ -292,6 +324,8 @@ static int s_load_spec(sqlite3 *db, int64_t render_id, mg_render_spec_t *spec)
         spec->output.flac_bits = sqlite3_column_int(st, 19);
         spec->output.normalize = sqlite3_column_type(st, 20) != SQLITE_NULL;
         spec->output.loudness_lufs = spec->output.normalize ? sqlite3_column_double(st, 20) : -14.0;
+        spec->output.deliver = s_deliver_mask((const char *)sqlite3_column_text(st, 21));
+        spec->loop = sqlite3_column_int(st, 22) != 0;
         rc = 0;
     }
     sqlite3_finalize(st);
@@ -624,10 +658,12 @@ static char *s_provenance_json(sqlite3 *db, const mg_result_t *r, int64_t model_
     mg_json_key(&sb, "peak_dbfs"); mg_json_num(&sb, r->peak_dbfs);
     mg_json_key(&sb, "outputs");
     mg_json_arr_open(&sb);
-    st = mg_db_prepare(db, "SELECT format, path, bytes, sha256 FROM outputs WHERE render_id = ? ORDER BY id", "i",
-                       r->render_id);
+    st = mg_db_prepare(db, "SELECT format, path, bytes, sha256, kind, part FROM outputs WHERE render_id = ? ORDER BY id",
+                       "i", r->render_id);
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         mg_json_obj_open(&sb);
+        mg_json_key(&sb, "kind"); mg_json_str(&sb, (const char *)sqlite3_column_text(st, 4));
+        mg_json_key(&sb, "part"); mg_json_str(&sb, (const char *)sqlite3_column_text(st, 5));
         mg_json_key(&sb, "format"); mg_json_str(&sb, (const char *)sqlite3_column_text(st, 0));
         mg_json_key(&sb, "path"); mg_json_str(&sb, (const char *)sqlite3_column_text(st, 1));
         mg_json_key(&sb, "bytes"); mg_json_int(&sb, sqlite3_column_int64(st, 2));
@@ -692,8 +728,13 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
     char cue_slug[MG_NAME_MAX + 1];
     mg_slugify(cue, cue_slug, sizeof cue_slug);
     for (int i = 0; i < r->n_files; i++) {
-        char rel[600], abs[4800], dir[4800];
-        snprintf(rel, sizeof rel, "%s/%s/%s-v%02d.%s", out_dir, cue_slug, cue_slug, variation + 1, r->files[i].format);
+        char rel[700], abs[4800], dir[4800];
+        mg_result_file_t fv = r->files[i], *f = &fv;
+        if (!f->kind) f->kind = "mix";
+        if (!f->part) f->part = "";
+        /* <cue>-vNN.<ext> for the mix and the MIDI file, <cue>-vNN.<stem>.<ext> for a stem */
+        snprintf(rel, sizeof rel, "%s/%s/%s-v%02d%s%s.%s", out_dir, cue_slug, cue_slug, variation + 1,
+                 *f->part ? "." : "", f->part, f->format);
         snprintf(dir, sizeof dir, "%s/%s/%s", s->outputs_dir, out_dir, cue_slug);
         snprintf(abs, sizeof abs, "%s/%s", s->outputs_dir, rel);
         if (mg_mkdir_p(dir, 0755) != 0 || mg_write_file_atomic_nodirsync(abs, r->files[i].data, r->files[i].len) != 0 ||
@@ -704,12 +745,12 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
         char sha[65];
         mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
         if (mg_db_run(db,
-                "INSERT INTO outputs (render_id, format, path, bytes, sha256, duration_s, sample_rate, channels, "
-                "created_ms) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (render_id, format) DO UPDATE SET "
-                "path = excluded.path, bytes = excluded.bytes, sha256 = excluded.sha256, "
+                "INSERT INTO outputs (render_id, kind, part, format, path, bytes, sha256, duration_s, sample_rate, "
+                "channels, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (render_id, kind, part, format) "
+                "DO UPDATE SET path = excluded.path, bytes = excluded.bytes, sha256 = excluded.sha256, "
                 "duration_s = excluded.duration_s, created_ms = excluded.created_ms",
-                "issisdiii", r->render_id, r->files[i].format, rel, (int64_t)r->files[i].len, sha,
-                r->files[i].duration_s, (int64_t)r->files[i].sample_rate, (int64_t)r->files[i].channels, now_ms) != 0)
+                "issssisdiii", r->render_id, f->kind, f->part, f->format, rel, (int64_t)f->len, sha, f->duration_s,
+                (int64_t)f->sample_rate, (int64_t)f->channels, now_ms) != 0)
             goto fail;
     }
     int64_t model_id = s_upsert_model(db, r);
@@ -759,9 +800,37 @@ static int s_sync_dirty_dirs(mg_store_t *s)
     return rc;
 }
 
+int mg_result_file_check(const mg_result_file_t *file, const char **why)
+{
+    mg_result_file_t fv = *file, *f = &fv;
+    if (!f->kind) f->kind = "mix";
+    if (!f->part) f->part = "";
+    int midi = strcmp(f->kind, "midi") == 0, stem = strcmp(f->kind, "stem") == 0;
+    if (!midi && !stem && strcmp(f->kind, "mix") != 0) { *why = "unknown file kind"; return -1; }
+    if (midi ? strcmp(f->format, "mid") != 0 : mg_format_from_name(f->format) == 0) {
+        *why = "unknown file format";
+        return -1;
+    }
+    if (stem != (*f->part != 0)) { *why = "a stem must name its part, and only a stem"; return -1; }
+    size_t n = strlen(f->part);
+    if (n > 31) { *why = "stem name too long"; return -1; }
+    for (size_t i = 0; i < n; i++) /* it becomes part of a file name */
+        if (!((f->part[i] >= 'a' && f->part[i] <= 'z') || (f->part[i] >= '0' && f->part[i] <= '9') ||
+              f->part[i] == '-' || f->part[i] == '_')) {
+            *why = "stem name may only use a-z, 0-9, '-' and '_'";
+            return -1;
+        }
+    return 0;
+}
+
 static int s_check_files(const mg_result_t *r, char *err, size_t errlen)
 {
     for (int i = 0; i < r->n_files; i++) {
+        const char *why;
+        if (mg_result_file_check(&r->files[i], &why) != 0) {
+            mg_set_error(err, errlen, "render %" PRId64 ": file %d: %s", r->render_id, i + 1, why);
+            return -1;
+        }
         char sha[65];
         mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
         if (!r->files[i].sha256 || strcmp(sha, r->files[i].sha256) != 0) {

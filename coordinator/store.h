@@ -75,13 +75,19 @@ int mg_store_unlease(mg_store_t *s, int64_t render_id, const char *token, int64_
 /* PROGRESS: extends the lease to now + lease_ms. MG_STORE_OK or MG_STORE_STALE. */
 int mg_store_renew(mg_store_t *s, int64_t render_id, const char *token, int64_t now_ms);
 
+/* Most files one RESULT may carry: the mix and up to eight stems in three formats, and the
+ * MIDI file (worker/pipeline.h). */
+#define MG_MAX_RESULT_FILES 28
+
 typedef struct {
-    const char *format;       /* "flac" | "mp3" | "wav" */
+    const char *format;       /* "flac" | "mp3" | "wav" | "mid" (kind midi only) */
     const unsigned char *data; /* borrowed */
     size_t len;
     const char *sha256;       /* claimed by the worker; checked against data */
     double duration_s;
     int sample_rate, channels;
+    const char *kind;         /* "mix", "stem" or "midi"; NULL is "mix" */
+    const char *part;         /* the stem's name; "" (or NULL) for the mix and the MIDI file */
 } mg_result_file_t;
 
 typedef struct {
@@ -94,9 +100,13 @@ typedef struct {
     const char *decision_json; /* may be NULL */
     int64_t started_ms, finished_ms;
     double integrated_lufs, peak_dbfs;
-    mg_result_file_t files[3];
+    mg_result_file_t files[MG_MAX_RESULT_FILES];
     int n_files;
 } mg_result_t;
+
+/* A file of a RESULT names a known kind and format, a part only for a stem, a stem name
+ * that is safe in a file name. 0, or -1 with *why set (static text). */
+int mg_result_file_check(const mg_result_file_t *f, const char **why);
 
 /* RESULT: checks the token and every file's sha256, writes the files atomically under
  * outputs_dir, then in one transaction marks the render done and records outputs, model,
