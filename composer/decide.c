@@ -1389,6 +1389,7 @@ int mg_decide(mg_comp_t *c, mg_score_t *sc, const mg_render_spec_t *spec)
     c->tempo_pct = 100;
     c->style = -1;
     s_prompt(c, spec->prompt);
+    if (spec->loop) c->flags |= MG_F_LOOP; /* loop: true in the job file: the loopable form */
     s_emotion(c, spec);
     s_style(c, spec);
     s_cues(c);

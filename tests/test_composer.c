@@ -443,7 +443,7 @@ static void test_plan_cli(void **state)
              "bad=[(r['cue'],k) for r in d['renders'] for k in need if k not in r]\n"
              "bad+=[(r['cue'],'gm_program') for r in d['renders'] for s in r['stems'] if 'gm_program' not in s]\n"
              "print('plan: %%d renders, %%d MIDI files'%%(len(d['renders']),len(d['midi_files'])))\n"
-             "sys.exit(1 if bad or len(d['renders'])!=10 or len(d['midi_files'])!=10 else 0)\"",
+             "sys.exit(1 if bad or len(d['renders'])!=12 or len(d['midi_files'])!=12 else 0)\"",
              out);
     assert_int_equal(s_run(cmd), 0);
     snprintf(cmd, sizeof cmd,

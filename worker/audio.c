@@ -14,5 +14,6 @@ void mg_audio_free(mg_audio_t *audio)
         free(audio->stems);
     }
     free(audio->decision_json);
+    free(audio->midi);
     memset(audio, 0, sizeof *audio);
 }

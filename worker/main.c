@@ -236,12 +236,15 @@ static void s_render_one(s_worker_t *w, void *push, s_slot_t *slot)
         mg_encoded_t *f = &res.files[i];
         mg_kv_t fk;
         mg_kv_init(&fk);
-        mg_kv_set(&fk, "format", mg_format_name(f->format));
+        mg_kv_set(&fk, "format", mg_encoded_ext(f));
+        mg_kv_set(&fk, "kind", f->kind);
+        mg_kv_set(&fk, "part", f->part);
         mg_kv_set(&fk, "sha256", f->sha256);
         mg_kv_set_u64(&fk, "bytes", f->len);
         mg_kv_set_double(&fk, "duration_s", f->duration_s);
         mg_kv_set_i64(&fk, "sample_rate", f->sample_rate);
         mg_kv_set_i64(&fk, "channels", f->channels);
+        if (f->loop_length) mg_kv_set_u64(&fk, "loop_length", f->loop_length);
         mg_msg_add_kv(&files, &fk);
         mg_kv_clear(&fk);
         void *p = f->data;

@@ -70,31 +70,53 @@ static const char *s_format_name(unsigned bit)
     }
 }
 
-/* Mixes the stems into interleaved float with out_ch channels at the renderer's rate.
- * Stereo uses the constant-power pan law (centre = -3 dB per side, so the mix has the
- * same loudness as the mono sum). Returns a malloc'd buffer (caller owns) or NULL. */
-static float *s_mixdown(const mg_audio_t *audio, int out_ch)
+/* Mixes the stems (all of them, or only stem `only` when it is >= 0) into interleaved
+ * float with out_ch channels at the renderer's rate. Stereo uses the constant-power pan law
+ * (centre = -3 dB per side, so the mix has the same loudness as the mono sum). wrap > 0 is a
+ * loop: the result has wrap frames of the loop's end before frame 0 and wrap frames of its
+ * start after its end (read modulo the length), frames + 2 wrap in all. Returns a malloc'd
+ * buffer (caller owns) or NULL. */
+static float *s_mixdown(const mg_audio_t *audio, int out_ch, int only, size_t wrap)
 {
-    size_t n = audio->frames;
-    float *mix = calloc(n * (size_t)out_ch, sizeof *mix);
+    size_t n = audio->frames, total = n + 2 * wrap;
+    float *mix = calloc(total * (size_t)out_ch, sizeof *mix);
     if (!mix) return NULL;
     for (int s = 0; s < audio->n_stems; s++) {
         const mg_stem_t *st = &audio->stems[s];
-        if (!st->samples) continue;
+        if (!st->samples || (only >= 0 && s != only)) continue;
         float g = st->gain;
-        if (out_ch == 1) {
-            for (size_t i = 0; i < n; i++) mix[i] += g * st->samples[i];
-        } else {
+        float gl = g, gr = g;
+        if (out_ch == 2) {
             double pan = st->pan < -1.0f ? -1.0 : st->pan > 1.0f ? 1.0 : st->pan;
             double th = (pan + 1.0) * M_PI / 4.0;
-            float gl = (float)(g * cos(th)), gr = (float)(g * sin(th));
-            for (size_t i = 0; i < n; i++) {
-                mix[2 * i] += gl * st->samples[i];
-                mix[2 * i + 1] += gr * st->samples[i];
+            gl = (float)(g * cos(th));
+            gr = (float)(g * sin(th));
+        }
+        for (size_t i = 0; i < total; i++) {
+            /* i - wrap, modulo n, without going negative */
+            size_t k = wrap ? (i + n - wrap % n) % n : i;
+            float x = st->samples[k];
+            if (out_ch == 1) {
+                mix[i] += g * x;
+            } else {
+                mix[2 * i] += gl * x;
+                mix[2 * i + 1] += gr * x;
             }
         }
     }
     return mix;
+}
+
+/* Frames of wrap-around a loop is processed with, at the renderer's rate: about a second
+ * (the DC blocker's and the limiter's memory are far shorter), rounded to a multiple of
+ * in_rate / gcd(in_rate, out_rate) so that it is a whole number of frames at the output
+ * rate too and the cut lands exactly on the loop's first frame. */
+static size_t s_loop_wrap(int in_rate, int out_rate)
+{
+    int a = in_rate, b = out_rate;
+    while (b) { int t = a % b; a = b; b = t; }
+    size_t step = (size_t)(in_rate / a);
+    return ((size_t)in_rate + step - 1) / step * step;
 }
 
 /* One-pole DC blocker per channel, in place: y[n] = x[n] - x[n-1] + R y[n-1]. */
@@ -459,7 +481,7 @@ int mg_limit_true_peak(float *pcm, size_t frames, int channels, int rate, double
  * so dst's is the same times the gain. m is sized for frames. */
 static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t frames, int ch,
                        int rate, const mg_output_spec_t *o, double ceiling_db, double *lufs,
-                       float *tp, char *err, size_t errlen)
+                       float *tp, float *gain, char *err, size_t errlen)
 {
     size_t ns = frames * (size_t)ch;
     double l0;
@@ -479,6 +501,7 @@ static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t fra
     double prev_gain = 0.0, prev_lufs = 0.0;
     for (int iter = 0; iter < S_NORM_ITERS; iter++) {
         float g = (float)s_db_to_lin(gain_db);
+        *gain = g;
         for (size_t i = 0; i < ns; i++) dst[i] = src[i] * g;
         if (s_limit_true_peak(m, dst, frames, ch, rate, src_env, g, src_level, ceiling_db, tp) !=
             0) {
@@ -605,11 +628,188 @@ static int s_mp3_rate(int rate)
     return 48000;
 }
 
+const char *mg_encoded_ext(const mg_encoded_t *f)
+{
+    return f->format == 0 ? "mid" : s_format_name(f->format);
+}
+
 void mg_pipeline_result_free(mg_pipeline_result_t *res)
 {
     if (!res) return;
-    for (int i = 0; i < res->n_files && i < 3; i++) free(res->files[i].data);
+    for (int i = 0; i < res->n_files && i < MG_PIPELINE_MAX_FILES; i++) free(res->files[i].data);
     memset(res, 0, sizeof *res);
+}
+
+/* The tags of one file: the render's, plus what this file is (mix or which stem) and, for a
+ * loop, where it loops. *out is a new record the caller clears. 0 or -1 (out of memory). */
+static int s_file_tags(const mg_kv_t *tags, const char *kind, const char *part, size_t loop_length,
+                       mg_kv_t *out)
+{
+    mg_kv_init(out);
+    int rc = 0;
+    if (tags && tags->n) {
+        size_t len;
+        char *enc = mg_kv_encode(tags, &len);
+        rc = !enc || mg_kv_decode(out, enc, len) != 0 ? -1 : 0;
+        free(enc);
+    }
+    rc |= mg_kv_set(out, "MG_KIND", kind);
+    if (*part) {
+        rc |= mg_kv_set(out, "MG_STEM", part);
+        const char *title = tags ? mg_kv_get(tags, "TITLE") : NULL;
+        if (title) rc |= mg_kv_setf(out, "TITLE", "%s (%s)", title, part);
+    }
+    if (loop_length) {
+        rc |= mg_kv_set(out, "LOOPSTART", "0");
+        rc |= mg_kv_set_u64(out, "LOOPLENGTH", loop_length);
+    }
+    return rc ? -1 : 0;
+}
+
+/* Encodes pcm (the final signal, frames at rate) in every format the spec asks for, appending
+ * one file each to out. normalise: the MP3 copy is brought back to the loudness target after
+ * coding (the mix); stems keep the mix's gain instead. 0, or -1 with err set. */
+static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size_t frames, int rate,
+                            int ch, const mg_kv_t *tags, const char *kind, const char *part,
+                            int loop, int normalise, mg_pipeline_result_t *out, char *err,
+                            size_t errlen)
+{
+    const mg_output_spec_t *o = &spec->output;
+    static const unsigned order[3] = {MG_FORMAT_FLAC, MG_FORMAT_MP3, MG_FORMAT_WAV};
+    for (int k = 0; k < 3; k++) {
+        if (!(o->formats & order[k])) continue;
+        if (out->n_files >= MG_PIPELINE_MAX_FILES) {
+            snprintf(err, errlen, "pipeline: render %lld would deliver more than %d files",
+                     (long long)spec->render_id, MG_PIPELINE_MAX_FILES);
+            return -1;
+        }
+        mg_encoded_t *f = &out->files[out->n_files];
+        memset(f, 0, sizeof *f);
+        f->format = order[k];
+        f->kind = kind;
+        mg_strlcpy(f->part, part, sizeof f->part);
+        f->channels = ch;
+        f->sample_rate = rate;
+        f->duration_s = (double)frames / rate;
+        char ferr[256] = "";
+        int r;
+        mg_kv_t ft;
+        float *mp3pcm = NULL;
+        if (order[k] == MG_FORMAT_FLAC) {
+            int bits = o->flac_bits ? o->flac_bits : 16;
+            f->loop_length = loop ? frames : 0;
+            if (s_file_tags(tags, kind, part, f->loop_length, &ft) != 0) goto oom;
+            r = mg_encode_flac(pcm, frames, rate, ch, bits, &ft, &f->data, &f->len, ferr,
+                               sizeof ferr);
+        } else if (order[k] == MG_FORMAT_MP3) {
+            int mrate = s_mp3_rate(rate), kbps = o->mp3_bitrate_kbps ? o->mp3_bitrate_kbps : 192;
+            const float *mp = pcm;
+            size_t mframes = frames;
+            if (mrate != rate) {
+                if (s_resample(pcm, frames, ch, rate, mrate, &mp3pcm, &mframes, ferr,
+                               sizeof ferr) != 0) {
+                    snprintf(err, errlen, "pipeline: render %lld: mp3: %s",
+                             (long long)spec->render_id, ferr);
+                    return -1;
+                }
+                mp = mp3pcm;
+            }
+            f->sample_rate = mrate;
+            f->duration_s = (double)mframes / mrate;
+            f->loop_length = loop ? mframes : 0;
+            if (s_file_tags(tags, kind, part, f->loop_length, &ft) != 0) {
+                free(mp3pcm);
+                goto oom;
+            }
+            double mlufs = S_SILENCE_DB, mtp = S_SILENCE_DB;
+            int mnorm = normalise && o->normalize && out->integrated_lufs > -70.0;
+            r = s_encode_mp3_tp(mp, mframes, mrate, ch, kbps, &ft, S_CEILING_DB, mnorm,
+                                o->loudness_lufs, &f->data, &f->len, &mtp, &mlufs, ferr,
+                                sizeof ferr);
+            free(mp3pcm);
+            if (r == 0 && !*part) out->mp3_true_peak_dbtp = mtp;
+            if (r == 0 && mtp > S_CEILING_DB)
+                mg_warn("render %lld: the %s%s%s mp3 decodes to %.2f dBTP, over the %.1f dBTP "
+                        "ceiling after %d encodes",
+                        (long long)spec->render_id, kind, *part ? " " : "", part, mtp,
+                        S_CEILING_DB, S_MP3_TRIES);
+            if (r == 0 && mnorm && mlufs < o->loudness_lufs - S_LU_SHORT_WARN)
+                mg_warn("render %lld: the mp3 decodes to %.2f LUFS, %.2f LU under the %.1f "
+                        "LUFS target",
+                        (long long)spec->render_id, mlufs, o->loudness_lufs - mlufs,
+                        o->loudness_lufs);
+        } else {
+            f->loop_length = loop ? frames : 0;
+            if (s_file_tags(tags, kind, part, f->loop_length, &ft) != 0) goto oom;
+            r = mg_encode_wav(pcm, frames, rate, ch, &f->data, &f->len, ferr, sizeof ferr);
+        }
+        mg_kv_clear(&ft);
+        if (r != 0) {
+            snprintf(err, errlen, "pipeline: render %lld: %s%s%s %s output failed: %s",
+                     (long long)spec->render_id, kind, *part ? " " : "", part,
+                     s_format_name(order[k]), ferr);
+            return -1;
+        }
+        mg_sha256_hex(f->data, f->len, f->sha256);
+        out->n_files++;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "pipeline: render %lld: out of memory for the tags", (long long)spec->render_id);
+    return -1;
+}
+
+/* The chain up to the output rate for the stems in `only` (-1: all of them): mixdown with
+ * the loop's wrap-around, DC removal, resampling. *out (caller owns) has the wrap still on
+ * it: *out_frames in all. 0, or -1 with err set. */
+static int s_to_output_rate(const mg_audio_t *audio, int only, size_t wrap, int ch, int rate,
+                            float **out, size_t *out_frames, char *err, size_t errlen)
+{
+    float *mix = s_mixdown(audio, ch, only, wrap);
+    if (!mix) {
+        snprintf(err, errlen, "pipeline: out of memory mixing %zu frames", audio->frames);
+        return -1;
+    }
+    s_remove_dc(mix, audio->frames + 2 * wrap, ch, audio->sample_rate);
+    int rc = s_resample(mix, audio->frames + 2 * wrap, ch, audio->sample_rate, rate, out,
+                        out_frames, err, errlen);
+    free(mix);
+    return rc;
+}
+
+/* One stem: the mix's chain and gain, its own limiter only where it passes the ceiling,
+ * the wrap cut off, then encoded. 0, or -1 with err set. */
+static int s_stem_files(const mg_render_spec_t *spec, const mg_audio_t *audio, int s, size_t wrap,
+                        size_t wrap_out, size_t frames, float gain, const mg_kv_t *tags,
+                        mg_pipeline_result_t *out, char *err, size_t errlen)
+{
+    const mg_output_spec_t *o = &spec->output;
+    int ch = o->channels, rate = o->sample_rate;
+    float *x = NULL;
+    size_t xf = 0;
+    s_tp_meter_t m = {0};
+    int rc = -1;
+    if (s_to_output_rate(audio, s, wrap, ch, rate, &x, &xf, err, errlen) != 0) return -1;
+    for (size_t i = 0; i < xf * (size_t)ch; i++) x[i] *= gain;
+    if (s_tp_init(&m, xf) != 0) {
+        snprintf(err, errlen, "pipeline: out of memory (%zu frames)", xf);
+        goto done;
+    }
+    float level = s_tp_envelope(&m, x, xf, ch), tp;
+    if (s_limit_true_peak(&m, x, xf, ch, rate, m.env, 1.0f, level, S_CEILING_DB, &tp) != 0) {
+        snprintf(err, errlen, "pipeline: out of memory in the limiter");
+        goto done;
+    }
+    s_tp_free(&m);
+    char part[32];
+    mg_strlcpy(part, audio->stems[s].name, sizeof part);
+    if (!*part) snprintf(part, sizeof part, "stem%d", s + 1);
+    rc = s_encode_formats(spec, x + wrap_out * (size_t)ch, frames, rate, ch, tags, "stem", part,
+                          wrap > 0, 0, out, err, errlen);
+done:
+    s_tp_free(&m);
+    free(x);
+    return rc;
 }
 
 int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const mg_kv_t *tags,
@@ -618,6 +818,7 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
     memset(out, 0, sizeof *out);
     const mg_output_spec_t *o = &spec->output;
     int ch = o->channels, rate = o->sample_rate;
+    unsigned deliver = o->deliver ? o->deliver : MG_DELIVER_MIX;
     if (!audio || audio->n_stems < 1 || !audio->stems || audio->frames == 0 ||
         audio->sample_rate < 1000) {
         snprintf(err, errlen, "pipeline: render %lld produced no audio (stems %d, frames %zu, "
@@ -637,36 +838,47 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
                  (long long)spec->render_id, o->formats);
         return -1;
     }
+    if ((deliver & MG_DELIVER_STEMS) && audio->n_stems > MG_PIPELINE_MAX_STEMS) {
+        snprintf(err, errlen, "pipeline: render %lld has %d stems; at most %d can be delivered",
+                 (long long)spec->render_id, audio->n_stems, MG_PIPELINE_MAX_STEMS);
+        return -1;
+    }
+    if ((deliver & MG_DELIVER_MIDI) && (!audio->midi || audio->midi_len == 0)) {
+        snprintf(err, errlen, "pipeline: render %lld asks for MIDI (output.deliver) but its "
+                 "renderer wrote no score; render it with 'wavernn' or 'synth'",
+                 (long long)spec->render_id);
+        return -1;
+    }
+    int loop = audio->loop_frames > 0 && audio->loop_frames == audio->frames;
+    size_t wrap = loop ? s_loop_wrap(audio->sample_rate, rate) : 0;
+    size_t wrap_out = loop ? (size_t)((uint64_t)wrap * (uint64_t)rate / (uint64_t)audio->sample_rate) : 0;
     int rc = -1;
-    float *mix = NULL, *src = NULL, *pcm = NULL, *mp3pcm = NULL;
-    size_t frames = 0;
+    float *src = NULL, *pcm = NULL;
+    size_t xframes = 0;
     s_tp_meter_t meter = {0};
     out->mp3_true_peak_dbtp = S_SILENCE_DB;
 
-    mix = s_mixdown(audio, ch);
-    if (!mix) {
-        snprintf(err, errlen, "pipeline: out of memory mixing %zu frames", audio->frames);
+    if (s_to_output_rate(audio, -1, wrap, ch, rate, &src, &xframes, err, errlen) != 0) goto done;
+    size_t frames = xframes - 2 * wrap_out; /* the delivered length, wrap cut off */
+    pcm = malloc(xframes * (size_t)ch * sizeof *pcm);
+    if (!pcm || s_tp_init(&meter, xframes) != 0) {
+        snprintf(err, errlen, "pipeline: out of memory (%zu frames)", xframes);
         goto done;
     }
-    s_remove_dc(mix, audio->frames, ch, audio->sample_rate);
-    if (s_resample(mix, audio->frames, ch, audio->sample_rate, rate, &src, &frames, err,
-                   errlen) != 0)
-        goto done;
-    free(mix);
-    mix = NULL;
-    pcm = malloc(frames * (size_t)ch * sizeof *pcm);
-    if (!pcm || s_tp_init(&meter, frames) != 0) {
-        snprintf(err, errlen, "pipeline: out of memory (%zu frames)", frames);
-        goto done;
-    }
-    float tp;
-    if (s_normalise(&meter, src, pcm, frames, ch, rate, o, S_CEILING_DB, &out->integrated_lufs,
-                    &tp, err, errlen) != 0)
+    float tp, gain = 1.0f;
+    if (s_normalise(&meter, src, pcm, xframes, ch, rate, o, S_CEILING_DB, &out->integrated_lufs,
+                    &tp, &gain, err, errlen) != 0)
         goto done;
     s_tp_free(&meter);
     free(src);
     src = NULL;
-    float peak = s_peak(pcm, frames * (size_t)ch);
+    const float *final = pcm + wrap_out * (size_t)ch;
+    if (loop) { /* measured on what is delivered, not on the wrap */
+        if (s_loudness(final, frames, ch, rate, &out->integrated_lufs, err, errlen) != 0) goto done;
+        double t = mg_true_peak(final, frames, ch);
+        tp = t > 0 ? (float)t : 0.0f;
+    }
+    float peak = s_peak(final, frames * (size_t)ch);
     out->peak_dbfs = peak > 0.0f ? 20.0 * log10(peak) : S_SILENCE_DB;
     out->true_peak_dbtp = tp > 0.0f ? 20.0 * log10(tp) : S_SILENCE_DB;
     if (o->normalize && out->integrated_lufs > -70.0 &&
@@ -676,71 +888,37 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
                 (long long)spec->render_id, S_CEILING_DB, out->integrated_lufs,
                 o->loudness_lufs - out->integrated_lufs, o->loudness_lufs);
 
-    static const unsigned order[3] = {MG_FORMAT_FLAC, MG_FORMAT_MP3, MG_FORMAT_WAV};
-    for (int k = 0; k < 3; k++) {
-        if (!(o->formats & order[k])) continue;
+    if ((deliver & MG_DELIVER_MIX) &&
+        s_encode_formats(spec, final, frames, rate, ch, tags, "mix", "", loop, 1, out, err,
+                         errlen) != 0)
+        goto done;
+    free(pcm);
+    pcm = NULL;
+    if (deliver & MG_DELIVER_STEMS)
+        for (int s = 0; s < audio->n_stems; s++)
+            if (s_stem_files(spec, audio, s, wrap, wrap_out, frames, gain, tags, out, err,
+                             errlen) != 0)
+                goto done;
+    if (deliver & MG_DELIVER_MIDI) {
         mg_encoded_t *f = &out->files[out->n_files];
         memset(f, 0, sizeof *f);
-        f->format = order[k];
-        f->channels = ch;
-        f->sample_rate = rate;
-        f->duration_s = (double)frames / rate;
-        char ferr[256] = "";
-        int r;
-        if (order[k] == MG_FORMAT_FLAC) {
-            int bits = o->flac_bits ? o->flac_bits : 16;
-            r = mg_encode_flac(pcm, frames, rate, ch, bits, tags, &f->data, &f->len, ferr,
-                               sizeof ferr);
-        } else if (order[k] == MG_FORMAT_MP3) {
-            int mrate = s_mp3_rate(rate), kbps = o->mp3_bitrate_kbps ? o->mp3_bitrate_kbps : 192;
-            const float *mp = pcm;
-            size_t mframes = frames;
-            if (mrate != rate) {
-                if (s_resample(pcm, frames, ch, rate, mrate, &mp3pcm, &mframes, ferr,
-                               sizeof ferr) != 0) {
-                    snprintf(err, errlen, "pipeline: render %lld: mp3: %s",
-                             (long long)spec->render_id, ferr);
-                    goto done;
-                }
-                mp = mp3pcm;
-            }
-            f->sample_rate = mrate;
-            f->duration_s = (double)mframes / mrate;
-            double mlufs = S_SILENCE_DB;
-            int mnorm = o->normalize && out->integrated_lufs > -70.0;
-            r = s_encode_mp3_tp(mp, mframes, mrate, ch, kbps, tags, S_CEILING_DB, mnorm,
-                                o->loudness_lufs, &f->data, &f->len, &out->mp3_true_peak_dbtp,
-                                &mlufs, ferr, sizeof ferr);
-            free(mp3pcm);
-            mp3pcm = NULL;
-            if (r == 0 && out->mp3_true_peak_dbtp > S_CEILING_DB)
-                mg_warn("render %lld: the mp3 decodes to %.2f dBTP, over the %.1f dBTP ceiling "
-                        "after %d encodes",
-                        (long long)spec->render_id, out->mp3_true_peak_dbtp, S_CEILING_DB,
-                        S_MP3_TRIES);
-            if (r == 0 && mnorm && mlufs < o->loudness_lufs - S_LU_SHORT_WARN)
-                mg_warn("render %lld: the mp3 decodes to %.2f LUFS, %.2f LU under the %.1f "
-                        "LUFS target",
-                        (long long)spec->render_id, mlufs, o->loudness_lufs - mlufs,
-                        o->loudness_lufs);
-        } else {
-            r = mg_encode_wav(pcm, frames, rate, ch, &f->data, &f->len, ferr, sizeof ferr);
-        }
-        if (r != 0) {
-            snprintf(err, errlen, "pipeline: render %lld: %s output failed: %s",
-                     (long long)spec->render_id, s_format_name(order[k]), ferr);
+        f->kind = "midi";
+        f->data = malloc(audio->midi_len);
+        if (!f->data) {
+            snprintf(err, errlen, "pipeline: out of memory for the MIDI file");
             goto done;
         }
+        memcpy(f->data, audio->midi, audio->midi_len);
+        f->len = audio->midi_len;
+        f->duration_s = (double)frames / rate;
         mg_sha256_hex(f->data, f->len, f->sha256);
         out->n_files++;
     }
     rc = 0;
 done:
     s_tp_free(&meter);
-    free(mix);
     free(src);
     free(pcm);
-    free(mp3pcm);
     if (rc != 0) mg_pipeline_result_free(out);
     return rc;
 }

@@ -18,17 +18,27 @@
 #include "../common/kv.h"
 #include "render.h"
 
+/* Most stems one render delivers as files (the composer writes at most five roles). */
+#define MG_PIPELINE_MAX_STEMS 8
+#define MG_PIPELINE_MAX_FILES (3 * (1 + MG_PIPELINE_MAX_STEMS) + 1)
+
 typedef struct {
-    unsigned format;        /* one MG_FORMAT_* bit */
+    unsigned format;        /* one MG_FORMAT_* bit; 0 for the MIDI file */
+    const char *kind;       /* static: "mix", "stem" or "midi" */
+    char part[32];          /* the stem's name; "" for the mix and the MIDI file */
     unsigned char *data;    /* owned encoded file bytes */
     size_t len;
     char sha256[65];        /* of data */
     double duration_s;
     int sample_rate, channels;
+    size_t loop_length;     /* a loop: its length in this file's frames (LOOPLENGTH); else 0 */
 } mg_encoded_t;
 
 typedef struct {
-    mg_encoded_t files[3];  /* one per requested format, in flac, mp3, wav order */
+    /* What spec.output.deliver asks for, in this order: the mix in flac, mp3, wav order; then
+     * each stem in the renderer's order, in the same formats; then the MIDI file. A spec with
+     * deliver 0 is taken as the mix alone. */
+    mg_encoded_t files[MG_PIPELINE_MAX_FILES];
     int n_files;
     double integrated_lufs; /* measured after normalisation (or as rendered) */
     double peak_dbfs;       /* sample peak of the final mix */
@@ -36,7 +46,17 @@ typedef struct {
     double mp3_true_peak_dbtp; /* of the decoded MP3 file; -200 when no MP3 was asked for */
 } mg_pipeline_result_t;
 
-/* Runs the pipeline. tags are written into every file (FLAC Vorbis comments with the
+/* The extension of a file: "flac", "mp3", "wav" or "mid". Static. */
+const char *mg_encoded_ext(const mg_encoded_t *f);
+
+/* Runs the pipeline. Stems go through the mix's chain one at a time (DC removal, resampling,
+ * the mix's loudness gain) so that, before the limiter, they add up to the mix; each is then
+ * limited on its own only where it would pass the ceiling. A loop (audio->loop_frames) is
+ * processed as a circle: the filters, the resampler and the limiter see the loop's end before
+ * its start and its start after its end, so the delivered file repeats without a seam; its
+ * files carry LOOPSTART=0 and LOOPLENGTH (frames, Vorbis comments / ID3 TXXX, as game
+ * engines read them). Stem files carry MG_KIND=stem and MG_STEM=<name>, the mix MG_KIND=mix.
+ * tags are written into every file (FLAC Vorbis comments with the
  * key as field name; MP3 ID3v2.4: TITLE/ALBUM/ARTIST as their standard frames TIT2/TALB/TPE1,
  * every other key as a TXXX frame with the key as description). On success
  * returns 0 and *out owns its buffers (free with mg_pipeline_result_free); on failure -1

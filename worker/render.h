@@ -40,6 +40,11 @@ typedef struct {
     mg_stem_t *stems;      /* owned array */
     int n_stems;
     char *decision_json;   /* owned, may be NULL: the composer's decision record */
+    size_t loop_frames;    /* 0, or a seamless loop: frames == loop_frames, and the renderer
+                            * has already folded every tail that rang past the loop's end back
+                            * into its start, so sample frames-1 runs on into sample 0 */
+    unsigned char *midi;   /* owned, may be NULL: the score as a Standard MIDI File */
+    size_t midi_len;
     const char *backend;   /* borrowed from the renderer, may be NULL: where this render really
                             * ran when not on the renderer's own backend/device (a CUDA renderer
                             * that fell back to the CPU); the provenance names these */

@@ -806,6 +806,12 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         snprintf(err, errlen, "synth: out of memory for the decision record");
         goto done;
     }
+    /* The score as MIDI, when the job delivers it: the notes the audio plays. */
+    if ((spec->output.deliver & MG_DELIVER_MIDI) &&
+        mg_score_write_midi(score, &out->midi, &out->midi_len) != 0) {
+        snprintf(err, errlen, "synth: out of memory for the MIDI file");
+        goto done;
+    }
     out->sample_rate = S_RATE;
     out->frames = frames;
     out->stems = stems;

@@ -558,6 +558,12 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         snprintf(err, errlen, "wavernn: out of memory for the decision record");
         goto done;
     }
+    /* The score as MIDI, when the job delivers it: the notes the audio plays. */
+    if ((spec->output.deliver & MG_DELIVER_MIDI) &&
+        mg_score_write_midi(score, &out->midi, &out->midi_len) != 0) {
+        snprintf(err, errlen, "wavernn: out of memory for the MIDI file");
+        goto done;
+    }
     if (fell_back) { /* the provenance must name where the audio was really made */
         out->backend = "cpu";
         out->device = w->cpu_device;
