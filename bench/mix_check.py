@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# mix_check.py - checks delivered mixes (the worker's FLAC / MP3 / WAV outputs, issue 4 item 7):
+# mix_check.py - checks delivered mixes (the worker's FLAC / MP3 / WAV outputs):
 # per file, no clipping (sample peak and 4x-oversampled true peak), no DC offset, and integrated
 # loudness (ITU-R BS.1770-4, implemented here in numpy) on the target. Exit status 1 if any FAIL.
 #   /usr/bin/python3 bench/mix_check.py [--target-lufs L] [--tolerance LU] FILE...

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# model_quality.py - quality of a neural-renderer model (issue 4, item 7): renders the held-out
+# model_quality.py - quality of a neural-renderer model: renders the held-out
 # validation scores and the probe scores (isolated notes) of models/data/out with the C runtime
 # (build/bench/model_bench render, fixed seed) and compares each with the FluidSynth recording of
 # the same score. One table per data set, one row per instrument class:
@@ -35,7 +35,7 @@ import features as F  # noqa: E402
 
 DATA = os.path.join(ROOT, "models", "data", "out")
 SETS = ("val", "probe")
-TARGET_PITCH = 0.90           # issue 4: pitch accuracy >= 90 % for every pitched instrument
+TARGET_PITCH = 0.90           # the quality bar: pitch accuracy >= 90 % for every pitched instrument
 
 WIN, HOP = int(0.040 * F.SR), int(0.010 * F.SR)    # pitch frames: 40 ms every 10 ms
 ATTACK = int(0.030 * F.SR)                          # skip the first 30 ms after an onset
@@ -279,7 +279,7 @@ def verdict(summary):
               if r["pitched"] and r["pitch_model"] is not None and r["pitch_model"] < TARGET_PITCH]
     unscored = [f"{s}/{c}" for s in SETS for c, r in summary[s].items() if r["pitched"] and r["pitch_model"] is None]
     ok = not misses and not unscored
-    print(f"\ntarget (issue 4): pitch >= {100 * TARGET_PITCH:.0f} % for every pitched class: "
+    print(f"\ntarget: pitch >= {100 * TARGET_PITCH:.0f} % for every pitched class: "
           f"{'MET' if ok else 'NOT MET'}"
           + (f"; below: {', '.join(misses)}" if misses else "")
           + (f"; no scored frames: {', '.join(unscored)}" if unscored else ""))

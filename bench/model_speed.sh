@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/model_speed.sh - speed of the neural renderer's CPU runtime against PyTorch eager, in one
-# run on one machine (issue 4, item 8): build/bench/model_bench (C: scalar reference and AVX2
+# run on one machine: build/bench/model_bench (C: scalar reference and AVX2
 # at batch 1, 4, 8, one and two threads, GFLOP/s) then bench/model_torch.py (the same network
 # sampled one step at a time by PyTorch eager, one thread), then the ratios. Targets: >= 4x real
 # time per core at batch 1; C >= 50x PyTorch eager. Record the figures in bench/RESULTS.md.

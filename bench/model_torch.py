@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-# model_torch.py - the PyTorch-eager baseline of the speed bench (issue 4, §8: the C runtime must
-# be >= 50x faster; issue 5: the same on the GPU beside build/bench/cuda_bench): free-running
+# model_torch.py - the PyTorch-eager baseline of the speed bench (the C runtime must
+# be >= 50x faster; the same on the GPU beside build/bench/cuda_bench): free-running
 # generation with models/train/model.py one sample at a time, exactly as golden.py steps it, on
 # the CPU with one thread (or on a CUDA device with --device cuda): per frame the frame MLP and
 # the voice network, per sample the harmonic predictor's sum, the GRU step, the head, the softmax
@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--hidden", type=int, default=M.DEFAULT_HP["hidden"])
     ap.add_argument("--samples", type=int, default=2400)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU comparison (issue 5)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU comparison")
     ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

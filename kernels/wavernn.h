@@ -1,4 +1,4 @@
-/* wavernn.h - the neural renderer's CPU runtime (issue 4): loads an MGNN WaveRNN model, turns one
+/* wavernn.h - the neural renderer's CPU runtime: loads an MGNN WaveRNN model, turns one
  * stem's notes into the conditioning features, steps the network once per output sample and
  * samples with the shared Philox stream. models/README.md specifies the network and features;
  * models/train/{model,features}.py are the PyTorch reference this code is tested against.

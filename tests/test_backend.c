@@ -1,4 +1,4 @@
-/* test_backend.c - backend selection of mg-worker (worker/backend.c, issue 5): the setting's
+/* test_backend.c - backend selection of mg-worker (worker/backend.c): the setting's
  * parsing, the CUDA plugin's search and load with the reason when it fails (a bogus
  * MG_CUDA_PLUGIN, a file that is no library, the real plugin on a machine without a GPU), and
  * `mg-worker --backend cuda` refusing to start, with a clear message, where no device is.

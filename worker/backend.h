@@ -1,4 +1,4 @@
-/* backend.h - where the neural renderer runs (issue 5): "cpu" (kernels/wavernn.h, always there)
+/* backend.h - where the neural renderer runs: "cpu" (kernels/wavernn.h, always there)
  * or "cuda" (the plugin build/cuda/libmg-wavernn-cuda.so of kernels/cuda/wavernn_cuda_plugin.h,
  * loaded with dlopen, so mg-worker itself never links CUDA and runs where CUDA is absent).
  * worker/main.c picks the backend at start (--backend, MG_BACKEND, mg.conf `backend`) and hands

@@ -5,7 +5,7 @@
  * of identity fields (what the provenance record names) and a render function that gets the
  * struct itself, so a renderer can carry state (a loaded model) in ctx. Renderers:
  *   "wavernn" - worker/render_wavernn.c (render_wavernn.h), the default: plays the composer's
- *               score with the neural model of kernels/wavernn.h (issue 4); needs its model
+ *               score with the neural model of kernels/wavernn.h; needs its model
  *               file, loaded once at start;
  *   "synth"   - worker/render_synth.c, the procedural CPU renderer: plays the same score with
  *               procedural voices; needs nothing, so it is the fallback (`--renderer synth`);

@@ -1,4 +1,4 @@
-/* render_wavernn.h - the neural renderer "wavernn" (render.h, issue 4): the composer's score
+/* render_wavernn.h - the neural renderer "wavernn" (render.h): the composer's score
  * played by the WaveRNN model of kernels/wavernn.h, one model file loaded once per worker and
  * shared by its render threads. The worker's default renderer; worker/render_wavernn.c.
  */

@@ -1,6 +1,6 @@
 /* cuda_bench.cu - speed of the GPU renderer (kernels/cuda/) on the machine it runs on: samples/s
  * for one stream and in aggregate for batches 1..1024, the real-time factor, and the achieved
- * step time next to three floors measured or computed on the same device (issue 5):
+ * step time next to three floors measured or computed on the same device:
  *   barrier floor  6 barrier-separated phases per step x one __syncthreads round (measured here);
  *   smem floor     the weights each step reads from shared memory / 128 bytes per clock per SM;
  *   FLOP floor     the per-sample multiply-adds (models/README.md) / the SMs' fp32 FMA rate.
@@ -239,7 +239,7 @@ int main(int argc, char **argv)
            "aggregate = batch x per stream; RTF/str = per-stream samples/s / 24000; step us = wall time per\n"
            "sample step; kernel us = the sampling kernel alone per step (device events); xbar, xsmem = kernel\n"
            "step over the barrier and smem floors; frame%% = share of frame MLP, voice net and features.\n"
-           "Targets (issue 5, H100): >= 250,000 samples/s for one stream, >= 25,000,000 aggregate.\n");
+           "Targets (H100): >= 250,000 samples/s for one stream, >= 25,000,000 aggregate.\n");
     for (int b = 0; b < maxb; b++) free((void *)st[b].notes);
     free(st);
     free(out);

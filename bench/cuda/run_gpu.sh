@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/cuda/run_gpu.sh - what the GPU machine has to run for issue 5 (bench/cuda/README.md): build
+# bench/cuda/run_gpu.sh - what the GPU machine has to run for the GPU renderer (bench/cuda/README.md): build
 # the CUDA test and bench with bench/cuda/Makefile (skipped when build-cuda/ came along up to
 # date), then one of
 #   sh bench/cuda/run_gpu.sh            tests (device tests included), cuda_bench, PyTorch on the GPU

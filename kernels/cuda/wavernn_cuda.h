@@ -1,4 +1,4 @@
-/* wavernn_cuda.h - the neural renderer on an NVIDIA GPU (issue 5): the same model, features and
+/* wavernn_cuda.h - the neural renderer on an NVIDIA GPU: the same model, features and
  * Philox draws as the CPU runtime (kernels/wavernn.h), for a batch of stems at once. The CPU
  * reference (wavernn_ref.c) is the oracle; tests/cuda/test_cuda.c checks this path against it.
  *

@@ -1,4 +1,4 @@
-/* wavernn_cuda_plugin.h - the C ABI of build/cuda/libmg-wavernn-cuda.so (issue 5): the GPU
+/* wavernn_cuda_plugin.h - the C ABI of build/cuda/libmg-wavernn-cuda.so: the GPU
  * renderer of wavernn_cuda.h behind one exported symbol, so that mg-worker can dlopen it when a
  * GPU is there and never link CUDA itself (worker/backend.c loads it; docs/architecture.md).
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# make_dataset.py - the training data of the mg WaveRNN renderer (issue 4): random note
+# make_dataset.py - the training data of the mg WaveRNN renderer: random note
 # sequences per instrument class -> MIDI (mido) -> fluidsynth + FluidR3_GM (MIT) at 24 kHz mono.
 # Reproducible from a fresh machine: `sh models/data/install-deps.sh && models/data/make_dataset.py`.
 #

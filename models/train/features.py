@@ -1,4 +1,4 @@
-# features.py - the score -> conditioning features of the mg WaveRNN renderer (issue 4).
+# features.py - the score -> conditioning features of the mg WaveRNN renderer.
 # This file IS the specification that kernels/wavernn_ref.c implements (models/README.md,
 # "Conditioning features"): the dataset, training, golden fixtures and C runtime all agree on it.
 import math

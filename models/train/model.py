@@ -1,4 +1,4 @@
-# model.py - the mg WaveRNN network (issue 4) in PyTorch: a harmonic predictor (a per-voice MLP
+# model.py - the mg WaveRNN network in PyTorch: a harmonic predictor (a per-voice MLP
 # giving the amplitudes of 16 harmonics of each sounding note at frame boundaries, summed over
 # oscillators at the notes' tuned frequencies), a frame-rate conditioning MLP, and a GRU stepping
 # once per output sample that models the residual of the pre-emphasised signal after the
