@@ -79,7 +79,7 @@ int main(int argc, char **argv)
             r.model_sha256 = sha;
             r.model_license = "none";
             r.started_ms = r.finished_ms = mg_now_ms();
-            r.files[0] = (mg_result_file_t){"wav", payload, sizeof payload, sha, 1.0, 8000, 1};
+            r.files[0] = (mg_result_file_t){"wav", payload, sizeof payload, sha, 1.0, 8000, 1, "mix", ""};
             r.n_files = 1;
             if (mg_store_complete(s, &r, mg_now_ms(), err, sizeof err) != MG_STORE_OK) {
                 fprintf(stderr, "complete: %s\n", err);

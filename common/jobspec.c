@@ -1616,6 +1616,35 @@ unsigned mg_deliver_from_name(const char *name)
     return 0;
 }
 
+void mg_deliver_csv(unsigned deliver, char *out, size_t outlen)
+{
+    out[0] = 0;
+    for (unsigned bit = MG_DELIVER_MIX; bit <= MG_DELIVER_MIDI; bit <<= 1) {
+        if (!(deliver & bit)) continue;
+        size_t n = strlen(out);
+        snprintf(out + n, outlen - n, "%s%s", n ? "," : "", mg_deliver_name(bit));
+    }
+    if (!out[0]) snprintf(out, outlen, "mix");
+}
+
+unsigned mg_deliver_from_csv(const char *csv)
+{
+    unsigned mask = 0;
+    char item[8];
+    while (csv) {
+        const char *comma = strchr(csv, ',');
+        size_t n = comma ? (size_t)(comma - csv) : strlen(csv);
+        if (n == 0 || n >= sizeof item) return 0;
+        memcpy(item, csv, n);
+        item[n] = 0;
+        unsigned bit = mg_deliver_from_name(item);
+        if (!bit || (mask & bit)) return 0;
+        mask |= bit;
+        csv = comma ? comma + 1 : NULL;
+    }
+    return mask;
+}
+
 const char *mg_format_name(unsigned format_bit)
 {
     switch (format_bit) {

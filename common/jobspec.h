@@ -96,6 +96,11 @@ uint64_t mg_seed_derive(const char *campaign, const char *cue, int variation);
 /* Deliverable bit <-> name ("mix", "stems", "midi"). Name: static string or NULL. */
 const char *mg_deliver_name(unsigned deliver_bit);
 unsigned mg_deliver_from_name(const char *name);
+/* The mask as "mix,stems,midi" (in that order; "mix" for 0), as the render spec and the
+ * jobs table store it. */
+void mg_deliver_csv(unsigned deliver, char *out, size_t outlen);
+/* The reverse, strict: every item known, none twice, none empty; 0 for anything else. */
+unsigned mg_deliver_from_csv(const char *csv);
 
 /* Format bit <-> name ("flac", "mp3", "wav"). Name: static string or NULL. */
 const char *mg_format_name(unsigned format_bit);

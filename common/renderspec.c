@@ -54,13 +54,9 @@ int mg_render_spec_to_kv(const mg_render_spec_t *spec, mg_kv_t *kv)
     rc |= mg_kv_set_i64(kv, "flac_bits", spec->output.flac_bits);
     rc |= mg_kv_set_i64(kv, "normalize", spec->output.normalize ? 1 : 0);
     rc |= mg_kv_set_double(kv, "loudness_lufs", spec->output.loudness_lufs);
-    char deliver[32] = "";
-    for (unsigned bit = MG_DELIVER_MIX; bit <= MG_DELIVER_MIDI; bit <<= 1) {
-        if (!(spec->output.deliver & bit)) continue;
-        if (*deliver) strcat(deliver, ",");
-        strcat(deliver, mg_deliver_name(bit));
-    }
-    rc |= mg_kv_set(kv, "deliver", *deliver ? deliver : "mix");
+    char deliver[32];
+    mg_deliver_csv(spec->output.deliver, deliver, sizeof deliver);
+    rc |= mg_kv_set(kv, "deliver", deliver);
     rc |= mg_kv_set_i64(kv, "loop", spec->loop ? 1 : 0);
     return rc ? -1 : 0;
 }
@@ -131,8 +127,7 @@ static int s_hex64_or_empty(const char *s)
     return 1;
 }
 
-/* A comma-separated list of names that from_name knows, none twice, into a mask. */
-static int s_name_list(const char *v, unsigned (*from_name)(const char *), unsigned *out)
+static int s_formats(const char *v, unsigned *out)
 {
     unsigned mask = 0;
     char name[8];
@@ -143,7 +138,7 @@ static int s_name_list(const char *v, unsigned (*from_name)(const char *), unsig
         if (n == 0 || n >= sizeof name) return -1;
         memcpy(name, v, n);
         name[n] = 0;
-        unsigned bit = from_name(name);
+        unsigned bit = mg_format_from_name(name);
         if (!bit || (mask & bit)) return -1;
         mask |= bit;
         v = comma ? comma + 1 : NULL;
@@ -182,7 +177,7 @@ static int s_fill(mg_render_spec_t *s, const mg_kv_t *kv)
     if (s_str(kv, "instruments", s->instruments, sizeof s->instruments, 0, 0)) return -1;
     if (s_str(kv, "stems", s->stems, sizeof s->stems, 0, 0)) return -1;
     mg_output_spec_t *o = &s->output;
-    if (s_name_list(mg_kv_get(kv, "formats"), mg_format_from_name, &o->formats)) return -1;
+    if (s_formats(mg_kv_get(kv, "formats"), &o->formats)) return -1;
     if (s_int(kv, "sample_rate", 8000, 192000, 1, 0, &o->sample_rate)) return -1;
     if (s_int(kv, "channels", 1, 2, 1, 0, &o->channels)) return -1;
     if (s_int(kv, "mp3_bitrate", 32, 320, 0, 192, &o->mp3_bitrate_kbps)) return -1;
@@ -192,7 +187,7 @@ static int s_fill(mg_render_spec_t *s, const mg_kv_t *kv)
     if (s_num(kv, "loudness_lufs", -70, 0, 0, -14, &o->loudness_lufs)) return -1;
     const char *deliver = mg_kv_get(kv, "deliver");
     if (!deliver) o->deliver = MG_DELIVER_MIX;
-    else if (s_name_list(deliver, mg_deliver_from_name, &o->deliver)) return -1;
+    else if (!(o->deliver = mg_deliver_from_csv(deliver))) return -1;
     if (s_int(kv, "loop", 0, 1, 0, 0, &s->loop)) return -1;
     return 0;
 }

@@ -82,35 +82,6 @@ static int s_dirty_dir(mg_store_t *s, const char *dir)
 
 /* ---- submission ------------------------------------------------------------------ */
 
-/* output.deliver as stored in jobs.deliver: "mix", "mix,stems,midi", ... */
-static void s_deliver_csv(unsigned deliver, char *out, size_t outlen)
-{
-    out[0] = 0;
-    for (unsigned bit = MG_DELIVER_MIX; bit <= MG_DELIVER_MIDI; bit <<= 1) {
-        if (!(deliver & bit)) continue;
-        size_t n = strlen(out);
-        snprintf(out + n, outlen - n, "%s%s", n ? "," : "", mg_deliver_name(bit));
-    }
-    if (!out[0]) mg_strlcpy(out, "mix", outlen);
-}
-
-static unsigned s_deliver_mask(const char *csv)
-{
-    unsigned mask = 0;
-    char item[16];
-    while (csv && *csv) {
-        const char *comma = strchr(csv, ',');
-        size_t n = comma ? (size_t)(comma - csv) : strlen(csv);
-        if (n < sizeof item) {
-            memcpy(item, csv, n);
-            item[n] = 0;
-            mask |= mg_deliver_from_name(item);
-        }
-        csv = comma ? comma + 1 : NULL;
-    }
-    return mask ? mask : MG_DELIVER_MIX;
-}
-
 static void s_formats(unsigned formats, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s%s%s%s%s", (formats & MG_FORMAT_FLAC) ? "flac" : "",
@@ -152,7 +123,7 @@ int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_na
     char formats[32], job_slug[MG_NAME_MAX + 1], slug[MG_NAME_MAX + 48];
     s_formats(job->output.formats, formats, sizeof formats);
     char deliver[32];
-    s_deliver_csv(job->output.deliver, deliver, sizeof deliver);
+    mg_deliver_csv(job->output.deliver, deliver, sizeof deliver);
     mg_slugify(job->campaign, job_slug, sizeof job_slug);
     mg_strlcpy(slug, job_slug, sizeof slug);
     st = mg_db_prepare(db,
@@ -324,7 +295,7 @@ static int s_load_spec(sqlite3 *db, int64_t render_id, mg_render_spec_t *spec)
         spec->output.flac_bits = sqlite3_column_int(st, 19);
         spec->output.normalize = sqlite3_column_type(st, 20) != SQLITE_NULL;
         spec->output.loudness_lufs = spec->output.normalize ? sqlite3_column_double(st, 20) : -14.0;
-        spec->output.deliver = s_deliver_mask((const char *)sqlite3_column_text(st, 21));
+        spec->output.deliver = mg_deliver_from_csv((const char *)sqlite3_column_text(st, 21));
         spec->loop = sqlite3_column_int(st, 22) != 0;
         rc = 0;
     }
@@ -729,9 +700,7 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
     mg_slugify(cue, cue_slug, sizeof cue_slug);
     for (int i = 0; i < r->n_files; i++) {
         char rel[700], abs[4800], dir[4800];
-        mg_result_file_t fv = r->files[i], *f = &fv;
-        if (!f->kind) f->kind = "mix";
-        if (!f->part) f->part = "";
+        const mg_result_file_t *f = &r->files[i];
         /* <cue>-vNN.<ext> for the mix and the MIDI file, <cue>-vNN.<stem>.<ext> for a stem */
         snprintf(rel, sizeof rel, "%s/%s/%s-v%02d%s%s.%s", out_dir, cue_slug, cue_slug, variation + 1,
                  *f->part ? "." : "", f->part, f->format);
@@ -800,11 +769,9 @@ static int s_sync_dirty_dirs(mg_store_t *s)
     return rc;
 }
 
-int mg_result_file_check(const mg_result_file_t *file, const char **why)
+int mg_result_file_check(const mg_result_file_t *f, const char **why)
 {
-    mg_result_file_t fv = *file, *f = &fv;
-    if (!f->kind) f->kind = "mix";
-    if (!f->part) f->part = "";
+    if (!f->kind || !f->part) { *why = "file kind or part missing"; return -1; }
     int midi = strcmp(f->kind, "midi") == 0, stem = strcmp(f->kind, "stem") == 0;
     if (!midi && !stem && strcmp(f->kind, "mix") != 0) { *why = "unknown file kind"; return -1; }
     if (midi ? strcmp(f->format, "mid") != 0 : mg_format_from_name(f->format) == 0) {

@@ -86,8 +86,8 @@ typedef struct {
     const char *sha256;       /* claimed by the worker; checked against data */
     double duration_s;
     int sample_rate, channels;
-    const char *kind;         /* "mix", "stem" or "midi"; NULL is "mix" */
-    const char *part;         /* the stem's name; "" (or NULL) for the mix and the MIDI file */
+    const char *kind;         /* "mix", "stem" or "midi" */
+    const char *part;         /* the stem's name; "" for the mix and the MIDI file */
 } mg_result_file_t;
 
 typedef struct {

@@ -125,8 +125,8 @@ static int s_setup(void **state)
         r.finished_ms = T0 + 10 * i + 5;
         r.integrated_lufs = -14.2;
         r.peak_dbfs = -1.1;
-        r.files[0] = (mg_result_file_t){"flac", (const unsigned char *)flac, (size_t)lf, sha_flac, 12.0, 48000, 2};
-        r.files[1] = (mg_result_file_t){"mp3", (const unsigned char *)mp3, (size_t)lm, sha_mp3, 12.0, 48000, 2};
+        r.files[0] = (mg_result_file_t){"flac", (const unsigned char *)flac, (size_t)lf, sha_flac, 12.0, 48000, 2, "mix", ""};
+        r.files[1] = (mg_result_file_t){"mp3", (const unsigned char *)mp3, (size_t)lm, sha_mp3, 12.0, 48000, 2, "mix", ""};
         r.n_files = 2;
         assert_int_equal(mg_store_complete(f->s, &r, T0 + 100 + i, err, sizeof err), MG_STORE_OK);
         f->render_ids[i] = l[i].render_id;
@@ -473,7 +473,7 @@ static void test_append_after_verify(void **state)
     r.model_license = "MIT";
     r.started_ms = T0 + 1000;
     r.finished_ms = T0 + 1001;
-    r.files[0] = (mg_result_file_t){"flac", (const unsigned char *)data, sizeof data - 1, sha, 1.0, 48000, 2};
+    r.files[0] = (mg_result_file_t){"flac", (const unsigned char *)data, sizeof data - 1, sha, 1.0, 48000, 2, "mix", ""};
     r.n_files = 1;
     assert_int_equal(mg_store_complete(f->s, &r, T0 + 1002, err, sizeof err), MG_STORE_OK);
     assert_int_equal(mg_store_complete(f->s, &r, T0 + 1003, err, sizeof err), MG_STORE_OK);

@@ -197,6 +197,8 @@ static void s_result(s_res_t *x, const mg_lease_t *l, const char *worker, const 
                            formats[i], l->render_id, l->lease_token, tag);
         mg_sha256_hex(x->data[i], (size_t)len, x->sha[i]);
         x->r.files[i].format = formats[i];
+        x->r.files[i].kind = "mix";
+        x->r.files[i].part = "";
         x->r.files[i].data = (const unsigned char *)x->data[i];
         x->r.files[i].len = (size_t)len;
         x->r.files[i].sha256 = x->sha[i];
