@@ -55,20 +55,26 @@ WORKER_TEST_BIN = $(BUILD)/tests/mg-worker-test
 
 PRODUCTS = $(BIN)/mgctl $(BIN)/mg-coordinator $(BIN)/mg-worker
 
-.PHONY: all deps test test-run demo demo-run bench bench-run bench-model clean cuda
+.PHONY: all deps deps-test test test-run demo demo-run bench bench-run bench-model clean cuda
 all: $(PRODUCTS) cuda
 
 # ---- dependencies -----------------------------------------------------------------
 # Checked before test/demo/bench; a second make then parses with the packages present.
 deps:
-	@if ! pkg-config --exists $(PKGS) cmocka 2>/dev/null || ! command -v flac >/dev/null || \
-	    ! command -v sqlite3 >/dev/null || ! command -v cc >/dev/null || ! command -v fluidsynth >/dev/null || \
-	    ! test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || ! /usr/bin/python3 -c 'import mido' 2>/dev/null; then \
+	@if ! pkg-config --exists $(PKGS) 2>/dev/null || ! command -v flac >/dev/null || \
+	    ! command -v sqlite3 >/dev/null || ! command -v cc >/dev/null; then \
 	  echo "mg: installing missing packages (ops/install-deps.sh)"; \
 	  sh ops/install-deps.sh; \
 	fi
+# The tests also check outputs with cmocka, mido and a GM synth (fluidsynth + FluidR3).
+deps-test: deps
+	@if ! pkg-config --exists cmocka 2>/dev/null || ! command -v fluidsynth >/dev/null || \
+	    ! test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || ! /usr/bin/python3 -c 'import mido' 2>/dev/null; then \
+	  echo "mg: installing the test tools (ops/install-deps.sh test)"; \
+	  sh ops/install-deps.sh test; \
+	fi
 
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory test-run
 demo: deps
 	@$(MAKE) --no-print-directory demo-run

@@ -53,11 +53,24 @@ echo "Files written:"
 sqlite3 "$MG_HOME/mg.db" "SELECT '  $MG_HOME/outputs/' || output_path FROM audit_renders WHERE job_id = $job ORDER BY render_id, format;"
 echo
 echo "Audit (plain SQL over the audit_renders view):"
-q="SELECT cue, variation, format, seed, model_name, substr(output_sha256, 1, 16) AS sha256, output_path FROM audit_renders WHERE job_id = $job ORDER BY render_id, format;"
+q="SELECT cue, variation, kind, part, format, seed, model_name, substr(output_sha256, 1, 16) AS sha256, output_path FROM audit_renders WHERE job_id = $job ORDER BY render_id, format;"
 echo "  sqlite3 -header -column $MG_HOME/mg.db \"$q\""
 if command -v sqlite3 >/dev/null 2>&1; then
   sqlite3 -header -column "$MG_HOME/mg.db" "$q"
 fi
 echo
 "$BIN/mgctl" audit verify
-echo "Verify any file:  $BIN/mgctl verify FILE      (MG_HOME=$MG_HOME)"
+
+# Closing hints: the demo stops the coordinator and worker it started when it exits, so each
+# hint that needs a coordinator comes after the line that starts one again. Copy-paste as is
+# (tests/test_demo.c runs them).
+env=""
+[ "$MG_HOME" = "$PWD/mg-home" ] || env="MG_HOME=$MG_HOME "
+[ "$MG_ENDPOINT" = "tcp://127.0.0.1:5555" ] || env="${env}MG_ENDPOINT=$MG_ENDPOINT "
+file=$(sqlite3 "$MG_HOME/mg.db" "SELECT output_path FROM audit_renders WHERE job_id = $job AND format = 'flac' ORDER BY render_id LIMIT 1;")
+echo "Try it yourself (the demo stops its coordinator and worker now; the first line starts them again):"
+echo "  ${env}sh ops/up.sh"
+echo "  ${env}$BIN/mgctl status $job"
+[ -n "$file" ] && echo "  ${env}$BIN/mgctl verify $MG_HOME/outputs/$file"
+echo "  ${env}$BIN/mgctl audit provenance --job $job --limit 3"
+echo "  ${env}sh ops/down.sh"

@@ -1,0 +1,124 @@
+/* test_demo.c - `make demo` as a new user meets it: ops/demo.sh renders a small job with the
+ * synth renderer (mix + stems + MIDI), stops the coordinator and worker it started, and
+ * prints closing hints; every hint line must then work when pasted as is (the first starts
+ * a coordinator again with ops/up.sh, the last stops it with ops/down.sh). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    char home[128], endpoint[64], bin[256], job[256];
+} s_demo_t;
+
+/* Runs a shell command line; returns its exit status (-1 if it did not exit). */
+static int s_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int s_ping(const s_demo_t *d)
+{
+    return s_sh("%s/mgctl --endpoint %s --timeout 300 ping >/dev/null 2>&1", d->bin, d->endpoint);
+}
+
+static int s_setup(void **state)
+{
+    s_demo_t *d = calloc(1, sizeof *d);
+    snprintf(d->home, sizeof d->home, "/tmp/mg-demotest-XXXXXX");
+    if (!mkdtemp(d->home)) return -1;
+    snprintf(d->endpoint, sizeof d->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 11) % 20000);
+    const char *bin = getenv("MG_BIN");
+    snprintf(d->bin, sizeof d->bin, "%s", bin ? bin : "bin");
+    snprintf(d->job, sizeof d->job, "%s/job.yaml", d->home);
+    FILE *fp = fopen(d->job, "w");
+    if (!fp) return -1;
+    fputs("campaign: demo-test\n"
+          "output:\n"
+          "  formats: [flac]\n"
+          "  deliver: [mix, stems, midi]\n"
+          "cues:\n"
+          "  - name: sting\n"
+          "    prompt: \"bright pop jingle\"\n"
+          "    emotions: [joyful]\n"
+          "    duration: 4\n",
+          fp);
+    fclose(fp);
+    *state = d;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_demo_t *d = *state;
+    /* whatever a failed test left running */
+    s_sh("MG_HOME=%s sh ops/down.sh >/dev/null 2>&1", d->home);
+    if (!getenv("MG_KEEP_TEST_HOME")) s_sh("rm -rf '%s'", d->home);
+    free(d);
+    return 0;
+}
+
+static void test_demo_hints_work_after_it_stopped(void **state)
+{
+    s_demo_t *d = *state;
+    char out[512];
+    snprintf(out, sizeof out, "%s/demo.out", d->home);
+    int rc = s_sh("MG_HOME=%s MG_ENDPOINT=%s MG_RENDERER=synth MG_BIN=%s sh ops/demo.sh %s >%s 2>&1",
+                  d->home, d->endpoint, d->bin, d->job, out);
+    if (rc != 0) s_sh("cat %s >&2", out);
+    assert_int_equal(rc, 0);
+    assert_int_not_equal(s_ping(d), 0); /* the demo stopped its coordinator */
+
+    FILE *fp = fopen(out, "r");
+    assert_non_null(fp);
+    char line[2048], hints[8][2048];
+    int in_hints = 0, n = 0, stems = 0, midi = 0;
+    while (fgets(line, sizeof line, fp)) {
+        if (strstr(line, ".melody.flac") || strstr(line, ".bass.flac") || strstr(line, ".drums.flac")) stems++;
+        if (strstr(line, "outputs/") && strstr(line, ".mid\n")) midi++;
+        if (strncmp(line, "Try it yourself", 15) == 0) { in_hints = 1; continue; }
+        if (in_hints && strncmp(line, "  ", 2) == 0 && n < 8) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(hints[n++], sizeof hints[0], "%s", line + 2);
+        }
+    }
+    fclose(fp);
+    assert_true(stems >= 1); /* the files list names the stems */
+    assert_int_equal(midi, 1);
+    assert_true(n >= 4);
+    assert_non_null(strstr(hints[0], "ops/up.sh"));
+    assert_non_null(strstr(hints[n - 1], "ops/down.sh"));
+    for (int i = 0; i < n; i++) {
+        rc = s_sh("%s >>%s/hints.out 2>&1", hints[i], d->home);
+        if (rc != 0) {
+            fprintf(stderr, "hint '%s' exited %d:\n", hints[i], rc);
+            s_sh("cat %s/hints.out >&2", d->home);
+        }
+        assert_int_equal(rc, 0);
+        if (i == 0) assert_int_equal(s_ping(d), 0); /* up.sh started one */
+    }
+    assert_int_not_equal(s_ping(d), 0); /* down.sh stopped it */
+    char pid[256];
+    snprintf(pid, sizeof pid, "%s/coordinator.pid", d->home);
+    assert_int_not_equal(access(pid, F_OK), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_demo_hints_work_after_it_stopped, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
