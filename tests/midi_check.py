@@ -5,6 +5,9 @@ every note-on closed by a note-off, nothing after the end, the length equal to t
 Called by tests/test_composer.c; usable by hand:
 
     tests/midi_check.py FILE DURATION_S N_STEMS   ->  prints "ok ..." or the problems; exit 0/1
+    tests/midi_check.py --onsets FILE             ->  one line per note-on: "STEM SECONDS"
+                                                      (STEM: the track name up to ':'), in
+                                                      seconds through the file's tempo map
 """
 import sys
 
@@ -63,7 +66,39 @@ def check(path, duration, n_stems):
     return problems, m, notes
 
 
+def onsets(path):
+    m = mido.MidiFile(path)
+    tempo = []  # (tick, microseconds per quarter) from the conductor track
+    tick = 0
+    for msg in m.tracks[0]:
+        tick += msg.time
+        if msg.type == "set_tempo":
+            tempo.append((tick, msg.tempo))
+    if not tempo or tempo[0][0] != 0:
+        tempo.insert(0, (0, 500000))
+
+    def seconds(t):
+        s, prev_tick, prev_tempo = 0.0, 0, tempo[0][1]
+        for tt, tp in tempo[1:]:
+            if tt >= t:
+                break
+            s += (tt - prev_tick) * prev_tempo / 1e6 / m.ticks_per_beat
+            prev_tick, prev_tempo = tt, tp
+        return s + (t - prev_tick) * prev_tempo / 1e6 / m.ticks_per_beat
+
+    for track in m.tracks[1:]:
+        name = track.name.split(":")[0]
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                print("%s %.6f" % (name, seconds(tick)))
+    return 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--onsets":
+        return onsets(sys.argv[2])
     if len(sys.argv) != 4:
         print(__doc__)
         return 2
