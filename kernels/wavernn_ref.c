@@ -1,6 +1,6 @@
 /* wavernn_ref.c - the scalar reference of the WaveRNN network (model.py): the frame MLP, the
  * harmonic predictor's voice network, and one GRU + softmax-head step. Plain C, no processor-specific code: it is what the optimised paths
- * (wavernn_avx2.c, later CUDA) are tested against, and it is tested against PyTorch.
+ * (wavernn_avx2.c, kernels/cuda/) are tested against, and it is tested against PyTorch.
  */
 #include <math.h>
 
