@@ -1,6 +1,6 @@
 /* decide.c - every decision the composer makes before a note is written, each with its
  * reason: prompt interpretation, the emotion blend and the musical cues derived from it,
- * style, key, meter, tempo map, form, harmony and the instrument of each stem.
+ * style, key, meter, tempo map, form and harmony; the instrument of each stem is instruments.c's.
  * compose.c calls mg_decide, then parts.c writes the notes these decisions describe.
  *
  * Emotion -> cue mapping (docs/composer.md has the table and the sources): valence and
@@ -71,7 +71,7 @@ static void s_word(mg_comp_t *c, const char *word, const char *as, const char *e
     mg_strlcpy(w->effect, effect ? effect : "", sizeof w->effect);
 }
 
-static void s_list_add(mg_comp_t *c, char ***list, int *n, const char *s)
+void mg_comp_list_add(mg_comp_t *c, char ***list, int *n, const char *s)
 {
     for (int i = 0; i < *n; i++)
         if (strcmp((*list)[i], s) == 0) return;
@@ -302,11 +302,11 @@ static void s_prompt(mg_comp_t *c, const char *prompt)
             char *save = NULL;
             for (char *part = strtok_r(buf, "-/", &save); part; part = strtok_r(NULL, "-/", &save)) {
                 if (!*part || s_apply_phrase(c, part)) continue;
-                s_list_add(c, &c->ignored, &c->n_ignored, part);
+                mg_comp_list_add(c, &c->ignored, &c->n_ignored, part);
             }
             continue;
         }
-        s_list_add(c, &c->ignored, &c->n_ignored, tok[i]);
+        mg_comp_list_add(c, &c->ignored, &c->n_ignored, tok[i]);
     }
     free(tok);
 }
@@ -325,7 +325,7 @@ static void s_emotion(mg_comp_t *c, const mg_render_spec_t *spec)
         if (!*t) continue;
         const mg_emotion_t *em = mg_emotion_find(t);
         if (!em) {
-            s_list_add(c, &c->unknown_tags, &c->n_unknown_tags, t);
+            mg_comp_list_add(c, &c->unknown_tags, &c->n_unknown_tags, t);
             continue;
         }
         if (c->n_tags < (int)(sizeof c->tags / sizeof c->tags[0])) c->tags[c->n_tags++] = em;
@@ -1054,324 +1054,19 @@ static void s_harmony(mg_comp_t *c, mg_rng_t *rng)
               "%s", cad);
 }
 
-/* ---- instruments ------------------------------------------------------------------------------- */
+/* ---- the style's band (instruments.c decides the instruments) ---------------------------------- */
 
-static int s_program(const mg_comp_t *c, const mg_instr_t *in, mg_role_t role)
+mg_style_band_t mg_style_band(mg_style_t style)
 {
-    if (in->program >= 0) return in->program;
-    switch (in->family) {
-    case MG_FAMILY_PIANO:
-        if (c->style == MG_STYLE_LOFI || c->style == MG_STYLE_JAZZ) return 4;
-        return c->bright >= 700 ? 1 : 0;
-    case MG_FAMILY_STRINGS: return (c->a < -300 || c->style == MG_STYLE_AMBIENT) ? 49 : 48;
-    case MG_FAMILY_GUITAR:
-        return (c->bright >= 550 || c->style == MG_STYLE_POP || c->style == MG_STYLE_ROCK || c->style == MG_STYLE_FOLK) ? 25 : 24;
-    case MG_FAMILY_BASS:
-        return c->style == MG_STYLE_ELECTRONIC ? 38 : c->style == MG_STYLE_AMBIENT ? 39 : c->style == MG_STYLE_ROCK ? 34 : 33;
-    case MG_FAMILY_LEAD: return (c->bright >= 500 || c->style == MG_STYLE_ELECTRONIC) ? 81 : 80;
-    case MG_FAMILY_PAD:
-        if (role == MG_ROLE_CHORDS && c->style == MG_STYLE_ELECTRONIC) return 90;
-        return c->bright >= 650 ? 94 : 89;
-    case MG_FAMILY_DRUMS: return s_styles[c->style].kit;
-    default: return 0;
-    }
-}
-
-/* Splits a comma-joined list into lower-case trimmed entries (max n). */
-static int s_split(const char *list, char out[][128], int max)
-{
-    int n = 0;
-    const char *p = list;
-    while (*p && n < max) {
-        while (*p == ' ' || *p == ',') p++;
-        if (!*p) break;
-        size_t k = 0;
-        while (*p && *p != ',') {
-            if (k < 127) out[n][k++] = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-            p++;
-        }
-        while (k > 0 && out[n][k - 1] == ' ') k--;
-        out[n][k] = 0;
-        if (k) n++;
-    }
-    return n;
-}
-
-typedef struct {
-    const mg_instr_t *in;
-    char name[128];
-    int used;
-} s_cand_t;
-
-static void s_instruments(mg_comp_t *c, const mg_render_spec_t *spec, mg_score_t *sc)
-{
-    const s_style_t *st = &s_styles[c->style];
-    char names[32][128];
-    s_cand_t cand[32];
-    int nc = 0;
-    int n = s_split(spec->instruments, names, 32);
-    c->instr_override = n > 0;
-    for (int i = 0; i < n; i++) {
-        const mg_instr_t *in = mg_instr_find(names[i]);
-        if (!in) {
-            /* an entry with extra words ("arpeggiated synth"): its known phrase, and flags */
-            char buf[128];
-            mg_strlcpy(buf, names[i], sizeof buf);
-            char *save = NULL;
-            for (char *t = strtok_r(buf, " -", &save); t; t = strtok_r(NULL, " -", &save)) {
-                const mg_instr_t *x = mg_instr_find(t);
-                if (x && !in) in = x;
-                const mg_word_t *w = mg_word_find(t);
-                if (w && w->kind == MG_W_STRUCT) c->flags |= (unsigned)w->arg;
-            }
-        }
-        if (!in) {
-            char why[200];
-            snprintf(why, sizeof why, "%.100s: not an instrument the composer knows (docs/composer.md lists them)", names[i]);
-            s_list_add(c, &c->unused_instr, &c->n_unused_instr, why);
-            continue;
-        }
-        cand[nc].in = in;
-        mg_strlcpy(cand[nc].name, names[i], sizeof cand[nc].name);
-        cand[nc].used = 0;
-        nc++;
-    }
-    int from_prompt = 0;
-    if (nc == 0) {
-        for (int i = 0; i < c->n_prompt_instr && nc < 32; i++) {
-            cand[nc].in = c->prompt_instr[i];
-            mg_strlcpy(cand[nc].name, c->prompt_instr[i]->word, sizeof cand[nc].name);
-            cand[nc].used = 0;
-            nc++;
-        }
-        from_prompt = nc > 0;
-    }
-    /* Stems. */
-    unsigned want = 0;
-    char stems[16][128];
-    int ns = s_split(spec->stems, stems, 16);
-    for (int i = 0; i < ns; i++) {
-        int r = mg_role_find(stems[i]);
-        if (r < 0) {
-            s_list_add(c, &c->ignored_stems, &c->n_ignored_stems, stems[i]);
-            continue;
-        }
-        want |= MG_ROLE_BIT(r);
-    }
-    const char *stems_why;
-    if (want) {
-        c->stems_override = 1;
-        stems_why = "listed in the job file";
-    } else if (c->instr_override) {
-        /* the listed instruments are the band: a stem for each one's preferred role, then
-         * one for any role a still unused instrument can fill */
-        int has_mel = 0;
-        for (int i = 0; i < nc; i++) {
-            want |= MG_ROLE_BIT(cand[i].in->role);
-            if (cand[i].in->roles & MG_ROLE_BIT(MG_ROLE_MELODY)) has_mel = 1;
-        }
-        if (has_mel) want |= MG_ROLE_BIT(MG_ROLE_MELODY);
-        stems_why = "the job lists instruments but no stems: one stem per role the listed instruments play";
-    } else {
-        want = st->default_stems;
-        if (c->flags & MG_F_SOLO) want &= MG_ROLE_BIT(MG_ROLE_MELODY) | MG_ROLE_BIT(MG_ROLE_CHORDS);
-        for (int i = 0; i < nc; i++)
-            if (!(c->flags & MG_F_SOLO) || cand[i].in->role <= MG_ROLE_CHORDS) want |= MG_ROLE_BIT(cand[i].in->role);
-        stems_why = (c->flags & MG_F_SOLO) ? "'solo' in the prompt: melody and chords only"
-                                           : "the style's usual stems, plus any the prompt's instruments need";
-    }
-    mg_stem_plan_t *plan = c->stems;
-    const mg_instr_t *assign[MG_ROLE_COUNT] = {0};
-    char source[MG_ROLE_COUNT][160];
-    memset(source, 0, sizeof source);
-    const char *origin = from_prompt ? "the prompt" : "the job file";
-    /* drums: all drum entries merge into one kit */
-    if (want & MG_ROLE_BIT(MG_ROLE_DRUMS)) {
-        int kit = -1, kit_entries = 0;
-        c->drum_extra = 0;
-        char list[96] = "";
-        for (int i = 0; i < nc; i++) {
-            const mg_instr_t *in = cand[i].in;
-            if (in->family != MG_FAMILY_DRUMS) continue;
-            cand[i].used = 1;
-            c->drum_extra |= in->drums;
-            if (in->program >= 0 && kit < 0) kit = in->program;
-            if (!in->drums || in->program >= 0) kit_entries++;
-            if (!assign[MG_ROLE_DRUMS]) assign[MG_ROLE_DRUMS] = in;
-            size_t l = strlen(list);
-            snprintf(list + l, sizeof list - l, "%s'%s'", l ? ", " : "", cand[i].name);
-        }
-        c->kit = kit >= 0 ? kit : st->kit;
-        if (assign[MG_ROLE_DRUMS] && !kit_entries) c->drum_extra |= MG_DRUM_EXTRAS_ONLY;
-        if (assign[MG_ROLE_DRUMS]) snprintf(source[MG_ROLE_DRUMS], sizeof source[0], "%.70s in %s", list, origin);
-    }
-    /* bass */
-    for (int i = 0; i < nc && (want & MG_ROLE_BIT(MG_ROLE_BASS)); i++)
-        if (!cand[i].used && cand[i].in->role == MG_ROLE_BASS) { assign[MG_ROLE_BASS] = cand[i].in; cand[i].used = 1; snprintf(source[MG_ROLE_BASS], sizeof source[0], "'%.60s' in %s", cand[i].name, origin); break; }
-    for (int i = 0; i < nc && (want & MG_ROLE_BIT(MG_ROLE_BASS)) && !assign[MG_ROLE_BASS]; i++)
-        if (!cand[i].used && (cand[i].in->roles & MG_ROLE_BIT(MG_ROLE_BASS))) { assign[MG_ROLE_BASS] = cand[i].in; cand[i].used = 1; snprintf(source[MG_ROLE_BASS], sizeof source[0], "'%.60s' in %s", cand[i].name, origin); }
-    /* melody: an instrument that prefers it */
-    for (int i = 0; i < nc && (want & MG_ROLE_BIT(MG_ROLE_MELODY)); i++)
-        if (!cand[i].used && cand[i].in->role == MG_ROLE_MELODY) { assign[MG_ROLE_MELODY] = cand[i].in; cand[i].used = 1; snprintf(source[MG_ROLE_MELODY], sizeof source[0], "'%.60s' in %s", cand[i].name, origin); break; }
-    /* chords: an instrument that prefers them; between two, the one that cannot play the
-     * pad when a pad stem wants the other */
-    if (want & MG_ROLE_BIT(MG_ROLE_CHORDS)) {
-        int best = -1, best_score = -1;
-        for (int i = 0; i < nc; i++) {
-            const mg_instr_t *in = cand[i].in;
-            if (cand[i].used || !(in->roles & MG_ROLE_BIT(MG_ROLE_CHORDS))) continue;
-            int score = (in->role == MG_ROLE_CHORDS ? 4 : 0) + (in->role != MG_ROLE_PAD ? 1 : 0) +
-                        ((want & MG_ROLE_BIT(MG_ROLE_PAD)) && !(in->roles & MG_ROLE_BIT(MG_ROLE_PAD)) ? 2 : 0);
-            if (score > best_score) { best = i; best_score = score; }
-        }
-        if (best >= 0) {
-            assign[MG_ROLE_CHORDS] = cand[best].in;
-            cand[best].used = 1;
-            snprintf(source[MG_ROLE_CHORDS], sizeof source[0], "'%.60s' in %s", cand[best].name, origin);
-        }
-    }
-    /* pad */
-    for (int pass = 0; pass < 2 && (want & MG_ROLE_BIT(MG_ROLE_PAD)) && !assign[MG_ROLE_PAD]; pass++)
-        for (int i = 0; i < nc; i++)
-            if (!cand[i].used && (pass ? (cand[i].in->roles & MG_ROLE_BIT(MG_ROLE_PAD)) != 0 : cand[i].in->role == MG_ROLE_PAD)) {
-                assign[MG_ROLE_PAD] = cand[i].in;
-                cand[i].used = 1;
-                snprintf(source[MG_ROLE_PAD], sizeof source[0], "'%.60s' in %s", cand[i].name, origin);
-                break;
-            }
-    /* melody: any unused melodic instrument */
-    for (int i = 0; i < nc && (want & MG_ROLE_BIT(MG_ROLE_MELODY)) && !assign[MG_ROLE_MELODY]; i++)
-        if (!cand[i].used && (cand[i].in->roles & MG_ROLE_BIT(MG_ROLE_MELODY))) { assign[MG_ROLE_MELODY] = cand[i].in; cand[i].used = 1; snprintf(source[MG_ROLE_MELODY], sizeof source[0], "'%.60s' in %s", cand[i].name, origin); }
-    /* leftover instruments open their own stem when the stems were not listed */
-    if (!c->stems_override)
-        for (int i = 0; i < nc; i++) {
-            if (cand[i].used) continue;
-            for (int r = 0; r < MG_ROLE_COUNT; r++)
-                if (!assign[r] && (cand[i].in->roles & MG_ROLE_BIT(r)) && r != MG_ROLE_DRUMS &&
-                    (c->instr_override || !(want & MG_ROLE_BIT(r)))) {
-                    want |= MG_ROLE_BIT(r);
-                    assign[r] = cand[i].in;
-                    cand[i].used = 1;
-                    snprintf(source[r], sizeof source[0], "'%.60s' in %s (an instrument left over)", cand[i].name, origin);
-                    break;
-                }
-        }
-    /* with explicit instruments, an empty melodic stem doubles one that plays */
-    if (nc > 0 && (c->instr_override || c->stems_override)) {
-        for (int r = MG_ROLE_MELODY; r <= MG_ROLE_PAD; r++) {
-            if (!(want & MG_ROLE_BIT(r)) || assign[r]) continue;
-            for (int i = 0; i < nc && !assign[r]; i++)
-                if (cand[i].in->roles & MG_ROLE_BIT(r)) {
-                    assign[r] = cand[i].in;
-                    snprintf(source[r], sizeof source[0], "'%.60s' in %s (also plays another stem)", cand[i].name, origin);
-                }
-        }
-    }
-    /* Build the stems, in canonical order. */
-    sc->stems = calloc(MG_ROLE_COUNT, sizeof *sc->stems);
-    if (!sc->stems) { c->oom = 1; return; }
-    static const double gain[MG_ROLE_COUNT] = {0.85, 0.70, 0.55, 0.80, 0.75};
-    static const double pan[MG_ROLE_COUNT] = {0.10, -0.20, 0.25, 0.0, 0.0};
-    int chan = 0;
+    const s_style_t *st = &s_styles[style];
+    mg_style_band_t b;
+    b.default_stems = st->default_stems;
     for (int r = 0; r < MG_ROLE_COUNT; r++) {
-        if (!(want & MG_ROLE_BIT(r))) continue;
-        if (r == MG_ROLE_DRUMS && (c->flags & MG_F_SOLO) && !assign[r]) continue;
-        mg_stem_plan_t *p = &plan[c->n_stems];
-        mg_score_stem_t *o = &sc->stems[c->n_stems];
-        p->role = (mg_role_t)r;
-        p->instr = assign[r];
-        mg_family_t fam;
-        int prog;
-        if (r == MG_ROLE_DRUMS) {
-            fam = MG_FAMILY_DRUMS;
-            prog = assign[r] ? c->kit : st->kit;
-            c->kit = prog;
-            if (!assign[r]) snprintf(source[r], sizeof source[0], "the %s style's kit", mg_style_name(c->style));
-        } else if (assign[r]) {
-            fam = assign[r]->family;
-            prog = s_program(c, assign[r], (mg_role_t)r);
-        } else {
-            fam = st->dflt[r].f;
-            prog = st->dflt[r].p;
-            snprintf(source[r], sizeof source[0], "the %s style's %s (no %s instrument given)", mg_style_name(c->style),
-                     mg_role_name((mg_role_t)r), mg_role_name((mg_role_t)r));
-        }
-        mg_strlcpy(p->source, source[r], sizeof p->source);
-        mg_strlcpy(o->name, mg_role_name((mg_role_t)r), sizeof o->name);
-        const char *gm = mg_gm_name(fam, prog);
-        mg_strlcpy(o->instrument, gm ? gm : "?", sizeof o->instrument);
-        o->family = fam;
-        o->program = prog;
-        o->is_drum = r == MG_ROLE_DRUMS;
-        o->channel = o->is_drum ? 9 : chan++;
-        o->gain = gain[r];
-        o->pan = pan[r];
-        c->n_stems++;
+        b.band[r].family = st->dflt[r].f;
+        b.band[r].program = st->dflt[r].p;
     }
-    sc->n_stems = c->n_stems;
-    if (c->n_stems == 0) {
-        /* nothing playable: a melody on the style's instrument rather than silence */
-        mg_stem_plan_t *p = &plan[0];
-        mg_score_stem_t *o = &sc->stems[0];
-        p->role = MG_ROLE_MELODY;
-        snprintf(p->source, sizeof p->source, "no playable stem was asked for: the style's melody instrument");
-        snprintf(o->name, sizeof o->name, "melody");
-        o->family = st->dflt[0].f;
-        o->program = st->dflt[0].p;
-        mg_strlcpy(o->instrument, mg_gm_name(o->family, o->program), sizeof o->instrument);
-        o->gain = gain[0];
-        o->pan = pan[0];
-        c->n_stems = sc->n_stems = 1;
-    }
-    for (int i = 0; i < nc; i++) {
-        if (cand[i].used) continue;
-        int played = 0;
-        for (int r = 0; r < MG_ROLE_COUNT; r++)
-            if (assign[r] == cand[i].in) played = 1;
-        if (played) continue;
-        char why[200];
-        snprintf(why, sizeof why, "%.100s: no %s stem in this cue", cand[i].name, mg_role_name(cand[i].in->role));
-        s_list_add(c, &c->unused_instr, &c->n_unused_instr, why);
-    }
-    char list[128] = "[";
-    for (int k = 0; k < c->n_stems; k++) {
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s\"%s\"", k ? "," : "", sc->stems[k].name);
-    }
-    mg_strlcpy(list + strlen(list), "]", sizeof list - strlen(list));
-    mg_reason(c, "stems", list, "%s", stems_why);
-    /* textures */
-    if (c->bpb == 3) c->chord_pattern = 'w';
-    for (int k = 0; k < c->n_stems; k++)
-        if (c->stems[k].role == MG_ROLE_CHORDS) {
-            mg_family_t f = sc->stems[k].family;
-            int prog = sc->stems[k].program;
-            char pat;
-            if (c->flags & MG_F_ARPEGGIO) pat = 'a';
-            else if (f == MG_FAMILY_GUITAR) pat = (c->flags & MG_F_STRUM) || c->density_level > 0 ? 's' : 'a';
-            else if (f == MG_FAMILY_PIANO) pat = (c->style == MG_STYLE_BALLAD || c->style == MG_STYLE_AMBIENT || c->density_level == 0) ? 'a'
-                                               : (c->style == MG_STYLE_JAZZ || c->style == MG_STYLE_LOFI) ? 'j' : 'b';
-            else if (prog == 46) pat = 'a';
-            else if (prog == 45) pat = 'b';
-            else if (f == MG_FAMILY_PAD && c->style == MG_STYLE_ELECTRONIC && c->density_level > 0) pat = 't';
-            else pat = 'h';
-            if (c->bpb == 3 && pat != 'a' && pat != 'h') pat = 'w';
-            c->chord_pattern = pat;
-            static const struct { char p; const char *what; } pn[] = {
-                {'a', "arpeggiated (broken chords)"}, {'s', "strummed (down/up strokes, strings staggered)"},
-                {'b', "block chords"}, {'j', "jazz comping (off-beat stabs, swung)"},
-                {'t', "off-beat stabs"}, {'h', "sustained (held through each chord)"},
-                {'w', "waltz (chords on beats 2 and 3)"},
-            };
-            for (size_t q = 0; q < sizeof pn / sizeof pn[0]; q++)
-                if (pn[q].p == pat) {
-                    char val[64];
-                    snprintf(val, sizeof val, "\"%s\"", pn[q].what);
-                    mg_reason(c, "chord_texture", val, "from the chords instrument (%s), the style (%s)%s",
-                              sc->stems[k].instrument, mg_style_name(c->style),
-                              (c->flags & (MG_F_ARPEGGIO | MG_F_STRUM)) ? " and the prompt's texture word" : " and the rhythmic density");
-                }
-        }
+    b.kit = st->kit;
+    return b;
 }
 
 /* ---- entry --------------------------------------------------------------------------------- */
@@ -1403,7 +1098,7 @@ int mg_decide(mg_comp_t *c, mg_score_t *sc, const mg_render_spec_t *spec)
     if (s_time(c, spec) != 0) return -1;
     if (s_form(c, sc) != 0) return -1;
     s_harmony(c, &rng_harm);
-    s_instruments(c, spec, sc);
+    mg_decide_instruments(c, spec, sc);
     const s_style_t *st = &s_styles[c->style];
     c->swing = st->swing;
     c->humanize = st->humanize;

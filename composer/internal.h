@@ -85,6 +85,30 @@ const char *mg_role_name(mg_role_t r);
 /* GM name of a program in the supported list (drums: kit names), or NULL if unsupported. */
 const char *mg_gm_name(mg_family_t family, int program);
 
+/* The General MIDI programs the composer picks by name (numbers as GM counts them from 0);
+ * vocab.c's table names every supported one. Drum kits are programs on channel 10. */
+enum {
+    MG_GM_GRAND_PIANO = 0, MG_GM_BRIGHT_PIANO = 1, MG_GM_ELECTRIC_PIANO = 4,
+    MG_GM_NYLON_GUITAR = 24, MG_GM_STEEL_GUITAR = 25,
+    MG_GM_FINGER_BASS = 33, MG_GM_PICK_BASS = 34, MG_GM_SYNTH_BASS_1 = 38, MG_GM_SYNTH_BASS_2 = 39,
+    MG_GM_PIZZICATO_STRINGS = 45, MG_GM_HARP = 46, MG_GM_STRINGS_1 = 48, MG_GM_STRINGS_2 = 49,
+    MG_GM_SQUARE_LEAD = 80, MG_GM_SAW_LEAD = 81,
+    MG_GM_WARM_PAD = 89, MG_GM_POLYSYNTH_PAD = 90, MG_GM_HALO_PAD = 94,
+};
+
+/* How the chords stem plays each chord (instruments.c picks it, parts.c plays it). The values
+ * are the letters the decision code was first written with; nothing depends on them. */
+typedef enum {
+    MG_TEXTURE_DEFAULT = 0,     /* not chosen (no chords stem): played as MG_TEXTURE_HELD */
+    MG_TEXTURE_ARPEGGIO = 'a',  /* broken chords */
+    MG_TEXTURE_STRUM = 's',     /* down/up strokes, strings staggered */
+    MG_TEXTURE_BLOCK = 'b',     /* block chords */
+    MG_TEXTURE_COMP = 'j',      /* jazz comping: off-beat stabs, swung */
+    MG_TEXTURE_STABS = 't',     /* off-beat stabs */
+    MG_TEXTURE_HELD = 'h',      /* sustained through each chord */
+    MG_TEXTURE_WALTZ = 'w',     /* chords on beats 2 and 3 */
+} mg_chord_texture_t;
+
 /* ---- harmony ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -196,7 +220,8 @@ struct mg_comp {
     char **ignored_stems; int n_ignored_stems;
     int kit;                /* drum kit program */
     unsigned drum_extra;    /* MG_DRUM_* */
-    int bass_pattern, chord_pattern, drum_variant;
+    int bass_pattern, drum_variant;
+    mg_chord_texture_t chord_pattern;
 
     mg_reason_t *reasons; int n_reasons, cap_reasons;
     int oom;
@@ -204,6 +229,23 @@ struct mg_comp {
 
 /* decide.c */
 int mg_decide(mg_comp_t *c, mg_score_t *score, const mg_render_spec_t *spec);
+
+/* instruments.c: the stems of the cue and the instrument, GM program, channel, gain and pan of
+ * each (from the job's instruments and stems lists, else the prompt's instruments and the
+ * style's band), then the chords stem's texture; every choice is a reason in the record.
+ * Called by mg_decide once style, meter and density are known. Sets c->oom on failure. */
+void mg_decide_instruments(mg_comp_t *c, const mg_render_spec_t *spec, mg_score_t *sc);
+
+/* decide.c helpers shared with instruments.c. */
+typedef struct {
+    unsigned default_stems;                                /* MG_ROLE_BIT */
+    struct { mg_family_t family; int program; } band[MG_ROLE_COUNT]; /* the style's instrument per role */
+    int kit;                                               /* its drum kit program */
+} mg_style_band_t;
+/* The style's usual band (a copy). */
+mg_style_band_t mg_style_band(mg_style_t style);
+/* Adds a copy of s to a list of notes for the record, once (sets c->oom on failure). */
+void mg_comp_list_add(mg_comp_t *c, char ***list, int *n, const char *s);
 /* Adds a decision: param, a JSON value, and a printf reason. */
 void mg_reason(mg_comp_t *c, const char *param, const char *value_json, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -529,12 +529,12 @@ static int s_voice_open(const mg_comp_t *c, const mg_chord_t *ch, int root_lo, i
 }
 
 /* Texture patterns by level (0 light, 1 groove, 2 full) and the seed's variant (0..2). */
-static const char *s_chord_pat(int pat, int bpb, int level, int variant)
+static const char *s_chord_pat(mg_chord_texture_t pat, int bpb, int level, int variant)
 {
     if (bpb == 3) {
         switch (pat) {
-        case 'a': return level == 0 ? "0---1---2---" : variant == 2 ? "0-2-1-3-2-1-" : "0-1-2-3-2-1-";
-        case 'h': return "x-----------";
+        case MG_TEXTURE_ARPEGGIO: return level == 0 ? "0---1---2---" : variant == 2 ? "0-2-1-3-2-1-" : "0-1-2-3-2-1-";
+        case MG_TEXTURE_HELD: return "x-----------";
         default: return level == 0 ? "x-----------" : level == 1 ? "....x---x---" : "x...x---x---";
         }
     }
@@ -555,11 +555,11 @@ static const char *s_chord_pat(int pat, int bpb, int level, int variant)
                                          {"x---------------", "x..x..x.x..x..x.", "x..x..x.x..x..x."}};
     int v = variant % 3, l = level < 0 ? 0 : level > 2 ? 2 : level;
     switch (pat) {
-    case 'b': return b[v][l];
-    case 's': return st[v][l];
-    case 'a': return ar[v][l];
-    case 'j': return jz[v][l];
-    case 't': return tb[v][l];
+    case MG_TEXTURE_BLOCK: return b[v][l];
+    case MG_TEXTURE_STRUM: return st[v][l];
+    case MG_TEXTURE_ARPEGGIO: return ar[v][l];
+    case MG_TEXTURE_COMP: return jz[v][l];
+    case MG_TEXTURE_STABS: return tb[v][l];
     default: return l == 2 ? "x-------x-------" : "x---------------";
     }
 }
@@ -569,7 +569,7 @@ static int s_level(int intensity) { return intensity >= 800 ? 2 : intensity >= 5
 static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
 {
     mg_comp_t *c = x->c;
-    int pat = c->chord_pattern ? c->chord_pattern : 'h';
+    mg_chord_texture_t pat = c->chord_pattern ? c->chord_pattern : MG_TEXTURE_HELD;
     int variant = mg_rng_below(&x->rng, 3);
     int64_t arrival = s_arrival_tick(c), total = s_total(c);
     int64_t stop = arrival >= 0 ? arrival : total;
@@ -593,7 +593,7 @@ static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
             if (t >= stop) break;
             int onset = ch_ != '-' && ch_ != '.';
             if (!onset && !(change && ch_ == '-')) continue;
-            if (!onset) ch_ = pat == 's' ? 'D' : pat == 'a' ? '0' : 'x';
+            if (!onset) ch_ = pat == MG_TEXTURE_STRUM ? 'D' : pat == MG_TEXTURE_ARPEGGIO ? '0' : 'x';
             /* duration: to the next onset in the pattern, a chord change or the stop */
             int e = s + 1;
             while (e < steps && ps[e % plen] == '-') e++;
@@ -608,7 +608,7 @@ static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
             int acc = s == 0 ? 6 : (s % 4 == 0) ? 2 : -2;
             int vel = s_vel(x, bar, fam == MG_FAMILY_PAD || fam == MG_FAMILY_STRINGS ? -14 : -8, acc);
             int v[6], n;
-            if (pat == 's') {
+            if (pat == MG_TEXTURE_STRUM) {
                 n = s_voice_open(c, ch, root_lo, v);
                 int up = ch_ == 'U';
                 int64_t ring = end - t0;
@@ -617,7 +617,7 @@ static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
                     if (up && kk < 2) continue; /* an up-stroke catches the top strings */
                     s_add(x, t0 + k * strum_gap, ring - k * strum_gap, v[kk], up ? vel - 14 : vel - k);
                 }
-            } else if (pat == 'a') {
+            } else if (pat == MG_TEXTURE_ARPEGGIO) {
                 n = s_voice_open(c, ch, root_lo, v);
                 int k = ch_ - '0';
                 if (k < 0 || k >= n) k = 0;
@@ -632,7 +632,7 @@ static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
                 for (int k = 0; k < n; k++) sum += v[k];
                 center = sum / n;
                 int64_t dur = end - t0;
-                if (pat != 'h') dur = dur * (c->gate_pct + 100) / 200;
+                if (pat != MG_TEXTURE_HELD) dur = dur * (c->gate_pct + 100) / 200;
                 for (int k = 0; k < n; k++) s_add(x, t0, dur, v[k], vel);
                 if (c->tension_level >= 3 && n >= 3) { /* a cluster: a semitone over the fifth */
                     int fifth_pc = (s_chord_pc(c, ch, 0) + 7) % 12, top = v[n - 1];
@@ -640,7 +640,7 @@ static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
                         if (v[k] % 12 == fifth_pc) top = v[k];
                     s_add(x, t0, dur, top + 1, vel - 10);
                 }
-                if (!has_bass && (pat == 'h' || s == 0)) {
+                if (!has_bass && (pat == MG_TEXTURE_HELD || s == 0)) {
                     int r = 36 + ((s_chord_pc(c, ch, 0) - 36 % 12) + 12) % 12;
                     s_add(x, t0, dur, r, vel);
                 }
@@ -650,10 +650,10 @@ static void s_chords(s_ctx_t *x, mg_family_t fam, int has_bass)
     if (arrival >= 0) {
         const mg_chord_t *ch = s_chord_at(c, arrival);
         int v[6], n;
-        if (pat == 's' || pat == 'a') {
+        if (pat == MG_TEXTURE_STRUM || pat == MG_TEXTURE_ARPEGGIO) {
             n = s_voice_open(c, ch, root_lo, v);
             for (int k = 0; k < n; k++)
-                s_add(x, arrival + (pat == 's' ? k * strum_gap : 0), total - arrival - (pat == 's' ? k * strum_gap : 0),
+                s_add(x, arrival + (pat == MG_TEXTURE_STRUM ? k * strum_gap : 0), total - arrival - (pat == MG_TEXTURE_STRUM ? k * strum_gap : 0),
                       v[k], s_vel(x, c->n_bars - 1, -4, 6));
         } else {
             n = s_voice_close(c, ch, lo, hi, center, v);
