@@ -7,12 +7,27 @@
 #ifndef MG_CONFIG_H
 #define MG_CONFIG_H
 
+#include <stddef.h>
+
 /* Returns flag_value if non-NULL, else getenv(env_name) if set and non-empty, else the
  * value of key in $MG_HOME/mg.conf, else dflt. The result is borrowed: flag/env/default
  * pointers as given, or static storage for file values (valid until the next call to
  * mg_config_reload). */
 const char *mg_config_get(const char *key, const char *flag_value, const char *env_name,
                           const char *dflt);
+
+/* Where the value mg_config_get returns for these arguments comes from, for messages:
+ * "--heartbeat-ms" (the flag, key with dashes), "MG_HEARTBEAT_MS" (the environment),
+ * "/home/mg/mg.conf:12" (the line that sets it) or "the default". Writes into buf (len bytes)
+ * and returns it. */
+const char *mg_config_source(const char *key, const char *flag_value, const char *env_name, char *buf,
+                             size_t len);
+
+/* An integer setting in lo..hi, resolved as mg_config_get does. 0 and *out; or -1 with a
+ * message naming the setting, the value given and where it came from in err, e.g.
+ * "heartbeat_ms must be a whole number in 10..600000, got '5s' (from MG_HEARTBEAT_MS)". */
+int mg_config_int(const char *key, const char *flag_value, const char *env_name, const char *dflt, long lo,
+                  long hi, long *out, char *err, size_t errlen);
 
 /* Re-reads $MG_HOME/mg.conf (done lazily on first mg_config_get). 0, or -1 with a message
  * on stderr naming file:line for a malformed line. */

@@ -40,12 +40,13 @@ static void s_usage(FILE *f)
         MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS, MG_DEFAULT_LEASE_MS);
 }
 
-static int s_int(const char *name, const char *value, int lo, int hi, int *out)
+/* An integer setting (common/config.h); on a bad value says which, where it came from, exit 2. */
+static int s_int(const char *key, const char *flag, const char *env, const char *dflt, long lo, long hi, int *out)
 {
-    char *end;
-    long v = strtol(value, &end, 10);
-    if (!*value || *end || v < lo || v > hi) {
-        fprintf(stderr, "mg-coordinator: %s must be an integer in %d..%d, got '%s'\n", name, lo, hi, value);
+    long v;
+    char err[4600];
+    if (mg_config_int(key, flag, env, dflt, lo, hi, &v, err, sizeof err) != 0) {
+        fprintf(stderr, "mg-coordinator: %s\n", err);
         return -1;
     }
     *out = (int)v;
@@ -106,14 +107,11 @@ int main(int argc, char **argv)
     mg_store_policy_t policy = {0};
     int lease_ms = 0;
     cfg.endpoint = mg_config_get("endpoint", f_endpoint, "MG_ENDPOINT", MG_DEFAULT_ENDPOINT);
-    if (s_int("heartbeat_ms", mg_config_get("heartbeat_ms", f_hb, "MG_HEARTBEAT_MS", "1000"), 10, 600000,
-              &cfg.heartbeat_ms) ||
-        s_int("liveness", mg_config_get("liveness", f_live, "MG_LIVENESS", "3"), 1, 1000, &cfg.liveness) ||
-        s_int("lease_ms", mg_config_get("lease_ms", f_lease, "MG_LEASE_MS", "30000"), 100, 86400000, &lease_ms) ||
-        s_int("max_attempts", mg_config_get("max_attempts", f_max, "MG_MAX_ATTEMPTS", "3"), 1, 100,
-              &policy.max_attempts) ||
-        s_int("blocklist_after", mg_config_get("blocklist_after", f_block, "MG_BLOCKLIST_AFTER", "3"), 1, 1000,
-              &policy.blocklist_after))
+    if (s_int("heartbeat_ms", f_hb, "MG_HEARTBEAT_MS", "1000", 10, 600000, &cfg.heartbeat_ms) ||
+        s_int("liveness", f_live, "MG_LIVENESS", "3", 1, 1000, &cfg.liveness) ||
+        s_int("lease_ms", f_lease, "MG_LEASE_MS", "30000", 100, 86400000, &lease_ms) ||
+        s_int("max_attempts", f_max, "MG_MAX_ATTEMPTS", "3", 1, 100, &policy.max_attempts) ||
+        s_int("blocklist_after", f_block, "MG_BLOCKLIST_AFTER", "3", 1, 1000, &policy.blocklist_after))
         return 2;
     policy.lease_ms = lease_ms;
     cfg.send_timeout_ms = 1000;
