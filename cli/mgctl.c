@@ -968,7 +968,11 @@ static int s_cmd_fetch(s_ctx_t *ctx)
 {
     if (ctx->npos != 1) return s_usage_error(ctx, "which job? (mgctl fetch JOB [--dest DIR] [--kind mix,stem,midi])");
     if (s_check_id(ctx, ctx->pos[0], "job") != 0) return MGCTL_EXIT_USAGE;
-    mg_fetch_opts_t o = {ctx->endpoint, ctx->timeout_ms, ctx->pos[0], ctx->opt[O_DEST], ctx->opt[O_KIND], ctx->json};
+    unsigned kinds;
+    char err[256];
+    if (mg_fetch_parse_kinds(ctx->opt[O_KIND], &kinds, err, sizeof err) != 0) return s_usage_error(ctx, "%s", err);
+    if (ctx->opt[O_DEST] && !*ctx->opt[O_DEST]) return s_usage_error(ctx, "--dest needs a folder");
+    mg_fetch_opts_t o = {ctx->endpoint, ctx->timeout_ms, ctx->pos[0], ctx->opt[O_DEST], kinds, ctx->json};
     return mg_fetch_run(&o, stdout, stderr);
 }
 

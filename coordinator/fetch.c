@@ -75,9 +75,13 @@ static int s_files(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *
     mg_kv_set(info, "output_dir", (const char *)sqlite3_column_text(st, 1));
     mg_kv_set(info, "state", (const char *)sqlite3_column_text(st, 2));
     sqlite3_finalize(st);
-    /* file: the path below the job's own folder, which is what the client recreates under
-     * its destination. The loudness is the render's, measured on the mix: a stem or a MIDI
-     * file has none of its own. */
+    mg_kv_set_i64(info, "renders", mg_db_int(db, 0, "SELECT count(*) FROM renders WHERE job_id = ?", "i", job_id));
+    mg_kv_set_i64(info, "renders_done",
+                  mg_db_int(db, 0, "SELECT count(*) FROM renders WHERE job_id = ? AND state = 'done'", "i", job_id));
+    /* Only done renders: their rows and files were committed together, so every listed file
+     * is whole. file: the path below the job's own folder, which is what the client
+     * recreates under its destination. The loudness is the render's, measured on the mix: a
+     * stem or a MIDI file has none of its own. */
     st = mg_db_prepare(db,
         "SELECT o.id AS output_id, o.render_id, o.path, "
         "CASE WHEN substr(o.path, 1, length(j.output_dir) + 1) = j.output_dir || '/' "
@@ -87,7 +91,7 @@ static int s_files(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *
         "r.seed, c.name AS cue, r.variation + 1 AS variation "
         "FROM outputs o JOIN renders r ON r.id = o.render_id JOIN jobs j ON j.id = r.job_id "
         "JOIN cues c ON c.id = r.cue_id LEFT JOIN provenance p ON p.render_id = o.render_id "
-        "WHERE r.job_id = ?1 AND (?2 = '' OR instr(',' || ?2 || ',', ',' || o.kind || ',') > 0) "
+        "WHERE r.job_id = ?1 AND r.state = 'done' AND (?2 = '' OR instr(',' || ?2 || ',', ',' || o.kind || ',') > 0) "
         "ORDER BY o.render_id, CASE o.kind WHEN 'mix' THEN 0 WHEN 'stem' THEN 1 ELSE 2 END, o.part, o.format",
         "is", job_id, kinds);
     if (!st) return s_fail(code, codelen, "internal", err, errlen, "cannot list the files of job %" PRId64, job_id);
@@ -121,9 +125,21 @@ static int s_files(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *
 /* The absolute path of an outputs row, only if it resolves to a regular file inside the
  * outputs folder: a row whose path climbs out ("../", absolute) or a symlink that leads out
  * is refused, so FETCH can never be turned into a way to read other files. */
+static int s_climbs_out(const char *rel)
+{
+    if (!*rel || rel[0] == '/') return 1;
+    for (const char *p = rel; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') return 1;
+        p += n;
+        if (*p == '/') p++;
+    }
+    return 0;
+}
+
 static int s_resolve(const mg_store_t *s, const char *rel, char *abs, size_t abslen, char *why, size_t whylen)
 {
-    if (!*rel || rel[0] == '/' || strstr(rel, "..")) {
+    if (s_climbs_out(rel)) {
         snprintf(why, whylen, "its recorded path '%s' is not inside the outputs folder", rel);
         return -1;
     }
@@ -132,14 +148,17 @@ static int s_resolve(const mg_store_t *s, const char *rel, char *abs, size_t abs
         snprintf(why, whylen, "the outputs folder %s is unreadable: %s", s->outputs_dir, strerror(errno));
         return -1;
     }
-    snprintf(joined, sizeof joined, "%s/%s", root, rel);
+    if (snprintf(joined, sizeof joined, "%s/%s", root, rel) >= (int)sizeof joined) {
+        snprintf(why, whylen, "its recorded path is too long (%zu bytes)", strlen(rel));
+        return -1;
+    }
     if (!realpath(joined, abs)) {
-        snprintf(why, whylen, "%s is missing on the coordinator: %s", joined, strerror(errno));
+        snprintf(why, whylen, "%.2000s is missing on the coordinator: %s", joined, strerror(errno));
         return -1;
     }
     size_t n = strlen(root);
     if (strncmp(abs, root, n) != 0 || abs[n] != '/' || strlen(abs) >= abslen) {
-        snprintf(why, whylen, "%s resolves to %s, outside the outputs folder %s", joined, abs, root);
+        snprintf(why, whylen, "%.1000s resolves to %.1000s, outside the outputs folder %.1000s", joined, abs, root);
         return -1;
     }
     return 0;
@@ -154,12 +173,14 @@ static int s_fetch(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *
     if (offset < 0 || length < 0)
         return s_fail(code, codelen, "bad_request", err, errlen, "offset and length must be >= 0");
     if (length > MG_FETCH_MAX_BYTES) length = MG_FETCH_MAX_BYTES;
-    sqlite3_stmt *st = mg_db_prepare(s->db, "SELECT path, sha256, bytes FROM outputs WHERE id = ?", "i", id);
+    sqlite3_stmt *st = mg_db_prepare(s->db,
+        "SELECT o.path, o.sha256, o.bytes FROM outputs o JOIN renders r ON r.id = o.render_id "
+        "WHERE o.id = ? AND r.state = 'done'", "i", id);
     if (!st) return s_fail(code, codelen, "internal", err, errlen, "cannot read output %" PRId64, id);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
         return s_fail(code, codelen, "not_found", err, errlen,
-                      "no output %" PRId64 " (FILES lists a job's output ids)", id);
+                      "no output %" PRId64 " of a done render (FILES lists a job's output ids)", id);
     }
     char rel[4096], sha[65];
     mg_strlcpy(rel, (const char *)sqlite3_column_text(st, 0), sizeof rel);
@@ -169,7 +190,7 @@ static int s_fetch(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *
     char abs[PATH_MAX], why[PATH_MAX * 3];
     if (s_resolve(s, rel, abs, sizeof abs, why, sizeof why) != 0)
         return s_fail(code, codelen, "not_found", err, errlen, "output %" PRId64 " cannot be served: %s", id, why);
-    int fd = open(abs, O_RDONLY | O_CLOEXEC);
+    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW); /* abs is canonical: no link left to follow */
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         int e = errno;
