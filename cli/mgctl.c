@@ -1066,9 +1066,14 @@ static const s_cmd_t s_cmds[] = {
     {"fetch", s_cmd_fetch, OB(O_DEST) | OB(O_KIND),
      "copy a job's files (mix, stems, MIDI) to this machine",
      "mgctl fetch JOB [--dest DIR] [--kind mix,stem,midi] [--json]\n\n"
-     "Downloads the job's files from the coordinator into DIR (default ./<campaign>), in the\n"
-     "outputs' folder layout, each checked against its recorded sha256; files already there\n"
-     "are skipped, a cut transfer resumes. Writes DIR/manifest.json. Exit 1 if any file failed.\n"},
+     "Downloads the files of the job's done renders from the coordinator into DIR (default\n"
+     "./<campaign>), in the outputs' folder layout, each checked against its recorded sha256\n"
+     "before it gets its name; files already there are skipped, a cut transfer (NAME.part)\n"
+     "resumes. Writes DIR/manifest.json. Exit 1 if any file failed, 3 if the coordinator\n"
+     "stopped answering (run it again to resume). See docs/cli.md.\n\n"
+     "  --dest DIR   where the files go (created if needed)\n"
+     "  --kind K,... only these kinds: mix, stem (or stems), midi; default all\n"
+     "  --json       one JSON object: the totals and one row per file\n"},
     {"ping", s_cmd_ping, 0,
      "check that the coordinator answers",
      "mgctl ping [--json]\n\n"
