@@ -1,5 +1,5 @@
 /* fetch.c - FILES and FETCH: how `mgctl fetch` copies a job's deliverables from the
- * coordinator to any machine over the client socket (see fetch.h, docs/protocol.md §8).
+ * coordinator to any machine over the client socket (see fetch.h; docs/protocol.md, "FILES and FETCH").
  *
  * The coordinator's loop is single-threaded, so FETCH reads a bounded range (at most
  * MG_FETCH_MAX_BYTES) with one pread and returns: a large transfer is many short requests

@@ -6,7 +6,7 @@
  *
  * Only files recorded in the outputs table can be read, by their id, and only when the path
  * resolves (symlinks included) to a file inside the outputs folder. server.c dispatches
- * the two commands here; the protocol is in docs/protocol.md section 8.
+ * the two commands here; the protocol is in docs/protocol.md, "FILES and FETCH".
  */
 #ifndef MG_FETCH_H
 #define MG_FETCH_H
