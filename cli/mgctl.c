@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/client.h"
+#include "cli/fetch.h"
 #include "cli/filetag.h"
 #include "cli/output.h"
 #include "cli/plan.h"
@@ -48,7 +49,7 @@ enum {
 typedef enum {
     O_ENDPOINT, O_TIMEOUT, O_JSON, O_HELP, /* global: accepted everywhere */
     O_VERSION,                             /* only before the command */
-    O_WAIT, O_STATE, O_LIMIT, O_JOB, O_CUE, O_CRON, O_NAME, O_SINCE, O_MIDI,
+    O_WAIT, O_STATE, O_LIMIT, O_JOB, O_CUE, O_CRON, O_NAME, O_SINCE, O_MIDI, O_DEST, O_KIND,
     O_COUNT
 } s_opt_t;
 
@@ -66,7 +67,8 @@ static const struct {
     [O_LIMIT] = {"limit", "N"},       [O_JOB] = {"job", "J"},
     [O_CUE] = {"cue", "C"},           [O_CRON] = {"cron", "EXPR"},
     [O_NAME] = {"name", "N"},         [O_SINCE] = {"since", "ID"},
-    [O_MIDI] = {"midi", "DIR"},
+    [O_MIDI] = {"midi", "DIR"},       [O_DEST] = {"dest", "DIR"},
+    [O_KIND] = {"kind", "K,..."},
 };
 
 typedef struct s_ctx s_ctx_t;
@@ -961,6 +963,19 @@ static int s_cmd_ping(s_ctx_t *ctx)
     return rc;
 }
 
+/* `fetch` copies a job's files here (cli/fetch.c). */
+static int s_cmd_fetch(s_ctx_t *ctx)
+{
+    if (ctx->npos != 1) return s_usage_error(ctx, "which job? (mgctl fetch JOB [--dest DIR] [--kind mix,stem,midi])");
+    if (s_check_id(ctx, ctx->pos[0], "job") != 0) return MGCTL_EXIT_USAGE;
+    unsigned kinds;
+    char err[256];
+    if (mg_fetch_parse_kinds(ctx->opt[O_KIND], &kinds, err, sizeof err) != 0) return s_usage_error(ctx, "%s", err);
+    if (ctx->opt[O_DEST] && !*ctx->opt[O_DEST]) return s_usage_error(ctx, "--dest needs a folder");
+    mg_fetch_opts_t o = {ctx->endpoint, ctx->timeout_ms, ctx->pos[0], ctx->opt[O_DEST], kinds, ctx->json};
+    return mg_fetch_run(&o, stdout, stderr);
+}
+
 /* ---- command table and help ---------------------------------------------------------- */
 
 static const s_cmd_t s_cmds[] = {
@@ -1048,6 +1063,17 @@ static const s_cmd_t s_cmds[] = {
      "Exit 4 when FILE is invalid. See docs/composer.md.\n\n"
      "  --json      one JSON object: the decision record of every render\n"
      "  --midi DIR  also write each score as DIR/<campaign>/<cue>-vNN.mid (Standard MIDI File)\n"},
+    {"fetch", s_cmd_fetch, OB(O_DEST) | OB(O_KIND),
+     "copy a job's files (mix, stems, MIDI) to this machine",
+     "mgctl fetch JOB [--dest DIR] [--kind mix,stem,midi] [--json]\n\n"
+     "Downloads the files of the job's done renders from the coordinator into DIR (default\n"
+     "./<campaign>), in the outputs' folder layout, each checked against its recorded sha256\n"
+     "before it gets its name; files already there are skipped, a cut transfer (NAME.part)\n"
+     "resumes. Writes DIR/manifest.json. Exit 1 if any file failed, 3 if the coordinator\n"
+     "stopped answering (run it again to resume). See docs/cli.md.\n\n"
+     "  --dest DIR   where the files go (created if needed)\n"
+     "  --kind K,... only these kinds: mix, stem (or stems), midi; default all\n"
+     "  --json       one JSON object: the totals and one row per file\n"},
     {"ping", s_cmd_ping, 0,
      "check that the coordinator answers",
      "mgctl ping [--json]\n\n"

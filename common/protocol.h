@@ -26,8 +26,9 @@
  * [MG_PROTO_CLIENT, "OK"|"ERR", kv (message, ids...), row kv frames...]. Row frames form a
  * table: every row has the same keys in the same order. Commands: SUBMIT, STATUS, JOBS,
  * RENDERS, CANCEL, RETRY, WORKERS, SCHED_ADD, SCHED_LIST, SCHED_RM, SCHED_PAUSE,
- * SCHED_RESUME, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS, PING. A peer speaking another version
- * of either protocol is answered with DISCONNECT (workers) or ERR (clients).
+ * SCHED_RESUME, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS, PING, FILES, FETCH (FETCH's reply ends
+ * in one raw payload frame, not a row). A peer speaking another version of either protocol
+ * is answered with DISCONNECT (workers) or ERR (clients).
  */
 #ifndef MG_PROTOCOL_H
 #define MG_PROTOCOL_H
@@ -44,6 +45,13 @@
 #define MG_DEFAULT_LIVENESS 3
 #define MG_DEFAULT_LEASE_MS 30000
 #define MG_MAX_MESSAGE_BYTES (512LL * 1024 * 1024) /* ZMQ_MAXMSGSIZE: larger peers are cut off */
+
+/* Client commands of `mgctl fetch` (coordinator/fetch.c): FILES lists a job's delivered
+ * files, FETCH reads up to MG_FETCH_MAX_BYTES of one of them per request, so no reply is
+ * ever near MG_MAX_MESSAGE_BYTES whatever the file's size. */
+#define MG_CMD_FILES "FILES"
+#define MG_CMD_FETCH "FETCH"
+#define MG_FETCH_MAX_BYTES (4 * 1024 * 1024)
 
 /* A multipart message: frames are owned byte buffers. */
 typedef struct {

@@ -30,6 +30,7 @@
 #include "../common/protocol.h"
 #include "../common/util.h"
 #include "db.h"
+#include "fetch.h"
 #include "provenance.h"
 #include "schedule.h"
 
@@ -797,6 +798,11 @@ static void s_handle_client(s_server_t *srv, const mg_msg_t *m)
             mg_kv_set(&r.info, "head_hash", head);
         }
     } else if (strcmp(cmd, "VERIFY") == 0) s_cmd_verify(&r, &args);
+    else if (mg_fetch_is_command(cmd)) {
+        char code[32], msg[8192];
+        if (mg_fetch_handle(srv->store, cmd, &args, &r.info, &r.rows, code, sizeof code, msg, sizeof msg) != 0)
+            s_reply_err(&r, code, "%s", msg);
+    }
 
     else if (strcmp(cmd, "EVENTS") == 0) {
         sqlite3_stmt *st = mg_db_prepare(srv->store->db,
