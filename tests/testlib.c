@@ -327,7 +327,7 @@ sqlite3 *mg_test_db_open(const char *path)
         sqlite3_close(db);
         s_fail("cannot open the database %s: %s", path, why);
     }
-    sqlite3_busy_timeout(db, 5000);
+    sqlite3_busy_timeout(db, MG_TEST_BUSY_TIMEOUT_MS);
     char *msg = NULL;
     if (sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, &msg) != SQLITE_OK) {
         char why[512];

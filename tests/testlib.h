@@ -117,11 +117,13 @@ char *mg_test_run(int *status, const char *fmt, ...) __attribute__((format(print
 
 /* A first-column value that is NULL, or a query without a row. */
 #define MG_TEST_SQL_NONE INT64_MIN
+/* How long the test's connection waits for another's lock: the store's (coordinator/db.c). */
+#define MG_TEST_BUSY_TIMEOUT_MS 5000
 
 /* Opens a second read-write connection to the existing database file at path, next to the
  * one a store or a coordinator holds (WAL lets both work; the test's reads see what the
- * other side committed). The busy timeout is the store's (5 s), so a write waits for the
- * other side's transaction to end; foreign keys are enforced as on the store's connection.
+ * other side committed). The busy timeout is MG_TEST_BUSY_TIMEOUT_MS, so a write waits for
+ * the other side's transaction to end; foreign keys are enforced as on the store's connection.
  * Fails the test if the file cannot be opened. The caller closes it (mg_test_db_close). */
 sqlite3 *mg_test_db_open(const char *path);
 /* Closes *db_p (NULL is fine) and sets it to NULL. */
