@@ -554,8 +554,7 @@ static void test_next_star_day_fields_and(void **state)
 
 int main(void)
 {
-    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
-    mg_log_init("test_cron");
+    mg_test_log_quiet("test_cron");
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_errors),

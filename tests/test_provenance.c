@@ -465,8 +465,7 @@ static void test_append_after_verify(void **state)
 
 int main(void)
 {
-    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
-    mg_log_init("test_provenance");
+    mg_test_log_quiet("test_provenance");
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         T(test_chain_verifies),

@@ -1271,8 +1271,7 @@ static void test_leased_spec_equals_plan_spec(void **state)
 
 int main(void)
 {
-    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
-    mg_log_init("test_store");
+    mg_test_log_quiet("test_store");
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         T(test_migrate_fresh_db),

@@ -23,6 +23,10 @@
 
 #include "tests/testlib.h"
 
+#ifndef MG_TEST_KERNELS_ONLY
+#include "common/util.h"
+#endif
+
 /* Ends the running test with the message. The cmocka shim of the GPU machine
  * (tests/cuda/cmocka_shim.h) keeps its state in the test's own file, out of reach here:
  * there the process aborts, which tests/run.sh counts as a failure. */
@@ -412,6 +416,12 @@ void mg_test_sql_exec(sqlite3 *db, const char *fmt, ...)
 }
 
 /* ---- job files and a store ----------------------------------------------------------- */
+
+void mg_test_log_quiet(const char *program)
+{
+    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
+    mg_log_init(program);
+}
 
 mg_job_t *mg_test_job_parse(const char *yaml)
 {

@@ -138,6 +138,11 @@ const char *mg_test_sql_text(sqlite3 *db, const char *fmt, ...) __attribute__((f
 /* Runs the statements fmt (printf-style) on db. Fails the test on an SQL error. */
 void mg_test_sql_exec(sqlite3 *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The log of the code under test (common/util.h), for a test binary named program: errors
+ * and warnings only (MG_LOG_LEVEL=1) unless MG_LOG_LEVEL is set, so that the failures the tests
+ * provoke do not fill the output. */
+void mg_test_log_quiet(const char *program);
+
 /* Parses a job file's text (named "t.yaml" in messages). Fails the test, printing the errors,
  * if it does not parse. Returns a job the caller owns (mg_job_destroy). */
 mg_job_t *mg_test_job_parse(const char *yaml);
