@@ -144,7 +144,8 @@ static void test_worker_backend_cuda_refuses(void **state)
     assert_non_null(strstr(out, "MG_CUDA_PLUGIN=/nonexistent/p.so is not a file"));
     free(out);
     /* cuda with a CPU-only renderer, and an unknown backend: setting errors (2). */
-    out = mg_test_run(&status, "MG_HOME=/nonexistent '%s/mg-worker' --backend cuda --renderer synth 2>&1", mg_test_bin());
+    out = mg_test_run(&status, "MG_HOME=/nonexistent '%s/mg-worker' --backend cuda --renderer synth 2>&1",
+                      mg_test_bin());
     assert_int_equal(status, 2);
     assert_non_null(strstr(out, "runs on the CPU only"));
     free(out);

@@ -381,11 +381,12 @@ static void test_midi_fluidsynth(void **state)
     assert_int_equal(mg_write_file_atomic(mid, buf, len), 0);
     free(buf);
     assert_int_equal(mg_test_sh("fluidsynth -ni -q -r 22050 -F '%s' %s '%s' >/dev/null 2>&1", wav, sf2, mid), 0);
-    assert_int_equal(mg_test_sh("/usr/bin/python3 -c \"import wave,struct,sys\n"
-                                "w=wave.open('%s');n=w.getnframes();r=w.getframerate();d=w.readframes(n)\n"
-                                "s=struct.unpack('<%%dh'%%(len(d)//2),d);rms=(sum(x*x for x in s[::7])/len(s[::7]))**0.5\n"
-                                "print('fluidsynth: %%.2f s, rms %%.0f'%%(n/r,rms));sys.exit(0 if n/r>=8 and rms>200 else 1)\"",
-                                wav), 0);
+    assert_int_equal(mg_test_sh(
+        "/usr/bin/python3 -c \"import wave,struct,sys\n"
+        "w=wave.open('%s');n=w.getnframes();r=w.getframerate();d=w.readframes(n)\n"
+        "s=struct.unpack('<%%dh'%%(len(d)//2),d);rms=(sum(x*x for x in s[::7])/len(s[::7]))**0.5\n"
+        "print('fluidsynth: %%.2f s, rms %%.0f'%%(n/r,rms));sys.exit(0 if n/r>=8 and rms>200 else 1)\"",
+        wav), 0);
     mg_score_free(&sc);
 }
 
@@ -404,21 +405,25 @@ static void test_plan_cli(void **state)
     snprintf(out, sizeof out, "%s/plan.json", s_tmp);
     assert_int_equal(mg_test_sh("cd %s && '%s' plan jobs/ad-campaign.yaml --json --midi '%s/midi' > '%s'",
                                 mg_test_root(), mgctl, s_tmp, out), 0);
-    assert_int_equal(mg_test_sh("/usr/bin/python3 -c \"import json,sys\n"
-                                "d=json.load(open('%s'))\n"
-                                "need=['tempo_bpm','key','mode','time_signature','sections','stems','valence','arousal','decisions']\n"
-                                "bad=[(r['cue'],k) for r in d['renders'] for k in need if k not in r]\n"
-                                "bad+=[(r['cue'],'gm_program') for r in d['renders'] for s in r['stems'] if 'gm_program' not in s]\n"
-                                "print('plan: %%d renders, %%d MIDI files'%%(len(d['renders']),len(d['midi_files'])))\n"
-                                "sys.exit(1 if bad or len(d['renders'])!=12 or len(d['midi_files'])!=12 else 0)\"",
-                                out), 0);
-    assert_int_equal(mg_test_sh("for f in '%s'/midi/summer-sale-2026/jingle-30s-v0[1-4].mid; do /usr/bin/python3 %s/tests/midi_check.py \"$f\" 30 4 || exit 1; done",
-                                s_tmp, mg_test_root()), 0);
-    assert_int_equal(mg_test_sh("/usr/bin/python3 %s/tests/midi_check.py '%s/midi/summer-sale-2026/sting-6s-v01.mid' 6 2",
-                                mg_test_root(), s_tmp), 0);
+    assert_int_equal(mg_test_sh(
+        "/usr/bin/python3 -c \"import json,sys\n"
+        "d=json.load(open('%s'))\n"
+        "need=['tempo_bpm','key','mode','time_signature','sections','stems','valence','arousal','decisions']\n"
+        "bad=[(r['cue'],k) for r in d['renders'] for k in need if k not in r]\n"
+        "bad+=[(r['cue'],'gm_program') for r in d['renders'] for s in r['stems'] if 'gm_program' not in s]\n"
+        "print('plan: %%d renders, %%d MIDI files'%%(len(d['renders']),len(d['midi_files'])))\n"
+        "sys.exit(1 if bad or len(d['renders'])!=12 or len(d['midi_files'])!=12 else 0)\"",
+        out), 0);
+    assert_int_equal(mg_test_sh(
+        "for f in '%s'/midi/summer-sale-2026/jingle-30s-v0[1-4].mid; do /usr/bin/python3 %s/tests/midi_check.py \"$f\" 30 4 || exit 1; done",
+        s_tmp, mg_test_root()), 0);
+    assert_int_equal(mg_test_sh(
+        "/usr/bin/python3 %s/tests/midi_check.py '%s/midi/summer-sale-2026/sting-6s-v01.mid' 6 2",
+        mg_test_root(), s_tmp), 0);
     /* an invalid job file: exit 4, nothing composed */
-    assert_int_equal(mg_test_sh("printf 'campaign: x\\ncues: []\\n' > '%s/bad.yaml' && '%s' plan '%s/bad.yaml' 2>/dev/null >/dev/null",
-                                s_tmp, mgctl, s_tmp), 4);
+    assert_int_equal(mg_test_sh(
+        "printf 'campaign: x\\ncues: []\\n' > '%s/bad.yaml' && '%s' plan '%s/bad.yaml' 2>/dev/null >/dev/null",
+        s_tmp, mgctl, s_tmp), 4);
 }
 
 /* ---- the emotion model ------------------------------------------------------------------------ */

@@ -318,8 +318,12 @@ static void test_sched_tick_once_per_due_time(void **state)
     assert_string_equal(mg_test_sql_text(f->db, "SELECT idempotency_key FROM jobs"), key);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT schedule_id FROM jobs"), id);
     assert_string_equal(mg_test_sql_text(f->db, "SELECT campaign FROM jobs"), "nightly catalogue");
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedule_runs WHERE schedule_id = %" PRId64 " AND due_ms = %"
-                                 PRId64 " AND outcome = 'submitted' AND job_id = (SELECT id FROM jobs)", id, due), 1);
+    assert_int_equal(mg_test_sql_int(f->db,
+                                     "SELECT count(*) FROM schedule_runs WHERE schedule_id = %" PRId64
+                                     " AND due_ms = %" PRId64
+                                     " AND outcome = 'submitted' AND job_id = (SELECT id FROM jobs)",
+                                     id, due),
+                     1);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id), due);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_run'"), 1);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 0);
@@ -467,9 +471,11 @@ static void test_sched_add_errors(void **state)
     assert_int_equal(mg_sched_add(f->s, "0 * * * *", "my nightly", "n.yaml", s_nightly, now, &id, &next, err,
                                   sizeof err), 0);
     assert_string_equal(mg_test_sql_text(f->db, "SELECT name FROM schedules WHERE id = %" PRId64, id), "my nightly");
-    assert_string_equal(mg_test_sql_text(f->db, "SELECT source_text FROM schedules WHERE id = %" PRId64, id), s_nightly);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT source_text FROM schedules WHERE id = %" PRId64, id),
+                        s_nightly);
     assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM schedules WHERE id = %" PRId64, id), "active");
-    assert_non_null(strstr(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'schedule_added'"), "'my nightly'"));
+    assert_non_null(
+        strstr(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'schedule_added'"), "'my nightly'"));
 }
 
 /* schedule.c mg_sched_add: without a name, name = job->campaign, but the job is destroyed
@@ -482,7 +488,8 @@ static void test_sched_add_default_name(void **state)
     char err[512] = "";
     assert_int_equal(mg_sched_add(f->s, "0 * * * *", NULL, "n.yaml", s_nightly, s_utc(2030, 1, 1, 0, 0, 0), &id,
                                   &next, err, sizeof err), 0);
-    assert_string_equal(mg_test_sql_text(f->db, "SELECT name FROM schedules WHERE id = %" PRId64, id), "nightly catalogue");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT name FROM schedules WHERE id = %" PRId64, id),
+                        "nightly catalogue");
     assert_non_null(strstr(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'schedule_added'"),
                            "'nightly catalogue'"));
 }
@@ -497,7 +504,8 @@ static void test_sched_invalid_snapshot(void **state)
     assert_int_equal(mg_db_run(f->db, "UPDATE schedules SET source_text = 'campaign: [' WHERE id = ?", "i", id), 0);
     assert_int_equal(s_tick(f->s, due), 0);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 0);
-    assert_string_equal(mg_test_sql_text(f->db, "SELECT outcome FROM schedule_runs WHERE due_ms = %" PRId64, due), "invalid");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT outcome FROM schedule_runs WHERE due_ms = %" PRId64, due),
+                        "invalid");
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_invalid'"), 1);
     assert_int_equal(s_tick(f->s, due), 0);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_invalid'"), 1);

@@ -34,7 +34,8 @@
 
 static mg_renderer_t *s_open(double temperature, int threads, int raw)
 {
-    mg_wavernn_opts_t o = {.model_path = mg_test_path(S_TINY), .temperature = temperature, .threads = threads, .raw = raw};
+    mg_wavernn_opts_t o = {
+        .model_path = mg_test_path(S_TINY), .temperature = temperature, .threads = threads, .raw = raw};
     char err[512] = "";
     mg_renderer_t *r = mg_renderer_wavernn_new(&o, err, sizeof err);
     if (!r) fail_msg("cannot open the renderer: %s", err);

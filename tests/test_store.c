@@ -404,9 +404,10 @@ static void test_submit_expands_renders(void **state)
     assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM renders WHERE state = 'queued' AND attempts = 0 "
                                      "AND max_attempts = 3 AND lease_token IS NULL"), 6);
     /* Explicit seeds, the largest one exactly. */
-    assert_string_equal(mg_test_sql_text(db, "SELECT group_concat(seed, ' ') FROM (SELECT r.seed FROM renders r JOIN cues c "
-                                         "ON c.id = r.cue_id WHERE c.name = 'fixed' ORDER BY r.variation)"),
-                        "1 18446744073709551615 42");
+    assert_string_equal(
+        mg_test_sql_text(db, "SELECT group_concat(seed, ' ') FROM (SELECT r.seed FROM renders r JOIN cues c "
+                             "ON c.id = r.cue_id WHERE c.name = 'fixed' ORDER BY r.variation)"),
+        "1 18446744073709551615 42");
     /* Derived seeds equal mg_seed_derive, as decimal text. */
     for (int v = 0; v < 3; v++) {
         char want[32];
@@ -444,7 +445,8 @@ static void test_submit_duplicate_same_key(void **state)
 
     /* An explicit key, submitted twice with a different layout but the same content. */
     static const char a[] = "campaign: K\nidempotency_key: key-1\ncues:\n  - name: x\n    prompt: \"calm piano\"\n";
-    static const char b[] = "# the same job\ncampaign: K\nidempotency_key: key-1\ncues:\n  - {name: x, prompt: calm piano}\n";
+    static const char b[] =
+        "# the same job\ncampaign: K\nidempotency_key: key-1\ncues:\n  - {name: x, prompt: calm piano}\n";
     int64_t ka = s_submit(f->s, a, 1);
     rows = s_rows(f->db);
     job = mg_test_job_parse(b);
@@ -518,8 +520,8 @@ static void test_submit_output_dir_unique(void **state)
     assert_int_equal(s_complete(f->s, &x1, T0 + 1), MG_STORE_OK);
     int rc3 = s_complete(f->s, &x3, T0 + 2);
     char abs[700];
-    snprintf(abs, sizeof abs, "%s/%s", f->out_path, mg_test_sql_text(f->db, "SELECT path FROM outputs WHERE render_id = %"
-                                                                     PRId64, l[0].render_id));
+    snprintf(abs, sizeof abs, "%s/%s", f->out_path,
+             mg_test_sql_text(f->db, "SELECT path FROM outputs WHERE render_id = %" PRId64, l[0].render_id));
     assert_true(s_file_equals(abs, x1.data[0], x1.r.files[0].len));
     assert_int_equal(rc3, MG_STORE_OK);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(DISTINCT output_dir) FROM jobs"), 3);
@@ -585,12 +587,14 @@ static void test_lease_priority_order(void **state)
         for (int k = 0; k < i; k++) assert_string_not_equal(l[i].lease_token, l[k].lease_token);
         assert_string_equal(s_render_state(f->db, l[i].render_id), "leased");
         assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, l[i].render_id), 1);
-        assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[i].render_id),
-                         T0 + LEASE_MS);
-        assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, l[i].render_id),
-                            l[i].lease_token);
-        assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, l[i].render_id),
-                            "w1");
+        assert_int_equal(
+            mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[i].render_id),
+            T0 + LEASE_MS);
+        assert_string_equal(
+            mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, l[i].render_id),
+            l[i].lease_token);
+        assert_string_equal(
+            mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, l[i].render_id), "w1");
         assert_string_equal(s_attempt_outcome(f->db, l[i].lease_token), "running");
     }
     /* Within a job: variation order; the spec comes from the database. */
@@ -618,7 +622,8 @@ static void test_lease_max_zero_and_next_deadline(void **state)
     s_lease(f->s, "w1", 1, T0, l, 1);
     s_lease(f->s, "w1", 1, T0 + 5000, l + 1, 1);
     assert_int_equal(mg_store_next_deadline(f->s), T0 + LEASE_MS);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'w1'"), 2);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'w1'"), 2);
 }
 
 static void test_renew(void **state)
@@ -631,8 +636,9 @@ static void test_renew(void **state)
     assert_int_equal(mg_store_renew(f->s, id, l[0].lease_token, T0 + 20000), MG_STORE_OK);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, id),
                      T0 + 20000 + LEASE_MS);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT deadline_ms FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
-                     T0 + 20000 + LEASE_MS);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT deadline_ms FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
+        T0 + 20000 + LEASE_MS);
     /* Wrong token: stale, nothing moves. */
     assert_int_equal(mg_store_renew(f->s, id, "00000000000000000000000000000000", T0 + 25000), MG_STORE_STALE);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, id),
@@ -671,19 +677,26 @@ static void test_complete_writes_outputs(void **state)
     assert_string_equal(s_render_state(db, id), "done");
     assert_string_equal(mg_test_sql_text(db, "SELECT lease_token FROM renders WHERE id = %" PRId64, id), "<null>");
     assert_int_equal(mg_test_sql_int(db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, id), T0 + 5000);
-    assert_string_equal(mg_test_sql_text(db, "SELECT decision_json FROM renders WHERE id = %" PRId64, id), "{\"tempo\":120}");
+    assert_string_equal(mg_test_sql_text(db, "SELECT decision_json FROM renders WHERE id = %" PRId64, id),
+                        "{\"tempo\":120}");
     assert_string_equal(s_attempt_outcome(db, l[0].lease_token), "done");
     assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM outputs WHERE render_id = %" PRId64, id), 2);
     const char *formats[2] = {"flac", "mp3"};
     for (int i = 0; i < 2; i++) {
         char want_rel[256], abs[700];
         snprintf(want_rel, sizeof want_rel, "store-test/intro/intro-v01.%s", formats[i]);
-        assert_string_equal(mg_test_sql_text(db, "SELECT path FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
-                                             id, formats[i]), want_rel);
-        assert_string_equal(mg_test_sql_text(db, "SELECT sha256 FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
-                                             id, formats[i]), x.sha[i]);
-        assert_int_equal(mg_test_sql_int(db, "SELECT bytes FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
-                                         id, formats[i]), (int64_t)x.r.files[i].len);
+        assert_string_equal(mg_test_sql_text(db,
+                                             "SELECT path FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
+                                             id, formats[i]),
+                            want_rel);
+        assert_string_equal(
+            mg_test_sql_text(db, "SELECT sha256 FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'", id,
+                             formats[i]),
+            x.sha[i]);
+        assert_int_equal(mg_test_sql_int(db,
+                                         "SELECT bytes FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
+                                         id, formats[i]),
+                         (int64_t)x.r.files[i].len);
         snprintf(abs, sizeof abs, "%s/%s", f->out_path, want_rel);
         assert_true(s_file_equals(abs, x.data[i], x.r.files[i].len));
     }
@@ -692,7 +705,8 @@ static void test_complete_writes_outputs(void **state)
     assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM provenance WHERE render_id = %" PRId64, id), 1);
     assert_int_equal(mg_test_sql_int(db, "SELECT seq FROM provenance"), 1);
     assert_string_equal(mg_test_sql_text(db, "SELECT worker FROM provenance"), "w1");
-    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM models WHERE name = 'test-renderer' AND license = 'MIT'"), 1);
+    assert_int_equal(
+        mg_test_sql_int(db, "SELECT count(*) FROM models WHERE name = 'test-renderer' AND license = 'MIT'"), 1);
     assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM attribution"), 2);
     assert_string_equal(mg_test_sql_text(db, "SELECT author FROM attribution WHERE source = 'synth-b'"), "Bo");
     assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM audit_renders WHERE render_id = %" PRId64, id), 2);
@@ -715,7 +729,8 @@ static void test_complete_twice_same_token(void **state)
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 2);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 1);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT min(created_ms) FROM outputs"), T0 + 5000);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, l[0].render_id), T0 + 5000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, l[0].render_id),
+                     T0 + 5000);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events"), events);
     assert_int_equal(s_count_files(f->out_path), 2);
 }
@@ -861,7 +876,8 @@ static void test_expire_requeue_then_fail(void **state)
     assert_string_equal(s_render_state(f->db, r1), "queued");
     assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, r1), 1);
     assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, r1), "<null>");
-    assert_non_null(strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, r1), "expired"));
+    assert_non_null(
+        strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, r1), "expired"));
     assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "expired");
     /* Second and last attempt. */
     int64_t T1 = T0 + 100000;
@@ -872,7 +888,8 @@ static void test_expire_requeue_then_fail(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(s_render_state(f->db, r1), "failed");
     assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, r1), 2);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, r1), T1 + LEASE_MS + 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, r1),
+                     T1 + LEASE_MS + 1);
     const char *last = mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, r1);
     assert_non_null(strstr(last, "expired"));
     assert_non_null(strstr(last, "2 attempts"));
@@ -892,7 +909,8 @@ static void test_expire_requeue_then_fail(void **state)
     }
     /* Nothing queued or leased, one failed: the job failed. */
     assert_string_equal(s_job_state(f->db, job), "failed");
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), T1 + LEASE_MS + 3);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job),
+                     T1 + LEASE_MS + 3);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'job_failed'"), 1);
 }
 
@@ -931,15 +949,17 @@ static void test_fail_retryable_vs_permanent(void **state)
     assert_string_equal(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, l[0].render_id),
                         "out of GPU memory");
     assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "failed");
-    assert_string_equal(mg_test_sql_text(f->db, "SELECT error FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
-                        "out of GPU memory");
+    assert_string_equal(
+        mg_test_sql_text(f->db, "SELECT error FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
+        "out of GPU memory");
     /* Permanent: failed at once, with attempts to spare. */
     assert_int_equal(mg_store_fail(f->s, l[1].render_id, l[1].lease_token, "w1", 0, "prompt rejected by model",
                                    T0 + 20), MG_STORE_OK);
     assert_string_equal(s_render_state(f->db, l[1].render_id), "failed");
     assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, l[1].render_id), 1);
-    assert_non_null(strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, l[1].render_id),
-                           "prompt rejected by model"));
+    assert_non_null(
+        strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, l[1].render_id),
+               "prompt rejected by model"));
     /* The same failure again (stale token): rejected, nothing changes. */
     assert_int_equal(mg_store_fail(f->s, l[1].render_id, l[1].lease_token, "w1", 1, "again", T0 + 30),
                      MG_STORE_STALE);
@@ -1007,17 +1027,21 @@ static void test_blocklist(void **state)
     s_lease(f->s, "bad", 1, T0 + 4, l, 1);
     assert_int_equal(l[0].spec.job_id, jx);
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "bad", 1, "crash", T0 + 5), MG_STORE_OK);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %"
-                                     PRId64, jx), 0);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %" PRId64,
+                        jx),
+        0);
     /* A second failure in a row: blocked for job x. */
     s_lease(f->s, "bad", 1, T0 + 6, l, 1);
     assert_int_equal(l[0].spec.job_id, jx);
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "bad", 1, "crash", T0 + 7), MG_STORE_OK);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %"
-                                     PRId64, jx), 1);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %" PRId64,
+                        jx),
+        1);
     assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'worker_blocklisted'"), 1);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE job_id = %" PRId64 " AND state = 'queued'", jx),
-                     3);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE job_id = %" PRId64 " AND state = 'queued'", jx), 3);
     /* 'bad' now only gets job y (lower priority), never job x. */
     s_lease(f->s, "bad", 4, T0 + 8, l, 1);
     assert_int_equal(l[0].spec.job_id, jy);
@@ -1099,7 +1123,8 @@ static void test_cancel_then_retry(void **state)
     int n = -1;
     assert_int_equal(mg_store_cancel_job(f->s, job, T0 + 10, &n), MG_STORE_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'cancelled' AND lease_token IS NULL"), 3);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'cancelled' AND lease_token IS NULL"), 3);
     assert_string_equal(s_job_state(f->db, job), "cancelled");
     assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "cancelled");
     /* The worker finishes anyway: stale, nothing written. */
@@ -1116,8 +1141,10 @@ static void test_cancel_then_retry(void **state)
     /* Retry: all three queued again with a fresh budget of max_attempts, the job active. */
     assert_int_equal(mg_store_retry_job(f->s, job, T0 + 40, &n), MG_STORE_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued' AND max_attempts = attempts + 3 "
-                                     "AND finished_ms IS NULL AND lease_token IS NULL"), 3);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued' AND max_attempts = attempts + 3 "
+                               "AND finished_ms IS NULL AND lease_token IS NULL"),
+        3);
     assert_string_equal(s_job_state(f->db, job), "active");
     assert_string_equal(mg_test_sql_text(f->db, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), "<null>");
     assert_int_equal(mg_store_retry_job(f->s, 9999, T0, &n), MG_STORE_NOT_FOUND);

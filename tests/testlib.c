@@ -355,7 +355,8 @@ void mg_test_db_close(sqlite3 **db_p)
 static sqlite3_stmt *s_query(sqlite3 *db, int *row, const char *fmt, va_list ap)
 {
     char sql[8192];
-    if ((size_t)vsnprintf(sql, sizeof sql, fmt, ap) >= sizeof sql) s_fail("SQL longer than %zu bytes: %.200s", sizeof sql, sql);
+    if ((size_t)vsnprintf(sql, sizeof sql, fmt, ap) >= sizeof sql)
+        s_fail("SQL longer than %zu bytes: %.200s", sizeof sql, sql);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) s_fail("%s: %s", sql, sqlite3_errmsg(db));
     int rc = sqlite3_step(st);
