@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <inttypes.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 

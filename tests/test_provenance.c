@@ -11,9 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <inttypes.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <sodium.h>

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifdef MG_NO_CMOCKA
 #include "tests/cuda/cmocka_shim.h"
