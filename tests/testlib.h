@@ -6,9 +6,10 @@
  *
  * A helper that cannot do its part (a folder that cannot be made, SQL that does not prepare)
  * fails the running test with the reason, as the cmocka assertion in the test would; the
- * callers check only what they test. Built with -DMG_TEST_KERNELS_ONLY (bench/cuda/Makefile:
- * the GPU machine has libc, kernels/ and CUDA, no SQLite nor libmg), the helpers below the
- * marked line are left out; without cmocka (-DMG_NO_CMOCKA) a failing helper aborts.
+ * callers check only what they test. With MG_TEST_KERNELS_ONLY defined (tests/cuda/test_cuda.c
+ * defines it; bench/cuda/Makefile builds testlib.c with it for the GPU machine, which has libc,
+ * kernels/ and CUDA but no SQLite nor libmg) the helpers below the marked line are left out;
+ * without cmocka (-DMG_NO_CMOCKA) a failing helper aborts.
  */
 #ifndef MG_TESTLIB_H
 #define MG_TESTLIB_H
