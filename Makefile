@@ -11,8 +11,9 @@
 #
 # Sources are picked up by folder: common/, composer/ and kernels/ form libmg, coordinator/ (less
 # main.c) libmgcoord, worker/ (less main.c and the test renderer) libmgworker. Tests are
-# tests/test_*.c, one cmocka binary each. The test renderer is compiled into
-# build/.../mg-worker-test only, never into bin/.
+# tests/test_*.c, one cmocka binary each, each linked with tests/testlib.c (the scaffolding they
+# share, tests/testlib.h). The test renderer is compiled into build/.../mg-worker-test only,
+# never into bin/.
 
 CC      ?= cc
 SAN     ?=
@@ -50,6 +51,7 @@ LIBCOORD   = $(BUILD)/libmgcoord.a
 LIBWORKER  = $(BUILD)/libmgworker.a
 SCHEMA_OBJ = $(BUILD)/obj/gen/schema_sql.o
 TEST_BINS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TESTLIB_OBJ = $(BUILD)/obj/tests/testlib.o
 BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 WORKER_TEST_BIN = $(BUILD)/tests/mg-worker-test
 
@@ -126,7 +128,7 @@ $(WORKER_TEST_BIN): $(BUILD)/obj-test/worker/main.o $(BUILD)/obj-test/worker/ren
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBCOORD) $(LIBWORKER) $(LIBMG)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBCOORD) $(LIBWORKER) $(LIBMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
@@ -184,7 +186,8 @@ $(BIN)/libmg-wavernn-cuda.so: $(CUDA_PLUGIN)
 $(BUILD)/cuda/bench/%.o: bench/cuda/%.cu $(CUDA_DEPS) tests/cuda/random_model.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler $(NVCC_XCOMPILER) -c $< -o $@
-$(BUILD)/tests/test_cuda: $(BUILD)/obj/tests/cuda/test_cuda.o $(CUDA_OBJ) $(LIBMG)
+# (testlib.o's SQL and store helpers, unused here, need libmgcoord to link)
+$(BUILD)/tests/test_cuda: $(BUILD)/obj/tests/cuda/test_cuda.o $(TESTLIB_OBJ) $(CUDA_OBJ) $(LIBCOORD) $(LIBMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS) $(CUDA_LIBS)
 $(BUILD)/bench/cuda_bench: $(BUILD)/cuda/bench/cuda_bench.o $(CUDA_OBJ) $(LIBMG)

@@ -14,12 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/testlib.h"
 #include "worker/backend.h"
-
-static const char *s_bin(void) { return getenv("MG_BIN") ? getenv("MG_BIN") : "bin"; }
 
 static void test_parse(void **state)
 {
@@ -72,11 +70,8 @@ static void test_bogus_plugin_path(void **state)
 static void test_plugin_not_a_library(void **state)
 {
     (void)state;
-    char path[] = "/tmp/mg-test-backend-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, "not an ELF file\n", 16), 16);
-    close(fd);
+    char path[256];
+    mg_test_temp_write("backend", "", "not an ELF file\n", 16, path, sizeof path);
     setenv("MG_CUDA_PLUGIN", path, 1);
     char why[1024];
     mg_backend_cuda_t *b = NULL;
@@ -96,7 +91,7 @@ static void test_real_plugin(void **state)
 {
     (void)state;
     char path[1024], real[4096];
-    snprintf(path, sizeof path, "%s/%s", s_bin(), MG_WR_CUDA_PLUGIN_FILE);
+    snprintf(path, sizeof path, "%s/%s", mg_test_bin(), MG_WR_CUDA_PLUGIN_FILE);
     if (access(path, R_OK) != 0 || !realpath(path, real)) {
         printf("# %s not built (no nvcc): nothing to load\n", path);
         skip();
@@ -120,33 +115,16 @@ static void test_real_plugin(void **state)
     assert_non_null(strstr(why, "CUDA device"));
 }
 
-static char *s_run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0, got;
-    char *out = malloc(cap);
-    assert_non_null(out);
-    while ((got = fread(out + n, 1, cap - 1 - n, p)) > 0) n += got;
-    out[n] = 0;
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
-
 /* mg-worker --backend cuda where no GPU is (this machine, CI): exit 1 at startup, the message
  * naming the backend and what is missing. `timeout` guards a machine that does have a GPU
  * (the worker would start and wait for a coordinator): then the case is skipped. */
 static void test_worker_backend_cuda_refuses(void **state)
 {
     (void)state;
-    char cmd[2048];
     int status;
-    const char *tiny = access("tests/data/model/tiny.mgnn", R_OK) == 0 ? "tests/data/model/tiny.mgnn"
-                                                                        : "data/model/tiny.mgnn";
-    snprintf(cmd, sizeof cmd, "MG_HOME=/nonexistent MG_ENDPOINT=tcp://127.0.0.1:1 timeout 20 '%s/mg-worker' "
-             "--backend cuda --model '%s' 2>&1", s_bin(), tiny);
-    char *out = s_run(cmd, &status);
+    const char *tiny = mg_test_path("tests/data/model/tiny.mgnn");
+    char *out = mg_test_run(&status, "MG_HOME=/nonexistent MG_ENDPOINT=tcp://127.0.0.1:1 timeout 20 '%s/mg-worker' "
+                            "--backend cuda --model '%s' 2>&1", mg_test_bin(), tiny);
     printf("# %s", out);
     if (status == 124) {
         free(out);
@@ -160,20 +138,18 @@ static void test_worker_backend_cuda_refuses(void **state)
     assert_non_null(strstr(out, "--backend auto or cpu"));
     free(out);
     /* A bogus plugin path is named as such. */
-    snprintf(cmd, sizeof cmd, "MG_HOME=/nonexistent MG_CUDA_PLUGIN=/nonexistent/p.so timeout 20 '%s/mg-worker' "
-             "--backend cuda --model '%s' 2>&1", s_bin(), tiny);
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "MG_HOME=/nonexistent MG_CUDA_PLUGIN=/nonexistent/p.so timeout 20 '%s/mg-worker' "
+                      "--backend cuda --model '%s' 2>&1", mg_test_bin(), tiny);
     assert_int_equal(status, 1);
     assert_non_null(strstr(out, "MG_CUDA_PLUGIN=/nonexistent/p.so is not a file"));
     free(out);
     /* cuda with a CPU-only renderer, and an unknown backend: setting errors (2). */
-    snprintf(cmd, sizeof cmd, "MG_HOME=/nonexistent '%s/mg-worker' --backend cuda --renderer synth 2>&1", s_bin());
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "MG_HOME=/nonexistent '%s/mg-worker' --backend cuda --renderer synth 2>&1",
+                      mg_test_bin());
     assert_int_equal(status, 2);
     assert_non_null(strstr(out, "runs on the CPU only"));
     free(out);
-    snprintf(cmd, sizeof cmd, "MG_HOME=/nonexistent MG_BACKEND=gpu '%s/mg-worker' 2>&1", s_bin());
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "MG_HOME=/nonexistent MG_BACKEND=gpu '%s/mg-worker' 2>&1", mg_test_bin());
     assert_int_equal(status, 2);
     assert_non_null(strstr(out, "unknown backend 'gpu' (auto, cpu, cuda)"));
     free(out);

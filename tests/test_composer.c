@@ -16,27 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/emotion.h"
 #include "common/renderspec.h"
 #include "common/util.h"
 #include "composer/composer.h"
+#include "tests/testlib.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
-
-static const char *s_root(void)
-{
-    static const char *const candidates[] = {".", "..", NULL};
-    for (int i = 0; candidates[i]; i++) {
-        char p[256];
-        snprintf(p, sizeof p, "%s/jobs/ad-campaign.yaml", candidates[i]);
-        if (access(p, R_OK) == 0) return candidates[i];
-    }
-    return ".";
-}
 
 static void s_spec(mg_render_spec_t *s, const char *prompt, const char *emotions, double duration, uint64_t seed)
 {
@@ -86,13 +74,6 @@ static char *s_midi_hash(const mg_score_t *sc, char hex[65])
     mg_sha256_hex(buf, len, hex);
     free(buf);
     return hex;
-}
-
-static double s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* Mean velocity of the pitched stems' notes. */
@@ -334,30 +315,22 @@ static char s_tmp[256];
 static int s_setup_tmp(void **state)
 {
     (void)state;
-    snprintf(s_tmp, sizeof s_tmp, "%s/mg-test-composer-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    return mkdtemp(s_tmp) ? 0 : -1;
+    mg_test_tmpdir_make(s_tmp, sizeof s_tmp, "composer");
+    return 0;
 }
 
 static int s_teardown_tmp(void **state)
 {
     (void)state;
-    if (getenv("MG_KEEP_TEST_HOME")) return 0;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int s_run(const char *cmd)
-{
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    mg_test_tmpdir_remove(s_tmp);
+    return 0;
 }
 
 static void test_midi_mido(void **state)
 {
     (void)state;
     /* a real parser must read every file back; a missing python3-mido is a failure */
-    assert_int_equal(s_run("/usr/bin/python3 -c 'import mido' 2>/dev/null"), 0);
+    assert_int_equal(mg_test_sh("/usr/bin/python3 -c 'import mido' 2>/dev/null"), 0);
     static const struct { const char *prompt, *emotions, *key, *stems; double dur, tempo; } cases[] = {
         {"joyful jingle, acoustic guitar and claps", "joyful,energetic", "D major", "melody,chords,bass,drums", 30, 120},
         {"slow solo piano, a letter never sent", "sad,nostalgic", "F minor", "", 60, 66},
@@ -376,13 +349,12 @@ static void test_midi_mido(void **state)
         unsigned char *buf;
         size_t len;
         assert_int_equal(mg_score_write_midi(sc, &buf, &len), 0);
-        char path[512], cmd[1200];
+        char path[512];
         snprintf(path, sizeof path, "%s/case%zu.mid", s_tmp, i);
         assert_int_equal(mg_write_file_atomic(path, buf, len), 0);
         free(buf);
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/midi_check.py '%s' %.6f %d", s_root(), path,
-                 sc->duration_us / 1e6, sc->n_stems);
-        assert_int_equal(s_run(cmd), 0);
+        assert_int_equal(mg_test_sh("/usr/bin/python3 %s/tests/midi_check.py '%s' %.6f %d", mg_test_root(), path,
+                                    sc->duration_us / 1e6, sc->n_stems), 0);
         mg_score_free(&sc);
     }
 }
@@ -393,7 +365,7 @@ static void test_midi_fluidsynth(void **state)
 {
     (void)state;
     const char *sf2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
-    if (s_run("command -v fluidsynth >/dev/null 2>&1") != 0 || access(sf2, R_OK) != 0) {
+    if (mg_test_sh("command -v fluidsynth >/dev/null 2>&1") != 0 || access(sf2, R_OK) != 0) {
         fail_msg("fluidsynth or %s missing (run ops/install-deps.sh)", sf2);
     }
     mg_render_spec_t spec;
@@ -403,20 +375,18 @@ static void test_midi_fluidsynth(void **state)
     unsigned char *buf;
     size_t len;
     assert_int_equal(mg_score_write_midi(sc, &buf, &len), 0);
-    char mid[512], wav[512], cmd[2000];
+    char mid[512], wav[512];
     snprintf(mid, sizeof mid, "%s/play.mid", s_tmp);
     snprintf(wav, sizeof wav, "%s/play.wav", s_tmp);
     assert_int_equal(mg_write_file_atomic(mid, buf, len), 0);
     free(buf);
-    snprintf(cmd, sizeof cmd, "fluidsynth -ni -q -r 22050 -F '%s' %s '%s' >/dev/null 2>&1", wav, sf2, mid);
-    assert_int_equal(s_run(cmd), 0);
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"import wave,struct,sys\n"
-             "w=wave.open('%s');n=w.getnframes();r=w.getframerate();d=w.readframes(n)\n"
-             "s=struct.unpack('<%%dh'%%(len(d)//2),d);rms=(sum(x*x for x in s[::7])/len(s[::7]))**0.5\n"
-             "print('fluidsynth: %%.2f s, rms %%.0f'%%(n/r,rms));sys.exit(0 if n/r>=8 and rms>200 else 1)\"",
-             wav);
-    assert_int_equal(s_run(cmd), 0);
+    assert_int_equal(mg_test_sh("fluidsynth -ni -q -r 22050 -F '%s' %s '%s' >/dev/null 2>&1", wav, sf2, mid), 0);
+    assert_int_equal(mg_test_sh(
+        "/usr/bin/python3 -c \"import wave,struct,sys\n"
+        "w=wave.open('%s');n=w.getnframes();r=w.getframerate();d=w.readframes(n)\n"
+        "s=struct.unpack('<%%dh'%%(len(d)//2),d);rms=(sum(x*x for x in s[::7])/len(s[::7]))**0.5\n"
+        "print('fluidsynth: %%.2f s, rms %%.0f'%%(n/r,rms));sys.exit(0 if n/r>=8 and rms>200 else 1)\"",
+        wav), 0);
     mg_score_free(&sc);
 }
 
@@ -426,37 +396,34 @@ static void test_plan_cli(void **state)
 {
     (void)state;
     char mgctl[1024], rel[600];
-    snprintf(rel, sizeof rel, "%s/mgctl", getenv("MG_BIN") ? getenv("MG_BIN") : "bin");
+    snprintf(rel, sizeof rel, "%s/mgctl", mg_test_bin());
     if (!realpath(rel, mgctl)) {
         fprintf(stderr, "%s not found: build it first (make bin/mgctl, or set MG_BIN)\n", rel);
         fail();
     }
-    char cmd[3000], out[600];
+    char out[600];
     snprintf(out, sizeof out, "%s/plan.json", s_tmp);
-    snprintf(cmd, sizeof cmd, "cd %s && '%s' plan jobs/ad-campaign.yaml --json --midi '%s/midi' > '%s'", s_root(),
-             mgctl, s_tmp, out);
-    assert_int_equal(s_run(cmd), 0);
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"import json,sys\n"
-             "d=json.load(open('%s'))\n"
-             "need=['tempo_bpm','key','mode','time_signature','sections','stems','valence','arousal','decisions']\n"
-             "bad=[(r['cue'],k) for r in d['renders'] for k in need if k not in r]\n"
-             "bad+=[(r['cue'],'gm_program') for r in d['renders'] for s in r['stems'] if 'gm_program' not in s]\n"
-             "print('plan: %%d renders, %%d MIDI files'%%(len(d['renders']),len(d['midi_files'])))\n"
-             "sys.exit(1 if bad or len(d['renders'])!=12 or len(d['midi_files'])!=12 else 0)\"",
-             out);
-    assert_int_equal(s_run(cmd), 0);
-    snprintf(cmd, sizeof cmd,
-             "for f in '%s'/midi/summer-sale-2026/jingle-30s-v0[1-4].mid; do /usr/bin/python3 %s/tests/midi_check.py \"$f\" 30 4 || exit 1; done",
-             s_tmp, s_root());
-    assert_int_equal(s_run(cmd), 0);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/midi_check.py '%s/midi/summer-sale-2026/sting-6s-v01.mid' 6 2",
-             s_root(), s_tmp);
-    assert_int_equal(s_run(cmd), 0);
+    assert_int_equal(mg_test_sh("cd %s && '%s' plan jobs/ad-campaign.yaml --json --midi '%s/midi' > '%s'",
+                                mg_test_root(), mgctl, s_tmp, out), 0);
+    assert_int_equal(mg_test_sh(
+        "/usr/bin/python3 -c \"import json,sys\n"
+        "d=json.load(open('%s'))\n"
+        "need=['tempo_bpm','key','mode','time_signature','sections','stems','valence','arousal','decisions']\n"
+        "bad=[(r['cue'],k) for r in d['renders'] for k in need if k not in r]\n"
+        "bad+=[(r['cue'],'gm_program') for r in d['renders'] for s in r['stems'] if 'gm_program' not in s]\n"
+        "print('plan: %%d renders, %%d MIDI files'%%(len(d['renders']),len(d['midi_files'])))\n"
+        "sys.exit(1 if bad or len(d['renders'])!=12 or len(d['midi_files'])!=12 else 0)\"",
+        out), 0);
+    assert_int_equal(mg_test_sh(
+        "for f in '%s'/midi/summer-sale-2026/jingle-30s-v0[1-4].mid; do /usr/bin/python3 %s/tests/midi_check.py \"$f\" 30 4 || exit 1; done",
+        s_tmp, mg_test_root()), 0);
+    assert_int_equal(mg_test_sh(
+        "/usr/bin/python3 %s/tests/midi_check.py '%s/midi/summer-sale-2026/sting-6s-v01.mid' 6 2",
+        mg_test_root(), s_tmp), 0);
     /* an invalid job file: exit 4, nothing composed */
-    snprintf(cmd, sizeof cmd, "printf 'campaign: x\\ncues: []\\n' > '%s/bad.yaml' && '%s' plan '%s/bad.yaml' 2>/dev/null >/dev/null",
-             s_tmp, mgctl, s_tmp);
-    assert_int_equal(s_run(cmd), 4);
+    assert_int_equal(mg_test_sh(
+        "printf 'campaign: x\\ncues: []\\n' > '%s/bad.yaml' && '%s' plan '%s/bad.yaml' 2>/dev/null >/dev/null",
+        s_tmp, mgctl, s_tmp), 4);
 }
 
 /* ---- the emotion model ------------------------------------------------------------------------ */
@@ -767,13 +734,13 @@ static void test_speed(void **state)
     double best = 1e9, total = 0;
     for (int i = 0; i < N; i++) {
         s_jingle(&spec, (uint64_t)i);
-        double t0 = s_now_ms();
+        double t0 = mg_test_now_ms();
         mg_score_t *sc = s_compose(&spec);
         char *j = mg_score_decision_json(sc);
         unsigned char *buf;
         size_t len;
         mg_score_write_midi(sc, &buf, &len);
-        double dt = s_now_ms() - t0;
+        double dt = mg_test_now_ms() - t0;
         free(buf);
         free(j);
         mg_score_free(&sc);
@@ -785,9 +752,9 @@ static void test_speed(void **state)
     assert_true(total / N < 10.0);
     /* the longest cue too */
     s_spec(&spec, "epic orchestral build", "epic", 600, 1);
-    double t0 = s_now_ms();
+    double t0 = mg_test_now_ms();
     mg_score_t *sc = s_compose(&spec);
-    printf("compose, 600 s cue: %.3f ms\n", s_now_ms() - t0);
+    printf("compose, 600 s cue: %.3f ms\n", mg_test_now_ms() - t0);
     mg_score_free(&sc);
 }
 

@@ -13,9 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -25,6 +23,7 @@
 #include "coordinator/db.h"
 #include "coordinator/schedule.h"
 #include "coordinator/store.h"
+#include "tests/testlib.h"
 
 /* Epoch ms of a UTC calendar time. */
 static int64_t s_utc(int y, int mo, int d, int h, int mi, int sec)
@@ -259,78 +258,18 @@ static void test_next_never(void **state)
 
 /* ---- schedules ----------------------------------------------------------------------- */
 
-typedef struct {
-    char dir[256];
-    char db_path[320];
-    char out_path[320];
-    mg_store_t *s;
-} s_fix_t;
-
-static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void s_open(s_fix_t *f)
-{
-    char err[512] = "";
-    mg_store_policy_t policy = {3, 3, 30000};
-    f->s = mg_store_open(f->db_path, f->out_path, &policy, err, sizeof err);
-    if (!f->s) fprintf(stderr, "mg_store_open: %s\n", err);
-    assert_non_null(f->s);
-}
-
 static int s_setup(void **state)
 {
-    s_fix_t *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "%s/mg-test-cron-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->db_path, sizeof f->db_path, "%s/mg.db", f->dir);
-    snprintf(f->out_path, sizeof f->out_path, "%s/outputs", f->dir);
-    s_open(f);
-    *state = f;
+    mg_store_policy_t policy = {3, 3, 30000};
+    *state = mg_test_store_new("cron", &policy);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    s_fix_t *f = *state;
-    mg_store_close(&f->s);
-    nftw(f->dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
+    mg_test_store_t *f = *state;
+    mg_test_store_destroy(&f);
     return 0;
-}
-
-static int64_t s_int(mg_store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int64_t s_int(mg_store_t *s, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return mg_db_int(s->db, INT64_MIN, sql, "");
-}
-
-static const char *s_text(mg_store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *s_text(mg_store_t *s, const char *fmt, ...)
-{
-    static char bufs[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *st = mg_db_prepare(s->db, sql, "");
-    assert_non_null(st);
-    if (sqlite3_step(st) != SQLITE_ROW) snprintf(bufs[k], sizeof bufs[k], "<none>");
-    else if (sqlite3_column_type(st, 0) == SQLITE_NULL) snprintf(bufs[k], sizeof bufs[k], "<null>");
-    else snprintf(bufs[k], sizeof bufs[k], "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return bufs[k];
 }
 
 static const char s_nightly[] =
@@ -362,94 +301,98 @@ static int s_tick(mg_store_t *s, int64_t now)
 
 static void test_sched_tick_once_per_due_time(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0), due = s_utc(2030, 1, 1, 1, 0, 0);
     int64_t id = s_add(f->s, "0 * * * *", add, due);
     assert_int_equal(mg_sched_next_due("0 * * * *", add), due);
     assert_int_equal(s_tick(f->s, add), 0);
     assert_int_equal(s_tick(f->s, due - 1), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 0);
     assert_int_equal(s_tick(f->s, due), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders"), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders"), 2);
     /* The job knows its schedule and its due time. */
     char key[64];
     snprintf(key, sizeof key, "schedule-%" PRId64 "-%" PRId64, id, due);
-    assert_string_equal(s_text(f->s, "SELECT idempotency_key FROM jobs"), key);
-    assert_int_equal(s_int(f->s, "SELECT schedule_id FROM jobs"), id);
-    assert_string_equal(s_text(f->s, "SELECT campaign FROM jobs"), "nightly catalogue");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedule_runs WHERE schedule_id = %" PRId64 " AND due_ms = %"
-                                 PRId64 " AND outcome = 'submitted' AND job_id = (SELECT id FROM jobs)", id, due), 1);
-    assert_int_equal(s_int(f->s, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id), due);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_run'"), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 0);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT idempotency_key FROM jobs"), key);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT schedule_id FROM jobs"), id);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT campaign FROM jobs"), "nightly catalogue");
+    assert_int_equal(mg_test_sql_int(f->db,
+                                     "SELECT count(*) FROM schedule_runs WHERE schedule_id = %" PRId64
+                                     " AND due_ms = %" PRId64
+                                     " AND outcome = 'submitted' AND job_id = (SELECT id FROM jobs)",
+                                     id, due),
+                     1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id), due);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_run'"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 0);
     /* Again at the same time, and within the hour: nothing. */
     assert_int_equal(s_tick(f->s, due), 0);
     assert_int_equal(s_tick(f->s, due + 30 * 60000), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
     /* The next hour: a second job with its own key. */
     int64_t due2 = s_utc(2030, 1, 1, 2, 0, 0);
     assert_int_equal(s_tick(f->s, due2 + 1), 1);
     snprintf(key, sizeof key, "schedule-%" PRId64 "-%" PRId64, id, due2);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs WHERE idempotency_key = '%s'", key), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs WHERE idempotency_key = '%s'", key), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 2);
     /* The second job's files go to their own folder. */
-    assert_int_equal(s_int(f->s, "SELECT count(DISTINCT output_dir) FROM jobs"), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(DISTINCT output_dir) FROM jobs"), 2);
 }
 
 static void test_sched_catch_up_once(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0);
     int64_t id = s_add(f->s, "0 * * * *", add, s_utc(2030, 1, 1, 1, 0, 0));
     /* Down from before 01:00 until 05:30: due times 01..05 passed; only 05:00 runs. */
     int64_t now = s_utc(2030, 1, 1, 5, 30, 0), latest = s_utc(2030, 1, 1, 5, 0, 0);
     assert_int_equal(s_tick(f->s, now), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
     char key[64];
     snprintf(key, sizeof key, "schedule-%" PRId64 "-%" PRId64, id, latest);
-    assert_string_equal(s_text(f->s, "SELECT idempotency_key FROM jobs"), key);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedule_runs"), 1);
-    assert_int_equal(s_int(f->s, "SELECT due_ms FROM schedule_runs"), latest);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 1);
-    const char *msg = s_text(f->s, "SELECT message FROM events WHERE kind = 'schedule_missed'");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT idempotency_key FROM jobs"), key);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedule_runs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT due_ms FROM schedule_runs"), latest);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 1);
+    const char *msg = mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'schedule_missed'");
     if (!strstr(msg, "4 earlier")) fprintf(stderr, "schedule_missed: %s\n", msg);
     assert_non_null(strstr(msg, "4 earlier"));
     /* Nothing more at the same time, and the next hour is a normal run. */
     assert_int_equal(s_tick(f->s, now), 0);
     assert_int_equal(s_tick(f->s, s_utc(2030, 1, 1, 6, 0, 0)), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 1);
     /* Days missed on a daily schedule: one run, the latest. */
     int64_t id2 = s_add(f->s, "30 3 * * *", s_utc(2030, 1, 1, 6, 0, 0), s_utc(2030, 1, 2, 3, 30, 0));
     assert_int_equal(s_tick(f->s, s_utc(2030, 1, 20, 12, 0, 0)), 2); /* id: 1 catch-up, id2: 1 catch-up */
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedule_runs WHERE schedule_id = %" PRId64, id2), 1);
-    assert_int_equal(s_int(f->s, "SELECT due_ms FROM schedule_runs WHERE schedule_id = %" PRId64, id2),
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedule_runs WHERE schedule_id = %" PRId64, id2), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT due_ms FROM schedule_runs WHERE schedule_id = %" PRId64, id2),
                      s_utc(2030, 1, 20, 3, 30, 0));
 }
 
 static void test_sched_pause_and_resume(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0), due = s_utc(2030, 1, 1, 1, 0, 0);
     int64_t id = s_add(f->s, "0 * * * *", add, due);
     assert_int_equal(mg_sched_set_state(f->s, id, "paused"), MG_STORE_OK);
-    assert_string_equal(s_text(f->s, "SELECT state FROM schedules WHERE id = %" PRId64, id), "paused");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM schedules WHERE id = %" PRId64, id), "paused");
     assert_int_equal(s_tick(f->s, due), 0);
     assert_int_equal(s_tick(f->s, due + 5 * 3600000), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedule_runs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedule_runs"), 0);
     assert_int_equal(mg_sched_set_state(f->s, 9999, "paused"), MG_STORE_NOT_FOUND);
     /* Resumed: runs again (the synthetic clock here is in the future, so the wall-clock
      * "do not replay" floor set by resume is below it and one catch-up run is due). */
     assert_int_equal(mg_sched_set_state(f->s, id, "active"), MG_STORE_OK);
-    assert_string_equal(s_text(f->s, "SELECT state FROM schedules WHERE id = %" PRId64, id), "active");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM schedules WHERE id = %" PRId64, id), "active");
     assert_int_equal(s_tick(f->s, due + 5 * 3600000), 1);
 }
 
 /* Resuming does not replay the due times that passed while paused (wall clock). */
 static void test_sched_resume_skips_paused_runs(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t real = mg_now_ms();
     int64_t add = real - 5 * 3600000; /* added five hours ago */
     int64_t id = 0, next = 0;
@@ -458,56 +401,56 @@ static void test_sched_resume_skips_paused_runs(void **state)
                                   sizeof err), 0);
     assert_int_equal(mg_sched_set_state(f->s, id, "paused"), MG_STORE_OK);
     assert_int_equal(mg_sched_set_state(f->s, id, "active"), MG_STORE_OK);
-    int64_t floor_ms = s_int(f->s, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id);
+    int64_t floor_ms = mg_test_sql_int(f->db, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id);
     assert_true(floor_ms >= real);
     assert_int_equal(s_tick(f->s, floor_ms), 0);
     int64_t due = mg_sched_next_due("0 * * * *", floor_ms);
     assert_true(due > floor_ms);
     assert_int_equal(s_tick(f->s, due), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_missed'"), 0);
 }
 
 static void test_sched_remove(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0), due = s_utc(2030, 1, 1, 1, 0, 0);
     int64_t id = s_add(f->s, "0 * * * *", add, due);
     assert_int_equal(s_tick(f->s, due), 1);
     assert_int_equal(mg_sched_remove(f->s, id), MG_STORE_OK);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedules"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedule_runs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedules"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedule_runs"), 0);
     /* The job it made stays, no longer linked. */
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
-    assert_string_equal(s_text(f->s, "SELECT schedule_id FROM jobs"), "<null>");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT schedule_id FROM jobs"), "<null>");
     assert_int_equal(s_tick(f->s, due + 10 * 3600000), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
     assert_int_equal(mg_sched_remove(f->s, id), MG_STORE_NOT_FOUND);
 }
 
 static void test_sched_restart_between_ticks(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0), due = s_utc(2030, 1, 1, 1, 0, 0);
     int64_t id = s_add(f->s, "0 * * * *", add, due);
     assert_int_equal(s_tick(f->s, due), 1);
     mg_store_close(&f->s);
-    s_open(f);
+    mg_test_store_open(f);
     assert_int_equal(s_tick(f->s, due), 0);
     assert_int_equal(s_tick(f->s, due + 59 * 60000), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
     /* Even if last_due_ms were behind (it commits with the run, but the run row is the
      * real guard), the same due time never makes a second job. */
-    assert_int_equal(mg_db_run(f->s->db, "UPDATE schedules SET last_due_ms = ? WHERE id = ?", "ii", add, id), 0);
+    assert_int_equal(mg_db_run(f->db, "UPDATE schedules SET last_due_ms = ? WHERE id = ?", "ii", add, id), 0);
     mg_store_close(&f->s);
-    s_open(f);
+    mg_test_store_open(f);
     assert_int_equal(s_tick(f->s, due), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
-    assert_int_equal(s_int(f->s, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id), due);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT last_due_ms FROM schedules WHERE id = %" PRId64, id), due);
 }
 
 static void test_sched_add_errors(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t id = 0, next = 0;
     char err[512] = "";
     int64_t now = s_utc(2030, 1, 1, 0, 0, 0);
@@ -523,13 +466,15 @@ static void test_sched_add_errors(void **state)
     static const char bad[] = "campaign: x\ncues:\n  - name: a\n    prompt: \"\"\n";
     assert_int_equal(mg_sched_add(f->s, "0 * * * *", NULL, "bad.yaml", bad, now, &id, &next, err, sizeof err), -1);
     assert_non_null(strstr(err, "bad.yaml"));
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM schedules"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM schedules"), 0);
     assert_int_equal(mg_sched_add(f->s, "0 * * * *", "my nightly", "n.yaml", s_nightly, now, &id, &next, err,
                                   sizeof err), 0);
-    assert_string_equal(s_text(f->s, "SELECT name FROM schedules WHERE id = %" PRId64, id), "my nightly");
-    assert_string_equal(s_text(f->s, "SELECT source_text FROM schedules WHERE id = %" PRId64, id), s_nightly);
-    assert_string_equal(s_text(f->s, "SELECT state FROM schedules WHERE id = %" PRId64, id), "active");
-    assert_non_null(strstr(s_text(f->s, "SELECT message FROM events WHERE kind = 'schedule_added'"), "'my nightly'"));
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT name FROM schedules WHERE id = %" PRId64, id), "my nightly");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT source_text FROM schedules WHERE id = %" PRId64, id),
+                        s_nightly);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM schedules WHERE id = %" PRId64, id), "active");
+    assert_non_null(
+        strstr(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'schedule_added'"), "'my nightly'"));
 }
 
 /* schedule.c mg_sched_add: without a name, name = job->campaign, but the job is destroyed
@@ -537,13 +482,14 @@ static void test_sched_add_errors(void **state)
  * use-after-free (valgrind: invalid read in mg_db_event called from mg_sched_add). */
 static void test_sched_add_default_name(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t id = 0, next = 0;
     char err[512] = "";
     assert_int_equal(mg_sched_add(f->s, "0 * * * *", NULL, "n.yaml", s_nightly, s_utc(2030, 1, 1, 0, 0, 0), &id,
                                   &next, err, sizeof err), 0);
-    assert_string_equal(s_text(f->s, "SELECT name FROM schedules WHERE id = %" PRId64, id), "nightly catalogue");
-    assert_non_null(strstr(s_text(f->s, "SELECT message FROM events WHERE kind = 'schedule_added'"),
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT name FROM schedules WHERE id = %" PRId64, id),
+                        "nightly catalogue");
+    assert_non_null(strstr(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'schedule_added'"),
                            "'nightly catalogue'"));
 }
 
@@ -551,16 +497,17 @@ static void test_sched_add_default_name(void **state)
  * the same due time is not retried on every tick. */
 static void test_sched_invalid_snapshot(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0), due = s_utc(2030, 1, 1, 1, 0, 0);
     int64_t id = s_add(f->s, "0 * * * *", add, due);
-    assert_int_equal(mg_db_run(f->s->db, "UPDATE schedules SET source_text = 'campaign: [' WHERE id = ?", "i", id), 0);
+    assert_int_equal(mg_db_run(f->db, "UPDATE schedules SET source_text = 'campaign: [' WHERE id = ?", "i", id), 0);
     assert_int_equal(s_tick(f->s, due), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 0);
-    assert_string_equal(s_text(f->s, "SELECT outcome FROM schedule_runs WHERE due_ms = %" PRId64, due), "invalid");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_invalid'"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 0);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT outcome FROM schedule_runs WHERE due_ms = %" PRId64, due),
+                        "invalid");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_invalid'"), 1);
     assert_int_equal(s_tick(f->s, due), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'schedule_invalid'"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'schedule_invalid'"), 1);
 }
 
 /* schedule.c s_materialise: when mg_store_submit_tx fails part-way (here a trigger
@@ -568,17 +515,18 @@ static void test_sched_invalid_snapshot(void **state)
  * together with the 'invalid' schedule_runs row: a job with no renders, active for ever. */
 static void test_sched_failed_submit_leaves_no_job(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 10, 0), due = s_utc(2030, 1, 1, 1, 0, 0);
     s_add(f->s, "0 * * * *", add, due);
-    assert_int_equal(mg_db_exec(f->s->db, "CREATE TEMP TRIGGER no_renders BEFORE INSERT ON renders "
-                                          "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"), 0);
+    /* in the file, not TEMP: the store's connection is the one that must run it */
+    mg_test_sql_exec(f->db, "CREATE TRIGGER no_renders BEFORE INSERT ON renders "
+                            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END");
     int made = -1;
     mg_sched_tick(f->s, due, &made);
     assert_int_equal(made, 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM cues"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM cues"), 0);
 }
 
 /* schedule.c mg_sched_tick walks every missed due time one by one, at most 1,000,000 of
@@ -586,13 +534,13 @@ static void test_sched_failed_submit_leaves_no_job(void **state)
  * the latest, and the next tick at the same instant makes a second job. */
 static void test_sched_catch_up_long_outage(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t add = s_utc(2030, 1, 1, 0, 0, 30);
     s_add(f->s, "* * * * *", add, s_utc(2030, 1, 1, 0, 1, 0));
     int64_t now = s_utc(2032, 1, 1, 0, 0, 30); /* two years, ~1.05 million minutes */
     assert_int_equal(s_tick(f->s, now), 1);
     int again = s_tick(f->s, now);
-    int64_t first_due = s_int(f->s, "SELECT min(due_ms) FROM schedule_runs");
+    int64_t first_due = mg_test_sql_int(f->db, "SELECT min(due_ms) FROM schedule_runs");
     if (first_due != s_utc(2032, 1, 1, 0, 0, 0)) s_show("first catch-up run due", first_due);
     assert_int_equal(again, 0);
     assert_int_equal(first_due, s_utc(2032, 1, 1, 0, 0, 0));
@@ -613,8 +561,7 @@ static void test_next_star_day_fields_and(void **state)
 
 int main(void)
 {
-    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
-    mg_log_init("test_cron");
+    mg_test_log_quiet("test_cron");
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_errors),

@@ -13,49 +13,33 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/testlib.h"
+
 typedef struct {
     char home[128], endpoint[64], bin[256], job[256];
 } s_demo_t;
 
-/* Runs a shell command line; returns its exit status (-1 if it did not exit). */
-static int s_sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static int s_ping(const s_demo_t *d)
 {
-    return s_sh("%s/mgctl --endpoint %s --timeout 300 ping >/dev/null 2>&1", d->bin, d->endpoint);
+    return mg_test_sh("%s/mgctl --endpoint %s --timeout 300 ping >/dev/null 2>&1", d->bin, d->endpoint);
 }
 
 static int s_setup(void **state)
 {
     s_demo_t *d = calloc(1, sizeof *d);
-    snprintf(d->home, sizeof d->home, "/tmp/mg-demotest-XXXXXX");
-    if (!mkdtemp(d->home)) return -1;
+    mg_test_tmpdir_make(d->home, sizeof d->home, "demo");
     snprintf(d->endpoint, sizeof d->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 11) % 20000);
-    const char *bin = getenv("MG_BIN");
-    snprintf(d->bin, sizeof d->bin, "%s", bin ? bin : "bin");
+    snprintf(d->bin, sizeof d->bin, "%s", mg_test_bin());
     snprintf(d->job, sizeof d->job, "%s/job.yaml", d->home);
-    FILE *fp = fopen(d->job, "w");
-    if (!fp) return -1;
-    fputs("campaign: demo-test\n"
-          "output:\n"
-          "  formats: [flac]\n"
-          "  deliver: [mix, stems, midi]\n"
-          "cues:\n"
-          "  - name: sting\n"
-          "    prompt: \"bright pop jingle\"\n"
-          "    emotions: [joyful]\n"
-          "    duration: 4\n",
-          fp);
-    fclose(fp);
+    mg_test_file_write(d->job, "campaign: demo-test\n"
+                               "output:\n"
+                               "  formats: [flac]\n"
+                               "  deliver: [mix, stems, midi]\n"
+                               "cues:\n"
+                               "  - name: sting\n"
+                               "    prompt: \"bright pop jingle\"\n"
+                               "    emotions: [joyful]\n"
+                               "    duration: 4\n");
     *state = d;
     return 0;
 }
@@ -64,8 +48,8 @@ static int s_teardown(void **state)
 {
     s_demo_t *d = *state;
     /* whatever a failed test left running */
-    s_sh("MG_HOME=%s sh ops/down.sh >/dev/null 2>&1", d->home);
-    if (!getenv("MG_KEEP_TEST_HOME")) s_sh("rm -rf '%s'", d->home);
+    mg_test_sh("MG_HOME=%s sh ops/down.sh >/dev/null 2>&1", d->home);
+    mg_test_tmpdir_remove(d->home);
     free(d);
     return 0;
 }
@@ -75,9 +59,9 @@ static void test_demo_hints_work_after_it_stopped(void **state)
     s_demo_t *d = *state;
     char out[512];
     snprintf(out, sizeof out, "%s/demo.out", d->home);
-    int rc = s_sh("MG_HOME=%s MG_ENDPOINT=%s MG_RENDERER=synth MG_BIN=%s sh ops/demo.sh %s >%s 2>&1",
-                  d->home, d->endpoint, d->bin, d->job, out);
-    if (rc != 0) s_sh("cat %s >&2", out);
+    int rc = mg_test_sh("MG_HOME=%s MG_ENDPOINT=%s MG_RENDERER=synth MG_BIN=%s sh ops/demo.sh %s >%s 2>&1",
+                        d->home, d->endpoint, d->bin, d->job, out);
+    if (rc != 0) mg_test_sh("cat %s >&2", out);
     assert_int_equal(rc, 0);
     assert_int_not_equal(s_ping(d), 0); /* the demo stopped its coordinator */
 
@@ -101,10 +85,10 @@ static void test_demo_hints_work_after_it_stopped(void **state)
     assert_non_null(strstr(hints[0], "ops/up.sh"));
     assert_non_null(strstr(hints[n - 1], "ops/down.sh"));
     for (int i = 0; i < n; i++) {
-        rc = s_sh("%s >>%s/hints.out 2>&1", hints[i], d->home);
+        rc = mg_test_sh("%s >>%s/hints.out 2>&1", hints[i], d->home);
         if (rc != 0) {
             fprintf(stderr, "hint '%s' exited %d:\n", hints[i], rc);
-            s_sh("cat %s/hints.out >&2", d->home);
+            mg_test_sh("cat %s/hints.out >&2", d->home);
         }
         assert_int_equal(rc, 0);
         if (i == 0) assert_int_equal(s_ping(d), 0); /* up.sh started one */

@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "tests/testlib.h"
 
 #define S_MAX_PROCS 8
 
@@ -32,13 +32,6 @@ typedef struct {
     pid_t workers[S_MAX_PROCS];
     int n_workers;
 } s_farm_t;
-
-static void s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* Starts argv[0] with extra "NAME=value" environment entries (NULL-terminated). */
 static pid_t s_spawn(const s_farm_t *f, char *const argv[], const char *const *env, const char *log_name)
@@ -96,38 +89,28 @@ static void s_reap(pid_t pid)
 /* Runs mgctl with the farm's environment; returns its exit code and its output in out. */
 static int s_mgctl(const s_farm_t *f, char *out, size_t outlen, const char *fmt, ...)
 {
-    char args[1024], cmd[2048];
+    char args[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' %s 2>&1", f->home, f->endpoint, f->bin, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = 0;
-    if (out && outlen) {
-        n = fread(out, 1, outlen - 1, p);
-        out[n] = 0;
-    } else {
-        char sink[4096];
-        while (fread(sink, 1, sizeof sink, p) > 0) {
-        }
-    }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int status;
+    char *o = mg_test_run(&status, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' %s 2>&1", f->home, f->endpoint, f->bin,
+                          args);
+    if (out && outlen) mg_strlcpy(out, o, outlen);
+    free(o);
+    return status;
 }
 
+/* The test's own connection to the coordinator's database. */
 static sqlite3 *s_db(const s_farm_t *f)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/mg.db", f->home);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 2000);
-    return db;
+    return mg_test_db_open(path);
 }
 
-/* One integer from a query (printf-style SQL); -1 if no row. */
+/* One integer from a query (printf-style SQL); MG_TEST_SQL_NONE if no row. */
 static int64_t s_q(const s_farm_t *f, const char *fmt, ...)
 {
     char sql[2048];
@@ -136,14 +119,8 @@ static int64_t s_q(const s_farm_t *f, const char *fmt, ...)
     vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
     sqlite3 *db = s_db(f);
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    else if (!st)
-        fprintf(stderr, "query failed: %s: %s\n", sql, sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    int64_t v = mg_test_sql_int(db, "%s", sql);
+    mg_test_db_close(&db);
     return v;
 }
 
@@ -154,7 +131,7 @@ static void s_wait_for(const s_farm_t *f, int64_t want, int timeout_ms, const ch
     for (int t = 0; t < timeout_ms; t += 50) {
         got = s_q(f, "%s", sql);
         if (got == want) return;
-        s_sleep_ms(50);
+        mg_test_sleep_ms(50);
     }
     fprintf(stderr, "timed out after %d ms waiting for [%s] = %lld (last %lld); logs in %s\n", timeout_ms, sql,
             (long long)want, (long long)got, f->home);
@@ -165,22 +142,18 @@ static void s_write(const s_farm_t *f, const char *name, const char *text)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", f->home, name);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
+    mg_test_file_write(path, text);
 }
 
 static int s_setup(void **state)
 {
     s_farm_t *f = calloc(1, sizeof *f);
-    snprintf(f->home, sizeof f->home, "/tmp/mg-itest-XXXXXX");
-    if (!mkdtemp(f->home)) return -1;
+    mg_test_tmpdir_make(f->home, sizeof f->home, "integration");
     /* A port per test process and test, so parallel runs do not collide. */
     static int n;
     snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 7 + n++ * 13) % 20000);
-    const char *bin = getenv("MG_BIN"), *build = getenv("MG_BUILD");
-    snprintf(f->bin, sizeof f->bin, "%s", bin ? bin : "bin");
+    const char *build = getenv("MG_BUILD");
+    snprintf(f->bin, sizeof f->bin, "%s", mg_test_bin());
     snprintf(f->build, sizeof f->build, "%s", build ? build : "build");
     s_start_coordinator(f);
     *state = f;
@@ -192,11 +165,7 @@ static int s_teardown(void **state)
     s_farm_t *f = *state;
     for (int i = 0; i < f->n_workers; i++) s_reap(f->workers[i]);
     s_reap(f->coordinator);
-    if (!getenv("MG_KEEP_TEST_HOME")) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->home);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", f->home);
-    }
+    mg_test_tmpdir_remove(f->home);
     free(f);
     return 0;
 }
@@ -232,7 +201,7 @@ static void s_assert_job_complete(const s_farm_t *f, int64_t job, int64_t render
         assert_string_equal(hex, (const char *)sqlite3_column_text(st, 1));
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
+    mg_test_db_close(&db);
 }
 
 static void test_normal_job_two_workers(void **state)
@@ -341,7 +310,7 @@ static void test_coordinator_sigkill_restart(void **state)
     kill(f->coordinator, SIGKILL);
     waitpid(f->coordinator, NULL, 0);
     assert_int_equal(s_q(f, "SELECT count(*) FROM jobs"), 2);
-    s_sleep_ms(300);
+    mg_test_sleep_ms(300);
     s_start_coordinator(f);
     s_wait_for(f, 2, 20000, "SELECT count(*) FROM jobs WHERE state = 'done'");
     s_assert_job_complete(f, 1, 12, 1);
@@ -465,7 +434,7 @@ static void test_cancel_and_retry(void **state)
     assert_int_equal(s_mgctl(f, out, sizeof out, "cancel 1"), 0);
     assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'cancelled'"), 4);
     assert_int_equal(s_q(f, "SELECT count(*) FROM jobs WHERE state = 'cancelled'"), 1);
-    s_sleep_ms(2500); /* the workers drop their renders; nothing is written */
+    mg_test_sleep_ms(2500); /* the workers drop their renders; nothing is written */
     assert_int_equal(s_q(f, "SELECT count(*) FROM outputs"), 0);
     assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'leased'"), 0);
     assert_int_equal(s_mgctl(f, out, sizeof out, "retry 1"), 0);

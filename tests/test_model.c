@@ -13,13 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "kernels/model_file.h"
 #include "kernels/philox.h"
 #include "kernels/wavernn.h"
+#include "tests/testlib.h"
 
 /* Tolerances (|c - ref| <= atol + rtol * |ref|): features are computed in double on both sides
  * and rounded to float; network outputs differ by float summation order only. */
@@ -29,19 +29,6 @@
 #define LOGIT_ATOL 1e-4
 #define LOGIT_RTOL 1e-4
 #define AUDIO_ATOL 1e-6
-
-static const char *s_path(const char *rel)
-{
-    static char buf[4][512];
-    static int k;
-    static const char *const roots[] = {".", "..", NULL};
-    k = (k + 1) % 4;
-    for (int i = 0; roots[i]; i++) {
-        snprintf(buf[k], sizeof buf[k], "%s/%s", roots[i], rel);
-        if (access(buf[k], R_OK) == 0) return buf[k];
-    }
-    return rel;
-}
 
 static unsigned char *s_read(const char *path, size_t *len)
 {
@@ -57,80 +44,24 @@ static unsigned char *s_read(const char *path, size_t *len)
     return b;
 }
 
-/* Compares n floats; prints the first mismatches and the max difference; returns mismatches. */
-static int s_compare(const char *what, const float *got, const float *ref, size_t n, double atol,
-                     double rtol)
-{
-    int bad = 0;
-    double maxd = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = got[i] > ref[i] ? (double)got[i] - ref[i] : (double)ref[i] - got[i];
-        if (d > maxd) maxd = d;
-        if (d > atol + rtol * (ref[i] < 0 ? -ref[i] : ref[i])) {
-            if (bad < 5) fprintf(stderr, "%s[%zu]: got %.9g, reference %.9g\n", what, i, got[i], ref[i]);
-            bad++;
-        }
-    }
-    fprintf(stderr, "%s: %zu values, max |diff| %.3g, %d outside tolerance\n", what, n, maxd, bad);
-    return bad;
-}
-
-typedef struct {
-    mg_nn_file_t *fx;
-    mg_wavernn_model_t *model;
-    mg_wavernn_note_t notes[16];
-    size_t n_notes;
-    int cls, stride, T;
-    uint64_t seed, stream;
-    float temperature;
-    const float *cond, *exc, *h, *logits, *audio, *vin, *coef, *basis, *pred;
-    const int32_t *q_in, *sampled, *emb;
-} s_golden_t;
-
 static int s_setup(void **state)
 {
     char err[512];
-    s_golden_t *g = calloc(1, sizeof *g);
-    if (mg_nn_file_load(s_path("tests/data/model/golden.mgnn"), &g->fx, err, sizeof err) != 0 ||
-        mg_wavernn_load(s_path("tests/data/model/tiny.mgnn"), &g->model, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
+    mg_test_golden_t *g = calloc(1, sizeof *g);
+    if (!g || mg_test_golden_load(g, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", g ? err : "out of memory");
+        free(g);
         return -1;
     }
-    const mg_nn_file_t *f = g->fx;
-    const mg_nn_tensor_t *notes = mg_nn_file_tensor(f, "notes");
-    g->n_notes = (size_t)notes->dims[0];
-    for (size_t i = 0; i < g->n_notes && i < 16; i++) {
-        const int32_t *r = (const int32_t *)notes->data + 4 * i;
-        g->notes[i] = (mg_wavernn_note_t){r[0], r[1], r[2], r[3]};
-    }
-    g->cls = mg_nn_file_hparam(f, "class")->value.i;
-    g->stride = mg_nn_file_hparam(f, "stride")->value.i;
-    g->temperature = mg_nn_file_hparam(f, "temperature")->value.f;
-    g->seed = strtoull(mg_nn_file_meta(f, "seed"), NULL, 10);
-    g->stream = strtoull(mg_nn_file_meta(f, "stream"), NULL, 10);
-    g->T = (int)mg_nn_file_tensor(f, "sampled")->dims[0];
-    g->cond = mg_nn_file_tensor(f, "cond")->data;
-    g->exc = mg_nn_file_tensor(f, "exc")->data;
-    g->h = mg_nn_file_tensor(f, "h")->data;
-    g->logits = mg_nn_file_tensor(f, "logits")->data;
-    g->audio = mg_nn_file_tensor(f, "audio")->data;
-    g->q_in = mg_nn_file_tensor(f, "q_in")->data;
-    g->sampled = mg_nn_file_tensor(f, "sampled")->data;
-    g->vin = mg_nn_file_tensor(f, "vin")->data;
-    g->emb = mg_nn_file_tensor(f, "emb")->data;
-    g->coef = mg_nn_file_tensor(f, "coef")->data;
-    g->basis = mg_nn_file_tensor(f, "basis")->data;
-    g->pred = mg_nn_file_tensor(f, "pred")->data;
-    assert_int_equal(mg_nn_file_tensor(f, "h")->dims[1], g->model->hidden);
+    assert_int_equal(mg_nn_file_tensor(g->fx, "h")->dims[1], g->model->hidden);
     *state = g;
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    s_golden_t *g = *state;
-    mg_nn_file_destroy(&g->fx);
-    mg_wavernn_destroy(&g->model);
+    mg_test_golden_t *g = *state;
+    mg_test_golden_free(g);
     free(g);
     return 0;
 }
@@ -161,7 +92,7 @@ static void test_crc32(void **state)
 
 static void test_features_match_reference(void **state)
 {
-    s_golden_t *g = *state;
+    mg_test_golden_t *g = *state;
     const mg_wavernn_model_t *m = g->model;
     const int NF = g->T / MG_WR_FRAME, VD = MG_WR_VOICE_DIM, PD = MG_WR_PRED_DIM, V = MG_WR_VOICES;
     int32_t slots[MG_WR_VOICES], emb[MG_WR_VOICES];
@@ -197,12 +128,12 @@ static void test_features_match_reference(void **state)
         all_pred[t] = h - (float)MG_WR_PREEMPH * s->h_prev;
         s->h_prev = h;
     }
-    bad += s_compare("cond", all_cond, g->cond, (size_t)NF * MG_WR_COND_DIM, FEAT_ATOL, 0);
-    bad += s_compare("exc", all_exc, g->exc, (size_t)g->T * MG_WR_EXC_DIM, FEAT_ATOL, 0);
-    bad += s_compare("basis", all_basis, g->basis, (size_t)rows * V * PD, FEAT_ATOL, 0);
-    bad += s_compare("vin", all_vin, g->vin, (size_t)NF * V * 2 * VD, FEAT_ATOL, 0);
-    bad += s_compare("coef", all_coef, g->coef, (size_t)NF * V * 2 * PD, H_ATOL, H_RTOL);
-    bad += s_compare("pred", all_pred, g->pred, (size_t)g->T, H_ATOL, H_RTOL);
+    bad += mg_test_compare("cond", all_cond, g->cond, (size_t)NF * MG_WR_COND_DIM, FEAT_ATOL, 0);
+    bad += mg_test_compare("exc", all_exc, g->exc, (size_t)g->T * MG_WR_EXC_DIM, FEAT_ATOL, 0);
+    bad += mg_test_compare("basis", all_basis, g->basis, (size_t)rows * V * PD, FEAT_ATOL, 0);
+    bad += mg_test_compare("vin", all_vin, g->vin, (size_t)NF * V * 2 * VD, FEAT_ATOL, 0);
+    bad += mg_test_compare("coef", all_coef, g->coef, (size_t)NF * V * 2 * PD, H_ATOL, H_RTOL);
+    bad += mg_test_compare("pred", all_pred, g->pred, (size_t)g->T, H_ATOL, H_RTOL);
     mg_wavernn_state_destroy(&s);
     free(all_exc);
     free(all_cond);
@@ -232,7 +163,7 @@ static void test_features_match_reference(void **state)
 
 /* Teacher-forced pass over the fixture with isa; batch > 1 runs that many copies of the stream
  * in one step call (each must match the reference alone). Returns mismatches. */
-static int s_teacher_forced(s_golden_t *g, int isa, int batch)
+static int s_teacher_forced(mg_test_golden_t *g, int isa, int batch)
 {
     const mg_wavernn_model_t *m = g->model;
     mg_wavernn_state_t *s[8];
@@ -264,9 +195,9 @@ static int s_teacher_forced(s_golden_t *g, int isa, int batch)
     for (int b = 0; b < batch; b++) {
         char what[64];
         snprintf(what, sizeof what, "h (%s, stream %d of %d)", isa ? "avx2" : "ref", b, batch);
-        bad += s_compare(what, h + (size_t)b * rows * m->hidden, g->h, (size_t)rows * m->hidden, H_ATOL, H_RTOL);
+        bad += mg_test_compare(what, h + (size_t)b * rows * m->hidden, g->h, (size_t)rows * m->hidden, H_ATOL, H_RTOL);
         snprintf(what, sizeof what, "logits (%s, stream %d of %d)", isa ? "avx2" : "ref", b, batch);
-        bad += s_compare(what, lg + (size_t)b * rows * MG_WR_LEVELS, g->logits, (size_t)rows * MG_WR_LEVELS,
+        bad += mg_test_compare(what, lg + (size_t)b * rows * MG_WR_LEVELS, g->logits, (size_t)rows * MG_WR_LEVELS,
                          LOGIT_ATOL, LOGIT_RTOL);
         mg_wavernn_state_destroy(&s[b]);
     }
@@ -282,7 +213,7 @@ static void test_teacher_forced_matches_reference(void **state)
 
 static void test_avx2_matches_reference(void **state)
 {
-    s_golden_t *g = *state;
+    mg_test_golden_t *g = *state;
     if (mg_wavernn_isa() != MG_WR_ISA_AVX2 || !g->model->pk_exc) {
         fprintf(stderr, "no AVX2+FMA on this CPU: the optimised path is not tested here\n");
         skip();
@@ -295,7 +226,7 @@ static void test_avx2_matches_reference(void **state)
 
 /* Renders the fixture's stem (batch copies, the last with another seed) and checks the first
  * copy's sampled sequence exactly and its audio within AUDIO_ATOL. */
-static void s_sampling(s_golden_t *g, int isa, int batch)
+static void s_sampling(mg_test_golden_t *g, int isa, int batch)
 {
     mg_wavernn_stem_t stems[4] = {0};
     float *audio = malloc(sizeof(float) * (size_t)g->T * batch);
@@ -313,7 +244,7 @@ static void s_sampling(s_golden_t *g, int isa, int batch)
             fprintf(stderr, "%s stream %d: sampled sequence differs from sample %d: got %d, reference %d\n",
                     isa ? "avx2" : "ref", b, first, stems[b].q_out[first], g->sampled[first]);
         assert_int_equal(first, -1);
-        assert_int_equal(s_compare("audio", stems[b].out, g->audio, stems[b].n_samples, AUDIO_ATOL, 0), 0);
+        assert_int_equal(mg_test_compare("audio", stems[b].out, g->audio, stems[b].n_samples, AUDIO_ATOL, 0), 0);
     }
     if (batch == 4) {     /* another seed: another sequence */
         int same = 0;
@@ -332,7 +263,7 @@ static void test_sampling_reproduces_reference(void **state)
 
 static void test_avx2_sampling_reproduces_reference(void **state)
 {
-    s_golden_t *g = *state;
+    mg_test_golden_t *g = *state;
     if (mg_wavernn_isa() != MG_WR_ISA_AVX2 || !g->model->pk_exc) skip();
     s_sampling(g, MG_WR_ISA_AVX2, 1);
     s_sampling(g, MG_WR_ISA_AVX2, 4);
@@ -341,7 +272,7 @@ static void test_avx2_sampling_reproduces_reference(void **state)
 /* Threads over the batch: the same output whatever the grouping. */
 static void test_threads_match_single_thread(void **state)
 {
-    s_golden_t *g = *state;
+    mg_test_golden_t *g = *state;
     enum { B = 5 };
     mg_wavernn_stem_t a[B], b[B];
     float *audio = malloc(sizeof(float) * (size_t)g->T * 2 * B);
@@ -362,7 +293,7 @@ static void test_threads_match_single_thread(void **state)
  * stems are grouped into batches or threads). */
 static void test_avx2_batch_independent(void **state)
 {
-    s_golden_t *g = *state;
+    mg_test_golden_t *g = *state;
     const mg_wavernn_model_t *m = g->model;
     if (mg_wavernn_isa() != MG_WR_ISA_AVX2 || !m->pk_exc) skip();
     enum { B = 5, STEPS = 40 };
@@ -399,7 +330,7 @@ static void test_avx2_batch_independent(void **state)
 
 static void test_model_metadata(void **state)
 {
-    s_golden_t *g = *state;
+    mg_test_golden_t *g = *state;
     const mg_wavernn_model_t *m = g->model;
     assert_string_equal(m->name, "mg-wavernn-golden-tiny");
     assert_string_equal(m->license, "MIT");
@@ -417,7 +348,7 @@ static void test_default_model_loads(void **state)
 {
     char err[512];
     mg_wavernn_model_t *m = NULL;
-    if (mg_wavernn_load(s_path("models/default/mg-wavernn.mgnn"), &m, err, sizeof err) != 0)
+    if (mg_wavernn_load(mg_test_path("models/default/mg-wavernn.mgnn"), &m, err, sizeof err) != 0)
         fprintf(stderr, "%s\n", err);
     assert_non_null(m);
     assert_string_equal(m->name, "mg-wavernn-default");
@@ -480,7 +411,7 @@ static size_t s_tensor_offset(const unsigned char *b, size_t len, const char *na
 static void test_loader_rejects_bad_files(void **state)
 {
     size_t len;
-    unsigned char *orig = s_read(s_path("tests/data/model/tiny.mgnn"), &len);
+    unsigned char *orig = s_read(mg_test_path("tests/data/model/tiny.mgnn"), &len);
     unsigned char *b = malloc(len);
 
     /* truncated anywhere: at the magic, inside the headers, inside the data, the checksum */
@@ -584,7 +515,7 @@ static void test_loader_rejects_bad_files(void **state)
 static void test_loader_survives_mutations(void **state)
 {
     size_t len;
-    unsigned char *orig = s_read(s_path("tests/data/model/tiny.mgnn"), &len);
+    unsigned char *orig = s_read(mg_test_path("tests/data/model/tiny.mgnn"), &len);
     unsigned char *b = malloc(len);
     const mg_nn_tensor_t *first = NULL;
     mg_nn_file_t *f = NULL;

@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ebur128.h>
@@ -29,55 +27,9 @@
 
 #include "common/util.h"
 #include "composer/composer.h"
+#include "tests/testlib.h"
 #include "worker/pipeline.h"
 #include "worker/render.h"
-
-static double s_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Writes bytes to a new temp file named ...suffix; path gets its name (caller unlinks). */
-static void s_write_temp(const unsigned char *data, size_t len, const char *suffix, char *path,
-                         size_t pathlen)
-{
-    const char *dir = getenv("TMPDIR");
-    snprintf(path, pathlen, "%s/mg-test-pipeline-XXXXXX%s", dir && *dir ? dir : "/tmp", suffix);
-    int fd = mkstemps(path, (int)strlen(suffix));
-    assert_true(fd >= 0);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        assert_true(w > 0);
-        off += (size_t)w;
-    }
-    assert_int_equal(close(fd), 0);
-}
-
-/* Runs a shell command, returns its stdout (malloc'd) and exit status. */
-static char *s_run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return buf;
-}
 
 /* A stereo test signal: 440 Hz left, 660 Hz right, 0.5 peak, plus a slow sweep. */
 static float *s_signal(size_t frames, int rate)
@@ -137,16 +89,14 @@ static void s_flac_roundtrip(int bits)
     assert_int_equal(data[pos], 0xFF);
     assert_int_equal(data[pos + 1] & 0xFE, 0xF8);
 
-    char path[512], cmd[1200];
-    s_write_temp(data, len, ".flac", path, sizeof path);
+    char path[512];
+    mg_test_temp_write("pipeline", ".flac", data, len, path, sizeof path);
     int st;
-    snprintf(cmd, sizeof cmd, "flac -t -s '%s' 2>&1", path);
-    char *o = s_run(cmd, &st);
+    char *o = mg_test_run(&st, "flac -t -s '%s' 2>&1", path);
     if (st != 0) fail_msg("flac -t failed (%d): %s", st, o);
     free(o);
 
-    snprintf(cmd, sizeof cmd, "metaflac --export-tags-to=- '%s'", path);
-    o = s_run(cmd, &st);
+    o = mg_test_run(&st, "metaflac --export-tags-to=- '%s'", path);
     assert_int_equal(st, 0);
     char want[1024] = "";
     for (size_t i = 0; i < tags.n; i++) {
@@ -157,13 +107,11 @@ static void s_flac_roundtrip(int bits)
     }
     assert_string_equal(o, want);
     free(o);
-    snprintf(cmd, sizeof cmd, "metaflac --show-vendor-tag '%s'", path);
-    o = s_run(cmd, &st);
+    o = mg_test_run(&st, "metaflac --show-vendor-tag '%s'", path);
     assert_int_equal(st, 0);
     assert_string_equal(o, "mg " MG_VERSION "\n");
     free(o);
-    snprintf(cmd, sizeof cmd, "metaflac --show-bps --show-total-samples '%s'", path);
-    o = s_run(cmd, &st);
+    o = mg_test_run(&st, "metaflac --show-bps --show-total-samples '%s'", path);
     char want2[64];
     snprintf(want2, sizeof want2, "%d\n%zu\n", bits, frames);
     assert_string_equal(o, want2);
@@ -207,11 +155,10 @@ static void test_flac_tag_names_sanitised(void **state)
     size_t len = 0;
     char err[256] = "";
     assert_int_equal(mg_encode_flac(x, 32, 8000, 2, 16, &tags, &data, &len, err, sizeof err), 0);
-    char path[512], cmd[1200];
-    s_write_temp(data, len, ".flac", path, sizeof path);
-    snprintf(cmd, sizeof cmd, "metaflac --export-tags-to=- '%s'", path);
+    char path[512];
+    mg_test_temp_write("pipeline", ".flac", data, len, path, sizeof path);
     int st;
-    char *o = s_run(cmd, &st);
+    char *o = mg_test_run(&st, "metaflac --export-tags-to=- '%s'", path);
     assert_int_equal(st, 0);
     assert_string_equal(o, "bad_name=v1\ntab_here=v2\n");
     free(o);
@@ -250,7 +197,7 @@ static void test_mp3_roundtrip(void **state)
     assert_true(len > 40000 && len < 60000);
 
     char path[512];
-    s_write_temp(data, len, ".mp3", path, sizeof path);
+    mg_test_temp_write("pipeline", ".mp3", data, len, path, sizeof path);
     AVFormatContext *ic = NULL;
     assert_int_equal(avformat_open_input(&ic, path, NULL, NULL), 0);
     assert_true(avformat_find_stream_info(ic, NULL) >= 0);
@@ -376,7 +323,7 @@ static void test_wav_exact(void **state)
     assert_int_equal(len, 44 + frames * 4);
     assert_memory_equal(data, "RIFF", 4);
     char path[512];
-    s_write_temp(data, len, ".wav", path, sizeof path);
+    mg_test_temp_write("pipeline", ".wav", data, len, path, sizeof path);
     SF_INFO info = {0};
     SNDFILE *sf = sf_open(path, SFM_READ, &info);
     assert_non_null(sf);
@@ -419,7 +366,7 @@ static mg_render_spec_t s_spec(unsigned formats, int rate, int ch, int normalize
 static void s_measure_wav(const mg_encoded_t *f, double *lufs, double *peak_db, size_t *frames)
 {
     char path[512];
-    s_write_temp(f->data, f->len, ".wav", path, sizeof path);
+    mg_test_temp_write("pipeline", ".wav", f->data, f->len, path, sizeof path);
     SF_INFO info = {0};
     SNDFILE *sf = sf_open(path, SFM_READ, &info);
     assert_non_null(sf);
@@ -531,7 +478,7 @@ static float *s_read_encoded(const mg_encoded_t *f, size_t *frames)
 {
     const char *suffix = f->format == MG_FORMAT_FLAC ? ".flac" : f->format == MG_FORMAT_MP3 ? ".mp3" : ".wav";
     char path[512];
-    s_write_temp(f->data, f->len, suffix, path, sizeof path);
+    mg_test_temp_write("pipeline", suffix, f->data, f->len, path, sizeof path);
     SF_INFO info = {0};
     SNDFILE *sf = sf_open(path, SFM_READ, &info);
     if (!sf) fail_msg("%s: libsndfile cannot read it: %s", suffix, sf_strerror(NULL));
@@ -820,7 +767,7 @@ static void test_pipeline_resample_exact(void **state)
         assert_int_equal(res.files[0].sample_rate, rates[r]);
         if (rates[r] == 48000) {
             char path[512];
-            s_write_temp(res.files[1].data, res.files[1].len, ".wav", path, sizeof path);
+            mg_test_temp_write("pipeline", ".wav", res.files[1].data, res.files[1].len, path, sizeof path);
             SF_INFO info = {0};
             SNDFILE *sf = sf_open(path, SFM_READ, &info);
             float *y = malloc(frames * sizeof *y);
@@ -897,18 +844,18 @@ static void test_encode_speed(void **state)
     unsigned char *data;
     size_t len;
     char err[256];
-    double t0 = s_now_s();
+    double t0 = mg_test_now_ms();
     assert_int_equal(mg_encode_flac(x, frames, 48000, 2, 16, NULL, &data, &len, err, sizeof err), 0);
-    double t1 = s_now_s();
+    double t1 = mg_test_now_ms();
     free(data);
     assert_int_equal(mg_encode_mp3(x, frames, 48000, 2, 192, NULL, &data, &len, err, sizeof err), 0);
-    double t2 = s_now_s();
+    double t2 = mg_test_now_ms();
     free(data);
     assert_int_equal(mg_encode_wav(x, frames, 48000, 2, &data, &len, err, sizeof err), 0);
-    double t3 = s_now_s();
+    double t3 = mg_test_now_ms();
     free(data);
-    printf("# encode 30 s 48 kHz stereo: flac-16 %.0f ms, mp3-192 %.0f ms, wav %.0f ms\n",
-           (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3);
+    printf("# encode 30 s 48 kHz stereo: flac-16 %.0f ms, mp3-192 %.0f ms, wav %.0f ms\n", t1 - t0, t2 - t1,
+           t3 - t2);
     free(x);
 }
 
@@ -1099,9 +1046,9 @@ static void test_synth_speed(void **state)
     mg_strlcpy(spec.prompt, "joyful summer-sale jingle, acoustic guitar and claps", sizeof spec.prompt);
     mg_strlcpy(spec.instruments, "acoustic guitar,claps,bass,drums", sizeof spec.instruments);
     mg_audio_t a;
-    double t0 = s_now_s();
+    double t0 = mg_test_now_ms();
     s_render_synth(&spec, 77, "joyful,energetic", 30.0, &a);
-    double dt = s_now_s() - t0;
+    double dt = (mg_test_now_ms() - t0) / 1e3;
     printf("# synth render 30 s: %.0f ms on one core (%zu frames x %d stems)\n", dt * 1e3, a.frames,
            a.n_stems);
     assert_int_equal(a.frames, 720000);

@@ -11,10 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -24,22 +21,15 @@
 #include "coordinator/db.h"
 #include "coordinator/provenance.h"
 #include "coordinator/store.h"
+#include "tests/testlib.h"
 
 #define T0 INT64_C(1800000000000)
 #define N_RENDERS 6
 
 static const char s_genesis[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
-typedef struct {
-    char dir[256];
-    mg_store_t *s;
-    int64_t render_ids[N_RENDERS];
-} s_fix_t;
-
-static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
+/* The fixture's renders, in the order they were completed (set by s_setup). */
+static int64_t s_render_ids[N_RENDERS];
 
 /* sha256(prev "\n" json) as hex, computed in one call over a concatenated buffer. */
 static void s_ref_hash(const char *prev, const char *json, char out[65])
@@ -77,17 +67,9 @@ static const char s_job[] =
 /* A store with one job whose N_RENDERS renders were completed in order. */
 static int s_setup(void **state)
 {
-    s_fix_t *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "%s/mg-test-prov-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    char db[320], out[320], err[512] = "";
-    snprintf(db, sizeof db, "%s/mg.db", f->dir);
-    snprintf(out, sizeof out, "%s/outputs", f->dir);
     mg_store_policy_t policy = {3, 3, 30000};
-    f->s = mg_store_open(db, out, &policy, err, sizeof err);
-    if (!f->s) fprintf(stderr, "mg_store_open: %s\n", err);
-    assert_non_null(f->s);
+    mg_test_store_t *f = mg_test_store_new("prov", &policy);
+    char err[512] = "";
 
     mg_job_t *job = NULL;
     assert_int_equal(mg_job_parse_buffer("p.yaml", s_job, strlen(s_job), &job, err, sizeof err), 0);
@@ -129,7 +111,7 @@ static int s_setup(void **state)
         r.files[1] = (mg_result_file_t){"mp3", (const unsigned char *)mp3, (size_t)lm, sha_mp3, 12.0, 48000, 2, "mix", ""};
         r.n_files = 2;
         assert_int_equal(mg_store_complete(f->s, &r, T0 + 100 + i, err, sizeof err), MG_STORE_OK);
-        f->render_ids[i] = l[i].render_id;
+        s_render_ids[i] = l[i].render_id;
     }
     *state = f;
     return 0;
@@ -137,48 +119,31 @@ static int s_setup(void **state)
 
 static int s_teardown(void **state)
 {
-    s_fix_t *f = *state;
-    mg_store_close(&f->s);
-    nftw(f->dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
+    mg_test_store_t *f = *state;
+    mg_test_store_destroy(&f);
     return 0;
-}
-
-static void s_exec(mg_store_t *s, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", sql, msg);
-    sqlite3_free(msg);
-    assert_int_equal(rc, SQLITE_OK);
-}
-
-/* Runs verify; returns its result and fills seq/records/msg. */
-static int s_verify(mg_store_t *s, int64_t *records, int64_t *seq, char *msg, size_t msglen)
-{
-    return mg_prov_verify(s->db, records, seq, msg, msglen);
 }
 
 /* ---- tests --------------------------------------------------------------------------- */
 
 static void test_chain_verifies(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t records = -1, seq = -1;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 1);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 1);
     assert_int_equal(records, N_RENDERS);
     assert_int_equal(seq, 0);
-    assert_int_equal(mg_db_int(f->s->db, -1, "SELECT count(*) FROM provenance", ""), N_RENDERS);
-    assert_int_equal(mg_db_int(f->s->db, -1, "SELECT min(seq) FROM provenance", ""), 1);
-    assert_int_equal(mg_db_int(f->s->db, -1, "SELECT max(seq) FROM provenance", ""), N_RENDERS);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), N_RENDERS);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT min(seq) FROM provenance"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT max(seq) FROM provenance"), N_RENDERS);
 }
 
 /* Every link recomputed here, independently of provenance.c. */
 static void test_chain_links_recomputed(void **state)
 {
-    s_fix_t *f = *state;
-    sqlite3_stmt *st = mg_db_prepare(f->s->db,
+    mg_test_store_t *f = *state;
+    sqlite3_stmt *st = mg_db_prepare(f->db,
         "SELECT seq, render_id, record_json, prev_hash, record_hash FROM provenance ORDER BY seq", "");
     assert_non_null(st);
     char prev[65];
@@ -186,7 +151,7 @@ static void test_chain_links_recomputed(void **state)
     int64_t expect = 1;
     while (sqlite3_step(st) == SQLITE_ROW) {
         assert_int_equal(sqlite3_column_int64(st, 0), expect);
-        assert_int_equal(sqlite3_column_int64(st, 1), f->render_ids[expect - 1]);
+        assert_int_equal(sqlite3_column_int64(st, 1), s_render_ids[expect - 1]);
         const char *json = (const char *)sqlite3_column_text(st, 2);
         assert_string_equal((const char *)sqlite3_column_text(st, 3), prev);
         char h[65];
@@ -194,7 +159,7 @@ static void test_chain_links_recomputed(void **state)
         assert_string_equal((const char *)sqlite3_column_text(st, 4), h);
         /* The record says what the database says about the render. */
         char want[64];
-        snprintf(want, sizeof want, "\"render_id\":%" PRId64, f->render_ids[expect - 1]);
+        snprintf(want, sizeof want, "\"render_id\":%" PRId64, s_render_ids[expect - 1]);
         assert_non_null(strstr(json, want));
         assert_non_null(strstr(json, "\"campaign\":\"Provenance Test\""));
         assert_non_null(strstr(json, "\"name\":\"test-renderer\""));
@@ -206,8 +171,8 @@ static void test_chain_links_recomputed(void **state)
     sqlite3_finalize(st);
     assert_int_equal(expect, N_RENDERS + 1);
     /* Output sha256s in the record are those of the outputs rows. */
-    st = mg_db_prepare(f->s->db, "SELECT o.sha256, p.record_json FROM outputs o JOIN provenance p "
-                                 "ON p.render_id = o.render_id", "");
+    st = mg_db_prepare(f->db, "SELECT o.sha256, p.record_json FROM outputs o JOIN provenance p "
+                       "ON p.render_id = o.render_id", "");
     assert_non_null(st);
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -218,8 +183,8 @@ static void test_chain_links_recomputed(void **state)
     assert_int_equal(n, 2 * N_RENDERS);
     /* The explicit seed of the sting reached the record as a decimal string (exact for any
      * 64-bit value, unlike a JSON number read back by json_extract). */
-    assert_int_equal(mg_db_int(f->s->db, 0, "SELECT count(*) FROM provenance WHERE record_json LIKE '%\"seed\":\"8\",%'",
-                               ""), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance "
+                                            "WHERE record_json LIKE '%%\"seed\":\"8\",%%'"), 1);
 }
 
 static void test_hash_matches_libsodium(void **state)
@@ -247,52 +212,52 @@ static void test_hash_matches_libsodium(void **state)
 
 static void test_altered_record_named(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     for (int target = 1; target <= N_RENDERS; target++) {
         char sql[256];
         snprintf(sql, sizeof sql,
                  "UPDATE provenance SET record_json = replace(record_json, '\"owner\":', '\"owner\" :') WHERE seq = %d",
                  target);
-        s_exec(f->s, "SAVEPOINT t");
-        s_exec(f->s, sql);
-        assert_int_equal(sqlite3_changes(f->s->db), 1);
+        mg_test_sql_exec(f->db, "SAVEPOINT t");
+        mg_test_sql_exec(f->db, "%s", sql);
+        assert_int_equal(sqlite3_changes(f->db), 1);
         int64_t records = 0, seq = 0;
         char msg[256] = "";
-        assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+        assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
         assert_int_equal(seq, target);
         assert_int_equal(records, N_RENDERS); /* records in the table, not records read */
         char want[32];
         snprintf(want, sizeof want, "record %d", target);
         assert_non_null(strstr(msg, want));
-        s_exec(f->s, "ROLLBACK TO t");
-        s_exec(f->s, "RELEASE t");
+        mg_test_sql_exec(f->db, "ROLLBACK TO t");
+        mg_test_sql_exec(f->db, "RELEASE t");
     }
     /* Undone: intact again. */
     int64_t records = 0, seq = 0;
     char msg[256];
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 1);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 1);
 }
 
 /* A subtle change: one digit of a number. */
 static void test_altered_digit_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE provenance SET record_json = replace(record_json, '\"seed\":\"7\",', '\"seed\":\"9\",') "
-                 "WHERE seq = 5");
-    assert_int_equal(sqlite3_changes(f->s->db), 1);
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE provenance SET record_json = replace(record_json, '\"seed\":\"7\",', "
+                     "'\"seed\":\"9\",') WHERE seq = 5");
+    assert_int_equal(sqlite3_changes(f->db), 1);
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 5);
 }
 
 static void test_deleted_record_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "DELETE FROM provenance WHERE seq = 3");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "DELETE FROM provenance WHERE seq = 3");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 3);
     assert_non_null(strstr(msg, "record 3"));
     assert_non_null(strstr(msg, "missing"));
@@ -300,36 +265,36 @@ static void test_deleted_record_named(void **state)
 
 static void test_deleted_first_record_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "DELETE FROM provenance WHERE seq = 1");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "DELETE FROM provenance WHERE seq = 1");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 1);
 }
 
 /* Deleting a record and renumbering the rest to close the gap: the next link breaks. */
 static void test_deleted_and_renumbered_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "DELETE FROM provenance WHERE seq = 2");
-    s_exec(f->s, "UPDATE provenance SET seq = -seq WHERE seq > 2");
-    s_exec(f->s, "UPDATE provenance SET seq = -seq - 1 WHERE seq < 0");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "DELETE FROM provenance WHERE seq = 2");
+    mg_test_sql_exec(f->db, "UPDATE provenance SET seq = -seq WHERE seq > 2");
+    mg_test_sql_exec(f->db, "UPDATE provenance SET seq = -seq - 1 WHERE seq < 0");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 2);
     assert_non_null(strstr(msg, "prev_hash"));
 }
 
 static void test_changed_prev_hash_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE provenance SET prev_hash = replace(prev_hash, substr(prev_hash, 1, 1), "
-                 "CASE substr(prev_hash, 1, 1) WHEN 'a' THEN 'b' ELSE 'a' END) WHERE seq = 4");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE provenance SET prev_hash = replace(prev_hash, substr(prev_hash, 1, 1), "
+                     "CASE substr(prev_hash, 1, 1) WHEN 'a' THEN 'b' ELSE 'a' END) WHERE seq = 4");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 4);
     assert_non_null(strstr(msg, "record 4"));
     assert_non_null(strstr(msg, "prev_hash"));
@@ -337,21 +302,21 @@ static void test_changed_prev_hash_named(void **state)
 
 static void test_changed_first_prev_hash_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE provenance SET prev_hash = '1' || substr(prev_hash, 2) WHERE seq = 1");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE provenance SET prev_hash = '1' || substr(prev_hash, 2) WHERE seq = 1");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 1);
 }
 
 static void test_changed_record_hash_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE provenance SET record_hash = 'ffff' || substr(record_hash, 5) WHERE seq = 2");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE provenance SET record_hash = 'ffff' || substr(record_hash, 5) WHERE seq = 2");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 2);
 }
 
@@ -359,9 +324,9 @@ static void test_changed_record_hash_named(void **state)
  * matches, so the break is found at 4 (the first link that cannot be made to fit). */
 static void test_rewritten_record_with_fixed_hash(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     char prev[65], json[8192];
-    sqlite3_stmt *st = mg_db_prepare(f->s->db, "SELECT prev_hash, record_json FROM provenance WHERE seq = 3", "");
+    sqlite3_stmt *st = mg_db_prepare(f->db, "SELECT prev_hash, record_json FROM provenance WHERE seq = 3", "");
     assert_non_null(st);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     snprintf(prev, sizeof prev, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -372,24 +337,24 @@ static void test_rewritten_record_with_fixed_hash(void **state)
     memcpy(p, "Apache-3.0", 10);
     char h[65];
     s_ref_hash(prev, json, h);
-    assert_int_equal(mg_db_run(f->s->db, "UPDATE provenance SET record_json = ?, record_hash = ? WHERE seq = 3",
+    assert_int_equal(mg_db_run(f->db, "UPDATE provenance SET record_json = ?, record_hash = ? WHERE seq = 3",
                                "ss", json, h), 0);
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 4);
 }
 
 /* Two records swapped (seq exchanged): the first swapped position is named. */
 static void test_reordered_records_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE provenance SET seq = -2 WHERE seq = 2");
-    s_exec(f->s, "UPDATE provenance SET seq = 2 WHERE seq = 3");
-    s_exec(f->s, "UPDATE provenance SET seq = 3 WHERE seq = -2");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE provenance SET seq = -2 WHERE seq = 2");
+    mg_test_sql_exec(f->db, "UPDATE provenance SET seq = 2 WHERE seq = 3");
+    mg_test_sql_exec(f->db, "UPDATE provenance SET seq = 3 WHERE seq = -2");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 2);
 }
 
@@ -398,12 +363,12 @@ static void test_reordered_records_named(void **state)
  * the audit_renders view reads those columns: they can be changed without verify noticing. */
 static void test_changed_unhashed_column_named(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE provenance SET device = 'forged-gpu', backend = 'cuda' WHERE seq = 2");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE provenance SET device = 'forged-gpu', backend = 'cuda' WHERE seq = 2");
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    int rc = s_verify(f->s, &records, &seq, msg, sizeof msg);
-    int64_t shown = mg_db_int(f->s->db, 0, "SELECT count(*) FROM audit_renders WHERE device = 'forged-gpu'", "");
+    int rc = mg_prov_verify(f->db, &records, &seq, msg, sizeof msg);
+    int64_t shown = mg_test_sql_int(f->db, "SELECT count(*) FROM audit_renders WHERE device = 'forged-gpu'");
     /* Either verify catches it, or the audit view does not show the unverified value. */
     assert_true(rc == 0 || shown == 0);
     if (rc == 0) assert_int_equal(seq, 2);
@@ -411,16 +376,16 @@ static void test_changed_unhashed_column_named(void **state)
 
 static void test_empty_chain_verifies(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t records = -1, seq = -1;
     char msg[256] = "";
     /* Every record removed while the outputs they covered remain: caught. */
-    s_exec(f->s, "DELETE FROM provenance");
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    mg_test_sql_exec(f->db, "DELETE FROM provenance");
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_non_null(strstr(msg, "no provenance record covers"));
     /* No outputs and no records at all: an empty, intact chain. */
-    s_exec(f->s, "DELETE FROM outputs");
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 1);
+    mg_test_sql_exec(f->db, "DELETE FROM outputs");
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 1);
     assert_int_equal(records, 0);
     assert_int_equal(seq, 0);
 }
@@ -429,12 +394,13 @@ static void test_empty_chain_verifies(void **state)
  * the chain itself is intact, but the cross-check against the record names it. */
 static void test_swapped_output_sha_caught(void **state)
 {
-    s_fix_t *f = *state;
-    s_exec(f->s, "UPDATE outputs SET sha256 = '0000000000000000000000000000000000000000000000000000000000000001' "
-                 "WHERE render_id = (SELECT render_id FROM provenance WHERE seq = 2)");
+    mg_test_store_t *f = *state;
+    mg_test_sql_exec(f->db, "UPDATE outputs SET sha256 = "
+                     "'0000000000000000000000000000000000000000000000000000000000000001' "
+                     "WHERE render_id = (SELECT render_id FROM provenance WHERE seq = 2)");
     int64_t records = -1, seq = -1;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 0);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 0);
     assert_int_equal(seq, 2);
     assert_non_null(strstr(msg, "does not contain"));
 }
@@ -443,7 +409,7 @@ static void test_swapped_output_sha_caught(void **state)
  * grows by exactly one per accepted render. */
 static void test_append_after_verify(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char more[] = "campaign: more\ncues:\n  - name: x\n    prompt: \"warm pads\"\n";
     mg_job_t *job = NULL;
     char err[512] = "";
@@ -479,15 +445,15 @@ static void test_append_after_verify(void **state)
     assert_int_equal(mg_store_complete(f->s, &r, T0 + 1003, err, sizeof err), MG_STORE_OK);
     int64_t records = 0, seq = 0;
     char msg[256] = "";
-    assert_int_equal(s_verify(f->s, &records, &seq, msg, sizeof msg), 1);
+    assert_int_equal(mg_prov_verify(f->db, &records, &seq, msg, sizeof msg), 1);
     assert_int_equal(records, N_RENDERS + 1);
     char last_prev[65];
-    sqlite3_stmt *st = mg_db_prepare(f->s->db, "SELECT record_hash FROM provenance WHERE seq = ?", "i",
+    sqlite3_stmt *st = mg_db_prepare(f->db, "SELECT record_hash FROM provenance WHERE seq = ?", "i",
                                      (int64_t)N_RENDERS);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     snprintf(last_prev, sizeof last_prev, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
-    st = mg_db_prepare(f->s->db, "SELECT prev_hash, render_id FROM provenance WHERE seq = ?", "i",
+    st = mg_db_prepare(f->db, "SELECT prev_hash, render_id FROM provenance WHERE seq = ?", "i",
                        (int64_t)N_RENDERS + 1);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(st, 0), last_prev);
@@ -497,8 +463,7 @@ static void test_append_after_verify(void **state)
 
 int main(void)
 {
-    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
-    mg_log_init("test_provenance");
+    mg_test_log_quiet("test_provenance");
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         T(test_chain_verifies),

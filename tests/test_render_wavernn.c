@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -22,7 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -30,26 +28,14 @@
 #include "kernels/wavernn.h"
 #include "worker/render.h"
 #include "worker/render_wavernn.h"
+#include "tests/testlib.h"
 
 #define S_TINY "tests/data/model/tiny.mgnn"
 
-/* The fixture from the repository root (where `make test` runs) or from tests/. */
-static const char *s_path(const char *rel)
-{
-    static char buf[4][512];
-    static int k;
-    static const char *const roots[] = {".", "..", NULL};
-    k = (k + 1) % 4;
-    for (int i = 0; roots[i]; i++) {
-        snprintf(buf[k], sizeof buf[k], "%s/%s", roots[i], rel);
-        if (access(buf[k], R_OK) == 0) return buf[k];
-    }
-    return rel;
-}
-
 static mg_renderer_t *s_open(double temperature, int threads, int raw)
 {
-    mg_wavernn_opts_t o = {.model_path = s_path(S_TINY), .temperature = temperature, .threads = threads, .raw = raw};
+    mg_wavernn_opts_t o = {
+        .model_path = mg_test_path(S_TINY), .temperature = temperature, .threads = threads, .raw = raw};
     char err[512] = "";
     mg_renderer_t *r = mg_renderer_wavernn_new(&o, err, sizeof err);
     if (!r) fail_msg("cannot open the renderer: %s", err);
@@ -165,7 +151,7 @@ static void test_stems_match_kernel(void **state)
 
     char err[512] = "";
     mg_wavernn_model_t *m = NULL;
-    if (mg_wavernn_load(s_path(S_TINY), &m, err, sizeof err) != 0) fail_msg("%s", err);
+    if (mg_wavernn_load(mg_test_path(S_TINY), &m, err, sizeof err) != 0) fail_msg("%s", err);
     int isa = mg_wavernn_isa() == MG_WR_ISA_AVX2 && m->pk_exc ? MG_WR_ISA_AVX2 : MG_WR_ISA_REF;
     mg_score_t *score = mg_compose(&spec, err, sizeof err);
     assert_non_null(score);
@@ -365,7 +351,7 @@ static void test_identity(void **state)
     assert_string_equal(r->model_version, "0.0.1");
     assert_string_equal(r->model_license, "MIT");
     char want[65];
-    assert_int_equal(mg_sha256_file_hex(s_path(S_TINY), want), 0);
+    assert_int_equal(mg_sha256_file_hex(mg_test_path(S_TINY), want), 0);
     assert_string_equal(r->model_sha256, want);
     const char *dev = mg_wavernn_isa() == MG_WR_ISA_AVX2 ? "(avx2)" : "(scalar)";
     assert_non_null(strstr(r->device, dev));
@@ -410,7 +396,7 @@ static void test_load_errors(void **state)
     o.model_path = path;
     s_expect_error(&o, path, NULL);
     unlink(path);
-    o.model_path = s_path(S_TINY);
+    o.model_path = mg_test_path(S_TINY);
     o.temperature = 0.0;
     s_expect_error(&o, "temperature", NULL);
     o.temperature = 1.0;
@@ -434,28 +420,6 @@ static void test_load_errors(void **state)
 }
 
 /* ---- the worker ----------------------------------------------------------------------- */
-
-static char *s_run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *out = malloc(cap);
-    assert_non_null(out);
-    size_t got;
-    while ((got = fread(out + n, 1, cap - 1 - n, p)) > 0) n += got;
-    out[n] = 0;
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
-
-static void s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* The processes s_spawn started, so that the teardown stops them even when an assertion ended
  * the test early (no coordinator or worker outlives a failed run). */
@@ -488,40 +452,30 @@ static pid_t s_spawn(char *const argv[], const char *home, const char *endpoint,
     return pid;
 }
 
-/* A string from a query on the coordinator's database ("" when no row). */
+/* A string from a query on the coordinator's database (mg_test_sql_text). */
 static void s_q(const char *home, const char *sql, char *out, size_t len)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/mg.db", home);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 2000);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    out[0] = 0;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        mg_strlcpy(out, (const char *)sqlite3_column_text(st, 0), len);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    sqlite3 *db = mg_test_db_open(path);
+    mg_strlcpy(out, mg_test_sql_text(db, "%s", sql), len);
+    mg_test_db_close(&db);
 }
 
 /* mg-worker refuses to start without its model, naming the path and the way out. */
 static void test_worker_needs_model(void **state)
 {
     (void)state;
-    const char *bin = getenv("MG_BIN") ? getenv("MG_BIN") : "bin";
-    char cmd[1024];
+    const char *bin = mg_test_bin();
     int status;
-    snprintf(cmd, sizeof cmd, "MG_HOME=/nonexistent '%s/mg-worker' --model /nonexistent/m.mgnn 2>&1", bin);
-    char *out = s_run(cmd, &status);
+    char *out = mg_test_run(&status, "MG_HOME=/nonexistent '%s/mg-worker' --model /nonexistent/m.mgnn 2>&1", bin);
     printf("# %s", out);
     assert_int_equal(status, 1);
     assert_non_null(strstr(out, "/nonexistent/m.mgnn"));
     assert_non_null(strstr(out, "--renderer synth"));
     free(out);
-    snprintf(cmd, sizeof cmd, "MG_HOME=/nonexistent '%s/mg-worker' --model '%s' --render-threads 0 2>&1", bin,
-             s_path(S_TINY));
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "MG_HOME=/nonexistent '%s/mg-worker' --model '%s' --render-threads 0 2>&1", bin,
+                      mg_test_path(S_TINY));
     assert_int_equal(status, 2);
     assert_non_null(strstr(out, "render_threads"));
     free(out);
@@ -532,39 +486,34 @@ static void test_worker_needs_model(void **state)
 static void test_worker_records_model(void **state)
 {
     (void)state;
-    const char *bin = getenv("MG_BIN") ? getenv("MG_BIN") : "bin";
-    char home[] = "/tmp/mg-test-wavernn-home-XXXXXX", endpoint[64], coord[600], worker[600], model[PATH_MAX];
-    assert_non_null(mkdtemp(home));
+    const char *bin = mg_test_bin();
+    char home[256], endpoint[64], coord[600], worker[600], model[PATH_MAX];
+    mg_test_tmpdir_make(home, sizeof home, "wavernn-home");
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 11) % 20000);
     snprintf(coord, sizeof coord, "%s/mg-coordinator", bin);
     snprintf(worker, sizeof worker, "%s/mg-worker", bin);
-    assert_non_null(realpath(s_path(S_TINY), model));
+    assert_non_null(realpath(mg_test_path(S_TINY), model));
     char *cargv[] = {coord, NULL};
     /* --backend auto where no GPU is (or MG_CUDA_PLUGIN points nowhere): the CPU, with the reason */
     char *wargv[] = {worker, "--model", model, "--capacity", "1", "--render-threads", "2", "--backend", "auto", NULL};
     pid_t c = s_spawn(cargv, home, endpoint, "coordinator.log");
     pid_t w = s_spawn(wargv, home, endpoint, "worker.log");
-    char job[700], cmd[8192];
+    char job[700];
     snprintf(job, sizeof job, "%s/job.yaml", home);
-    FILE *f = fopen(job, "w");
-    assert_non_null(f);
-    fputs("campaign: wtest\noutput:\n  formats: [flac, mp3]\n  sample_rate: 48000\n  channels: 2\n"
-          "cues:\n  - name: hook\n    prompt: \"bright pop hook\"\n    emotions: [happy]\n    duration: 3\n"
-          "    instruments: [piano, bass, drums]\n    seeds: [7]\n", f);
-    fclose(f);
+    mg_test_file_write(job, "campaign: wtest\noutput:\n  formats: [flac, mp3]\n  sample_rate: 48000\n  channels: 2\n"
+                            "cues:\n  - name: hook\n    prompt: \"bright pop hook\"\n    emotions: [happy]\n"
+                            "    duration: 3\n    instruments: [piano, bass, drums]\n    seeds: [7]\n");
     int status = -1;
     char *out = NULL;
     for (int i = 0; i < 50 && status != 0; i++) { /* until the coordinator answers */
         free(out);
-        s_sleep_ms(100);
-        snprintf(cmd, sizeof cmd, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' --timeout 500 ping 2>&1", home, endpoint,
-                 bin);
-        out = s_run(cmd, &status);
+        mg_test_sleep_ms(100);
+        out = mg_test_run(&status, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' --timeout 500 ping 2>&1", home,
+                          endpoint, bin);
     }
     free(out);
-    snprintf(cmd, sizeof cmd, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' --timeout 60000 submit '%s' --wait 2>&1",
-             home, endpoint, bin, job);
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' --timeout 60000 submit '%s' --wait 2>&1",
+                      home, endpoint, bin, job);
     printf("# %s", out);
     if (status != 0) fail_msg("submit (exit %d): %s (logs in %s)", status, out, home);
     free(out);
@@ -579,8 +528,7 @@ static void test_worker_records_model(void **state)
     assert_non_null(strstr(v, "cpu x86-64 ("));
     s_q(home, "SELECT backend || ' ' || device FROM workers LIMIT 1", v, sizeof v); /* from READY */
     assert_non_null(strstr(v, "cpu x86-64 ("));
-    snprintf(cmd, sizeof cmd, "grep -c 'backend auto: rendering on the CPU: .*CUDA' '%s/worker.log'", home);
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "grep -c 'backend auto: rendering on the CPU: .*CUDA' '%s/worker.log'", home);
     if (status != 0) fail_msg("worker.log in %s does not say why auto chose the CPU", home);
     free(out);
     s_q(home, "SELECT json_extract(record_json, '$.model.attribution') FROM provenance LIMIT 1", v, sizeof v);
@@ -593,8 +541,7 @@ static void test_worker_records_model(void **state)
               "WHERE m.name = 'mg-wavernn-golden-tiny'", v, sizeof v);
     assert_string_equal(v, "3");
     s_q(home, "SELECT output_path FROM audit_renders WHERE format = 'flac'", v, sizeof v);
-    snprintf(cmd, sizeof cmd, "metaflac --export-tags-to=- '%s/outputs/%s' 2>&1", home, v);
-    out = s_run(cmd, &status);
+    out = mg_test_run(&status, "metaflac --export-tags-to=- '%s/outputs/%s' 2>&1", home, v);
     assert_int_equal(status, 0);
     assert_non_null(strstr(out, "MG_MODEL=mg-wavernn-golden-tiny\n"));
     assert_non_null(strstr(out, "MG_MODEL_LICENSE=MIT\n"));
@@ -603,8 +550,7 @@ static void test_worker_records_model(void **state)
     s_stop_children(NULL);
     (void)w;
     (void)c;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
-    if (!getenv("MG_KEEP_TEST_HOME") && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", home);
+    mg_test_tmpdir_remove(home);
 }
 
 int main(void)

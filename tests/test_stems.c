@@ -25,6 +25,7 @@
 
 #include "common/jobspec.h"
 #include "common/util.h"
+#include "tests/testlib.h"
 #include "worker/pipeline.h"
 #include "worker/render.h"
 
@@ -68,15 +69,6 @@ static void s_render(const mg_render_spec_t *spec, mg_audio_t *a, mg_pipeline_re
     if (mg_pipeline_run(spec, a, NULL, res, err, sizeof err) != 0) fail_msg("pipeline: %s", err);
 }
 
-static void s_write_temp(const unsigned char *data, size_t len, const char *suffix, char *path, size_t cap)
-{
-    snprintf(path, cap, "/tmp/mg-stems-XXXXXX%s", suffix);
-    int fd = mkstemps(path, (int)strlen(suffix));
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    close(fd);
-}
-
 /* Decodes one delivered audio file (FLAC or WAV with libsndfile, MP3 with libavcodec). */
 static s_pcm_t s_decode(const mg_encoded_t *f)
 {
@@ -88,7 +80,7 @@ static s_pcm_t s_decode(const mg_encoded_t *f)
         return p;
     }
     char path[256];
-    s_write_temp(f->data, f->len, f->format == MG_FORMAT_FLAC ? ".flac" : ".wav", path, sizeof path);
+    mg_test_temp_write("stems", f->format == MG_FORMAT_FLAC ? ".flac" : ".wav", f->data, f->len, path, sizeof path);
     SF_INFO info = {0};
     SNDFILE *sf = sf_open(path, SFM_READ, &info);
     if (!sf) fail_msg("libsndfile cannot read %s file %s.%s", mg_encoded_ext(f), f->kind, f->part);
@@ -286,7 +278,7 @@ static void test_midi_onsets_match_audio(void **state)
         assert_non_null(mid);
         assert_true(mid->len > 14 && memcmp(mid->data, "MThd", 4) == 0);
         char path[256], cmd[400], name[64];
-        s_write_temp(mid->data, mid->len, ".mid", path, sizeof path);
+        mg_test_temp_write("stems", ".mid", mid->data, mid->len, path, sizeof path);
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/midi_check.py --onsets '%s'", path);
         FILE *fp = popen(cmd, "r");
         assert_non_null(fp);

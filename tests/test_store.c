@@ -25,119 +25,33 @@
 #include "coordinator/provenance.h"
 #include "common/renderspec.h"
 #include "coordinator/store.h"
+#include "tests/testlib.h"
 
 #define T0 INT64_C(1800000000000) /* 2027-01-15, a synthetic "now" */
 #define LEASE_MS INT64_C(30000)
 
-/* ---- fixture: a temp folder with a store --------------------------------------------- */
-
-typedef struct {
-    char dir[256];
-    char db_path[320];
-    char out_path[320];
-    mg_store_t *s;
-    mg_store_policy_t policy;
-} s_fix_t;
-
-static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void s_rm_rf(const char *dir) { nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void s_fix_open(s_fix_t *f)
-{
-    char err[512] = "";
-    f->s = mg_store_open(f->db_path, f->out_path, &f->policy, err, sizeof err);
-    if (!f->s) fprintf(stderr, "mg_store_open: %s\n", err);
-    assert_non_null(f->s);
-}
-
-static s_fix_t *s_fix_new(int max_attempts, int blocklist_after)
-{
-    s_fix_t *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "%s/mg-test-store-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->db_path, sizeof f->db_path, "%s/mg.db", f->dir);
-    snprintf(f->out_path, sizeof f->out_path, "%s/outputs", f->dir);
-    f->policy.max_attempts = max_attempts;
-    f->policy.blocklist_after = blocklist_after;
-    f->policy.lease_ms = LEASE_MS;
-    s_fix_open(f);
-    return f;
-}
+/* ---- fixture: a store in a temp folder (tests/testlib.h) ------------------------------ */
 
 static int s_setup(void **state)
 {
-    *state = s_fix_new(3, 3);
+    mg_store_policy_t policy = {3, 3, LEASE_MS};
+    *state = mg_test_store_new("store", &policy);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    s_fix_t *f = *state;
-    mg_store_close(&f->s);
-    s_rm_rf(f->dir);
-    free(f);
+    mg_test_store_t *f = *state;
+    mg_test_store_destroy(&f);
     return 0;
 }
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-static int64_t s_int(mg_store_t *s, const char *sql)
-{
-    return mg_db_int(s->db, INT64_MIN, sql, "");
-}
-
-static int64_t s_intf(mg_store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int64_t s_intf(mg_store_t *s, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return s_int(s, sql);
-}
-
-/* First column of the first row as text ("<null>" for NULL, "<none>" without a row). */
-static const char *s_textf(mg_store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *s_textf(mg_store_t *s, const char *fmt, ...)
-{
-    static char bufs[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *st = mg_db_prepare(s->db, sql, "");
-    assert_non_null(st);
-    if (sqlite3_step(st) != SQLITE_ROW) snprintf(bufs[k], sizeof bufs[k], "<none>");
-    else if (sqlite3_column_type(st, 0) == SQLITE_NULL) snprintf(bufs[k], sizeof bufs[k], "<null>");
-    else snprintf(bufs[k], sizeof bufs[k], "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return bufs[k];
-}
-
-static mg_job_t *s_parse(const char *yaml)
-{
-    char err[4096] = "";
-    mg_job_t *job = NULL;
-    int rc = mg_job_parse_buffer("t.yaml", yaml, strlen(yaml), &job, err, sizeof err);
-    if (rc != 0) fprintf(stderr, "job did not parse:\n%s\n", err);
-    assert_int_equal(rc, 0);
-    assert_non_null(job);
-    return job;
-}
-
 /* Submits yaml; asserts success and returns the job id. */
 static int64_t s_submit(mg_store_t *s, const char *yaml, size_t expect_renders)
 {
-    mg_job_t *job = s_parse(yaml);
+    mg_job_t *job = mg_test_job_parse(yaml);
     char err[512] = "";
     int64_t id = 0;
     size_t n = 0;
@@ -152,25 +66,36 @@ static int64_t s_submit(mg_store_t *s, const char *yaml, size_t expect_renders)
     return id;
 }
 
-static int64_t s_rows(mg_store_t *s)
+static int64_t s_rows(sqlite3 *db)
 {
-    return s_int(s, "SELECT (SELECT count(*) FROM jobs) * 1000000 + (SELECT count(*) FROM cues) * 10000 + "
-                    "(SELECT count(*) FROM renders) * 100 + (SELECT count(*) FROM cue_emotions)");
+    return mg_test_sql_int(db, "SELECT (SELECT count(*) FROM jobs) * 1000000 + (SELECT count(*) FROM cues) * 10000 + "
+                           "(SELECT count(*) FROM renders) * 100 + (SELECT count(*) FROM cue_emotions)");
 }
 
-static const char *s_render_state(mg_store_t *s, int64_t render_id)
+static const char *s_render_state(sqlite3 *db, int64_t render_id)
 {
-    return s_textf(s, "SELECT state FROM renders WHERE id = %" PRId64, render_id);
+    return mg_test_sql_text(db, "SELECT state FROM renders WHERE id = %" PRId64, render_id);
 }
 
-static const char *s_job_state(mg_store_t *s, int64_t job_id)
+static const char *s_job_state(sqlite3 *db, int64_t job_id)
 {
-    return s_textf(s, "SELECT state FROM jobs WHERE id = %" PRId64, job_id);
+    return mg_test_sql_text(db, "SELECT state FROM jobs WHERE id = %" PRId64, job_id);
 }
 
-static const char *s_attempt_outcome(mg_store_t *s, const char *token)
+static const char *s_attempt_outcome(sqlite3 *db, const char *token)
 {
-    return s_textf(s, "SELECT outcome FROM attempts WHERE lease_token = '%s'", token);
+    return mg_test_sql_text(db, "SELECT outcome FROM attempts WHERE lease_token = '%s'", token);
+}
+
+/* The store left no transaction open: the test's connection takes the write lock at once. */
+static void s_assert_no_transaction(sqlite3 *db)
+{
+    sqlite3_busy_timeout(db, 0);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sqlite3_busy_timeout(db, MG_TEST_BUSY_TIMEOUT_MS);
+    if (rc != SQLITE_OK) fprintf(stderr, "BEGIN IMMEDIATE: %s\n", sqlite3_errmsg(db));
+    assert_int_equal(rc, SQLITE_OK);
+    mg_test_sql_exec(db, "ROLLBACK");
 }
 
 /* Leases exactly `expect` renders to worker. */
@@ -295,38 +220,44 @@ static int s_table_exists(sqlite3 *db, const char *name)
 
 static void test_migrate_fresh_db(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int latest = s_latest_block(mg_schema_sql);
     assert_true(latest >= 1);
-    assert_int_equal(mg_db_user_version(f->s->db), latest);
+    assert_int_equal(mg_db_user_version(f->db), latest);
     const char *const tables[] = {"jobs", "cues", "renders", "attempts", "workers", "outputs", "provenance",
                                   "schedules", "schedule_runs", "events", "models", "attribution", NULL};
-    for (int i = 0; tables[i]; i++) assert_int_equal(s_table_exists(f->s->db, tables[i]), 1);
-    assert_true(s_int(f->s, "SELECT count(*) FROM emotion_tags") > 10);
-    assert_string_equal(s_textf(f->s, "PRAGMA journal_mode"), "wal");
-    assert_int_equal(s_int(f->s, "PRAGMA foreign_keys"), 1);
+    for (int i = 0; tables[i]; i++) assert_int_equal(s_table_exists(f->db, tables[i]), 1);
+    assert_true(mg_test_sql_int(f->db, "SELECT count(*) FROM emotion_tags") > 10);
+    assert_string_equal(mg_test_sql_text(f->db, "PRAGMA journal_mode"), "wal");
+    /* foreign_keys is a setting of each connection: a trigger, which runs on the connection
+     * that inserts, records the store's when it stores a job */
+    mg_test_sql_exec(f->db, "CREATE TABLE fk_probe (enforced INTEGER); "
+                            "CREATE TRIGGER fk_probe AFTER INSERT ON jobs "
+                            "BEGIN INSERT INTO fk_probe SELECT foreign_keys FROM pragma_foreign_keys; END");
+    s_submit(f->s, s_job3, 3);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT enforced FROM fk_probe"), 1);
 }
 
 static void test_migrate_reopen_keeps_data(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t id = s_submit(f->s, s_job3, 3);
-    int v = mg_db_user_version(f->s->db);
+    int v = mg_db_user_version(f->db);
     mg_store_close(&f->s);
     assert_null(f->s);
-    s_fix_open(f);
-    assert_int_equal(mg_db_user_version(f->s->db), v);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders"), 3);
-    assert_string_equal(s_job_state(f->s, id), "active");
+    mg_test_store_open(f);
+    assert_int_equal(mg_db_user_version(f->db), v);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders"), 3);
+    assert_string_equal(s_job_state(f->db, id), "active");
     /* Migrating again applies nothing: no change to any row. */
-    int before = sqlite3_total_changes(f->s->db);
+    int before = sqlite3_total_changes(f->db);
     char err[256] = "";
-    assert_int_equal(mg_db_migrate(f->s->db, mg_schema_sql, err, sizeof err), v);
-    assert_int_equal(sqlite3_total_changes(f->s->db), before);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_db_migrate(f->db, mg_schema_sql, err, sizeof err), v);
+    assert_int_equal(sqlite3_total_changes(f->db), before);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM jobs"), 1);
 }
 
-static sqlite3 *s_raw_open(const s_fix_t *f, const char *name)
+static sqlite3 *s_raw_open(const mg_test_store_t *f, const char *name)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/%s", f->dir, name);
@@ -337,7 +268,7 @@ static sqlite3 *s_raw_open(const s_fix_t *f, const char *name)
 
 static void test_migrate_custom_blocks(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char schema[] =
         "-- a test schema\n"
         "\n"
@@ -375,7 +306,7 @@ static void test_migrate_custom_blocks(void **state)
 /* A block that fails leaves the database at the previous version with nothing of the block. */
 static void test_migrate_failing_block_rolls_back(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char schema[] =
         "-- header\n"
         "-- migrate: 1\n"
@@ -406,7 +337,7 @@ static void test_migrate_failing_block_rolls_back(void **state)
  * block 1 and is refused as misnumbered. */
 static void test_migrate_marker_on_first_line(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char schema[] = "-- migrate: 1\nCREATE TABLE a (x);\n-- migrate: 2\nCREATE TABLE b (y);\n";
     sqlite3 *db = s_raw_open(f, "first.db");
     char err[256] = "";
@@ -419,7 +350,7 @@ static void test_migrate_marker_on_first_line(void **state)
 
 static void test_migrate_newer_db_refused(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int latest = s_latest_block(mg_schema_sql);
     mg_store_close(&f->s);
     sqlite3 *db = NULL;
@@ -446,7 +377,7 @@ static void test_migrate_newer_db_refused(void **state)
 
 static void test_submit_expands_renders(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char yaml[] =
         "campaign: Seeds Check\n"
         "priority: 5\n"
@@ -465,40 +396,41 @@ static void test_submit_expands_renders(void **state)
         "    duration: 5\n"
         "    seeds: [1, 18446744073709551615, 42]\n";
     int64_t id = s_submit(f->s, yaml, 6);
-    mg_store_t *s = f->s;
-    assert_int_equal(s_int(s, "SELECT count(*) FROM renders"), 6);
-    assert_int_equal(s_int(s, "SELECT count(*) FROM cues"), 2);
-    assert_int_equal(s_int(s, "SELECT count(*) FROM cue_emotions"), 3);
-    assert_int_equal(s_int(s, "SELECT count(*) FROM renders WHERE typeof(seed) <> 'text'"), 0);
-    assert_int_equal(s_int(s, "SELECT count(*) FROM renders WHERE state = 'queued' AND attempts = 0 "
-                              "AND max_attempts = 3 AND lease_token IS NULL"), 6);
+    sqlite3 *db = f->db;
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM renders"), 6);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM cues"), 2);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM cue_emotions"), 3);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM renders WHERE typeof(seed) <> 'text'"), 0);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM renders WHERE state = 'queued' AND attempts = 0 "
+                                     "AND max_attempts = 3 AND lease_token IS NULL"), 6);
     /* Explicit seeds, the largest one exactly. */
-    assert_string_equal(s_textf(s, "SELECT group_concat(seed, ' ') FROM (SELECT r.seed FROM renders r JOIN cues c "
-                                   "ON c.id = r.cue_id WHERE c.name = 'fixed' ORDER BY r.variation)"),
-                        "1 18446744073709551615 42");
+    assert_string_equal(
+        mg_test_sql_text(db, "SELECT group_concat(seed, ' ') FROM (SELECT r.seed FROM renders r JOIN cues c "
+                             "ON c.id = r.cue_id WHERE c.name = 'fixed' ORDER BY r.variation)"),
+        "1 18446744073709551615 42");
     /* Derived seeds equal mg_seed_derive, as decimal text. */
     for (int v = 0; v < 3; v++) {
         char want[32];
         snprintf(want, sizeof want, "%" PRIu64, mg_seed_derive("Seeds Check", "derived", v));
-        assert_string_equal(s_textf(s, "SELECT r.seed FROM renders r JOIN cues c ON c.id = r.cue_id "
-                                       "WHERE c.name = 'derived' AND r.variation = %d", v), want);
+        assert_string_equal(mg_test_sql_text(db, "SELECT r.seed FROM renders r JOIN cues c ON c.id = r.cue_id "
+                                             "WHERE c.name = 'derived' AND r.variation = %d", v), want);
     }
-    assert_string_equal(s_textf(s, "SELECT output_dir FROM jobs WHERE id = %" PRId64, id), "seeds-check");
-    assert_string_equal(s_textf(s, "SELECT formats FROM jobs"), "flac,mp3");
-    assert_int_equal(s_int(s, "SELECT priority FROM jobs"), 5);
-    assert_int_equal(s_int(s, "SELECT loudness_lufs FROM jobs"), -16);
-    assert_string_equal(s_job_state(s, id), "active");
-    assert_string_equal(s_textf(s, "SELECT source_text FROM jobs"), yaml);
-    assert_int_equal(s_int(s, "SELECT count(*) FROM events WHERE kind = 'job_submitted'"), 1);
+    assert_string_equal(mg_test_sql_text(db, "SELECT output_dir FROM jobs WHERE id = %" PRId64, id), "seeds-check");
+    assert_string_equal(mg_test_sql_text(db, "SELECT formats FROM jobs"), "flac,mp3");
+    assert_int_equal(mg_test_sql_int(db, "SELECT priority FROM jobs"), 5);
+    assert_int_equal(mg_test_sql_int(db, "SELECT loudness_lufs FROM jobs"), -16);
+    assert_string_equal(s_job_state(db, id), "active");
+    assert_string_equal(mg_test_sql_text(db, "SELECT source_text FROM jobs"), yaml);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM events WHERE kind = 'job_submitted'"), 1);
 }
 
 static void test_submit_duplicate_same_key(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t id = s_submit(f->s, s_job3, 3);
-    int64_t rows = s_rows(f->s);
-    int64_t events = s_int(f->s, "SELECT count(*) FROM events");
-    mg_job_t *job = s_parse(s_job3);
+    int64_t rows = s_rows(f->db);
+    int64_t events = mg_test_sql_int(f->db, "SELECT count(*) FROM events");
+    mg_job_t *job = mg_test_job_parse(s_job3);
     int64_t id2 = 0;
     size_t n = 0;
     int dup = 0;
@@ -508,30 +440,31 @@ static void test_submit_duplicate_same_key(void **state)
     assert_int_equal(id2, id);
     assert_int_equal(dup, 1);
     assert_int_equal(n, 3);
-    assert_int_equal(s_rows(f->s), rows);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events"), events);
+    assert_int_equal(s_rows(f->db), rows);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events"), events);
 
     /* An explicit key, submitted twice with a different layout but the same content. */
     static const char a[] = "campaign: K\nidempotency_key: key-1\ncues:\n  - name: x\n    prompt: \"calm piano\"\n";
-    static const char b[] = "# the same job\ncampaign: K\nidempotency_key: key-1\ncues:\n  - {name: x, prompt: calm piano}\n";
+    static const char b[] =
+        "# the same job\ncampaign: K\nidempotency_key: key-1\ncues:\n  - {name: x, prompt: calm piano}\n";
     int64_t ka = s_submit(f->s, a, 1);
-    rows = s_rows(f->s);
-    job = s_parse(b);
+    rows = s_rows(f->db);
+    job = mg_test_job_parse(b);
     assert_int_equal(mg_store_submit(f->s, job, "b.yaml", b, 0, &id2, &n, &dup, err, sizeof err), MG_STORE_OK);
     mg_job_destroy(&job);
     assert_int_equal(id2, ka);
     assert_int_equal(dup, 1);
-    assert_int_equal(s_rows(f->s), rows);
+    assert_int_equal(s_rows(f->db), rows);
 }
 
 static void test_submit_conflict(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char a[] = "campaign: K\nidempotency_key: key-7\ncues:\n  - name: x\n    prompt: \"calm piano\"\n";
     static const char b[] = "campaign: K\nidempotency_key: key-7\ncues:\n  - name: x\n    prompt: \"loud drums\"\n";
     int64_t ka = s_submit(f->s, a, 1);
-    int64_t rows = s_rows(f->s);
-    mg_job_t *job = s_parse(b);
+    int64_t rows = s_rows(f->db);
+    mg_job_t *job = mg_test_job_parse(b);
     int64_t id = -5;
     size_t n = 99;
     int dup = 7;
@@ -541,26 +474,26 @@ static void test_submit_conflict(void **state)
     assert_non_null(strstr(err, "key-7"));
     assert_int_equal(dup, 0);
     assert_int_equal(n, 0);
-    assert_int_equal(s_rows(f->s), rows);
-    assert_string_equal(s_textf(f->s, "SELECT source_text FROM jobs WHERE id = %" PRId64, ka), a);
+    assert_int_equal(s_rows(f->db), rows);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT source_text FROM jobs WHERE id = %" PRId64, ka), a);
     /* The store is still usable (no transaction left open). */
-    assert_int_not_equal(sqlite3_get_autocommit(f->s->db), 0);
+    s_assert_no_transaction(f->db);
     s_submit(f->s, s_job3, 3);
 }
 
 static void test_submit_same_campaign_output_dir(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char a[] = "campaign: Summer Sale\ncues:\n  - name: x\n    prompt: \"calm piano\"\n";
     static const char b[] = "campaign: Summer Sale\ncues:\n  - name: x\n    prompt: \"calm guitar\"\n";
     static const char c[] = "campaign: Summer Sale\ncues:\n  - name: x\n    prompt: \"calm harp\"\n";
     int64_t ja = s_submit(f->s, a, 1), jb = s_submit(f->s, b, 1), jc = s_submit(f->s, c, 1);
     char want[64];
-    assert_string_equal(s_textf(f->s, "SELECT output_dir FROM jobs WHERE id = %" PRId64, ja), "summer-sale");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT output_dir FROM jobs WHERE id = %" PRId64, ja), "summer-sale");
     snprintf(want, sizeof want, "summer-sale.%" PRId64, jb);
-    assert_string_equal(s_textf(f->s, "SELECT output_dir FROM jobs WHERE id = %" PRId64, jb), want);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT output_dir FROM jobs WHERE id = %" PRId64, jb), want);
     snprintf(want, sizeof want, "summer-sale.%" PRId64, jc);
-    assert_string_equal(s_textf(f->s, "SELECT output_dir FROM jobs WHERE id = %" PRId64, jc), want);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT output_dir FROM jobs WHERE id = %" PRId64, jc), want);
 }
 
 /* store.c mg_store_submit_tx names a later job of a campaign "<slug>.<id>" without checking
@@ -568,7 +501,7 @@ static void test_submit_same_campaign_output_dir(void **state)
  * and the second "promo" job (job 3) share outputs/promo.3/. */
 static void test_submit_output_dir_unique(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char a[] = "campaign: promo.3\ncues:\n  - name: x\n    prompt: \"calm piano\"\n";
     static const char b[] = "campaign: promo\ncues:\n  - name: x\n    prompt: \"calm guitar\"\n";
     static const char c[] = "campaign: promo\ncues:\n  - name: x\n    prompt: \"calm harp\"\n";
@@ -587,16 +520,16 @@ static void test_submit_output_dir_unique(void **state)
     assert_int_equal(s_complete(f->s, &x1, T0 + 1), MG_STORE_OK);
     int rc3 = s_complete(f->s, &x3, T0 + 2);
     char abs[700];
-    snprintf(abs, sizeof abs, "%s/%s", f->out_path, s_textf(f->s, "SELECT path FROM outputs WHERE render_id = %"
-                                                                   PRId64, l[0].render_id));
+    snprintf(abs, sizeof abs, "%s/%s", f->out_path,
+             mg_test_sql_text(f->db, "SELECT path FROM outputs WHERE render_id = %" PRId64, l[0].render_id));
     assert_true(s_file_equals(abs, x1.data[0], x1.r.files[0].len));
     assert_int_equal(rc3, MG_STORE_OK);
-    assert_int_equal(s_int(f->s, "SELECT count(DISTINCT output_dir) FROM jobs"), 3);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(DISTINCT output_dir) FROM jobs"), 3);
 }
 
 static void test_submit_10000_renders(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     size_t cap = 256 * 1024, len = 0;
     char *yaml = malloc(cap);
     assert_non_null(yaml);
@@ -606,7 +539,7 @@ static void test_submit_10000_renders(void **state)
                                 "  - name: cue-%03d\n    prompt: \"ambient texture number %d\"\n"
                                 "    emotions: [calm]\n    duration: 30\n    variations: 40\n", c, c);
     assert_true(len < cap - 1);
-    mg_job_t *job = s_parse(yaml);
+    mg_job_t *job = mg_test_job_parse(yaml);
     assert_int_equal(mg_job_render_count(job), 10000);
     struct timespec a, b;
     int64_t id = 0;
@@ -623,17 +556,17 @@ static void test_submit_10000_renders(void **state)
     printf("submit of 10,000 renders (250 cues x 40 variations): %.1f ms (one transaction, synchronous=FULL, "
            "database in %s)\n", ms, f->dir);
     assert_int_equal(n, 10000);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders"), 10000);
-    assert_int_equal(s_int(f->s, "SELECT count(DISTINCT seed) FROM renders"), 10000);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM cues"), 250);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'queued'"), 10000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders"), 10000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(DISTINCT seed) FROM renders"), 10000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM cues"), 250);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued'"), 10000);
 }
 
 /* ---- leases -------------------------------------------------------------------------- */
 
 static void test_lease_priority_order(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char low[] = "campaign: low\npriority: 0\ncues:\n  - name: x\n    prompt: \"calm piano\"\n"
                               "    variations: 2\n";
     static const char high[] = "campaign: high\npriority: 50\ncues:\n  - name: y\n    prompt: \"fast drums\"\n"
@@ -652,15 +585,17 @@ static void test_lease_priority_order(void **state)
         assert_int_equal(l[i].deadline_ms, T0 + LEASE_MS);
         assert_true(s_is_hex32(l[i].lease_token));
         for (int k = 0; k < i; k++) assert_string_not_equal(l[i].lease_token, l[k].lease_token);
-        assert_string_equal(s_render_state(f->s, l[i].render_id), "leased");
-        assert_int_equal(s_intf(f->s, "SELECT attempts FROM renders WHERE id = %" PRId64, l[i].render_id), 1);
-        assert_int_equal(s_intf(f->s, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[i].render_id),
-                         T0 + LEASE_MS);
-        assert_string_equal(s_textf(f->s, "SELECT lease_token FROM renders WHERE id = %" PRId64, l[i].render_id),
-                            l[i].lease_token);
-        assert_string_equal(s_textf(f->s, "SELECT lease_worker FROM renders WHERE id = %" PRId64, l[i].render_id),
-                            "w1");
-        assert_string_equal(s_attempt_outcome(f->s, l[i].lease_token), "running");
+        assert_string_equal(s_render_state(f->db, l[i].render_id), "leased");
+        assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, l[i].render_id), 1);
+        assert_int_equal(
+            mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[i].render_id),
+            T0 + LEASE_MS);
+        assert_string_equal(
+            mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, l[i].render_id),
+            l[i].lease_token);
+        assert_string_equal(
+            mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, l[i].render_id), "w1");
+        assert_string_equal(s_attempt_outcome(f->db, l[i].lease_token), "running");
     }
     /* Within a job: variation order; the spec comes from the database. */
     assert_int_equal(l[0].spec.variation, 0);
@@ -672,39 +607,41 @@ static void test_lease_priority_order(void **state)
     s_lease(f->s, "w1", 8, T0, l, 1);
     assert_int_equal(l[0].spec.job_id, jl);
     s_lease(f->s, "w1", 8, T0, l, 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM attempts"), 5);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM attempts"), 5);
     assert_int_equal(mg_store_next_deadline(f->s), T0 + LEASE_MS);
 }
 
 static void test_lease_max_zero_and_next_deadline(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     assert_int_equal(mg_store_next_deadline(f->s), INT64_MAX);
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[4];
     s_lease(f->s, "w1", 0, T0, l, 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'queued'"), 3);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued'"), 3);
     s_lease(f->s, "w1", 1, T0, l, 1);
     s_lease(f->s, "w1", 1, T0 + 5000, l + 1, 1);
     assert_int_equal(mg_store_next_deadline(f->s), T0 + LEASE_MS);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'w1'"), 2);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'w1'"), 2);
 }
 
 static void test_renew(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
     int64_t id = l[0].render_id;
     assert_int_equal(mg_store_renew(f->s, id, l[0].lease_token, T0 + 20000), MG_STORE_OK);
-    assert_int_equal(s_intf(f->s, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, id),
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, id),
                      T0 + 20000 + LEASE_MS);
-    assert_int_equal(s_intf(f->s, "SELECT deadline_ms FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
-                     T0 + 20000 + LEASE_MS);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT deadline_ms FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
+        T0 + 20000 + LEASE_MS);
     /* Wrong token: stale, nothing moves. */
     assert_int_equal(mg_store_renew(f->s, id, "00000000000000000000000000000000", T0 + 25000), MG_STORE_STALE);
-    assert_int_equal(s_intf(f->s, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, id),
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, id),
                      T0 + 20000 + LEASE_MS);
     /* The token of another render: stale too. */
     mg_lease_t other[1];
@@ -714,8 +651,8 @@ static void test_renew(void **state)
     int n = -1;
     assert_int_equal(mg_store_expire(f->s, T0 + LEASE_MS + 1, &n), MG_STORE_OK);
     assert_int_equal(n, 1); /* only `other` */
-    assert_string_equal(s_render_state(f->s, id), "leased");
-    assert_string_equal(s_render_state(f->s, other[0].render_id), "queued");
+    assert_string_equal(s_render_state(f->db, id), "leased");
+    assert_string_equal(s_render_state(f->db, other[0].render_id), "queued");
     /* After the render is done the token is stale. */
     s_res_t x;
     s_result(&x, &l[0], "w1", "renew", 1);
@@ -727,7 +664,7 @@ static void test_renew(void **state)
 
 static void test_complete_writes_outputs(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t job = s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
@@ -736,62 +673,71 @@ static void test_complete_writes_outputs(void **state)
     char err[512] = "";
     assert_int_equal(mg_store_complete(f->s, &x.r, T0 + 5000, err, sizeof err), MG_STORE_OK);
     int64_t id = l[0].render_id;
-    mg_store_t *s = f->s;
-    assert_string_equal(s_render_state(s, id), "done");
-    assert_string_equal(s_textf(s, "SELECT lease_token FROM renders WHERE id = %" PRId64, id), "<null>");
-    assert_int_equal(s_intf(s, "SELECT finished_ms FROM renders WHERE id = %" PRId64, id), T0 + 5000);
-    assert_string_equal(s_textf(s, "SELECT decision_json FROM renders WHERE id = %" PRId64, id), "{\"tempo\":120}");
-    assert_string_equal(s_attempt_outcome(s, l[0].lease_token), "done");
-    assert_int_equal(s_intf(s, "SELECT count(*) FROM outputs WHERE render_id = %" PRId64, id), 2);
+    sqlite3 *db = f->db;
+    assert_string_equal(s_render_state(db, id), "done");
+    assert_string_equal(mg_test_sql_text(db, "SELECT lease_token FROM renders WHERE id = %" PRId64, id), "<null>");
+    assert_int_equal(mg_test_sql_int(db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, id), T0 + 5000);
+    assert_string_equal(mg_test_sql_text(db, "SELECT decision_json FROM renders WHERE id = %" PRId64, id),
+                        "{\"tempo\":120}");
+    assert_string_equal(s_attempt_outcome(db, l[0].lease_token), "done");
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM outputs WHERE render_id = %" PRId64, id), 2);
     const char *formats[2] = {"flac", "mp3"};
     for (int i = 0; i < 2; i++) {
         char want_rel[256], abs[700];
         snprintf(want_rel, sizeof want_rel, "store-test/intro/intro-v01.%s", formats[i]);
-        assert_string_equal(s_textf(s, "SELECT path FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
-                                    id, formats[i]), want_rel);
-        assert_string_equal(s_textf(s, "SELECT sha256 FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
-                                    id, formats[i]), x.sha[i]);
-        assert_int_equal(s_intf(s, "SELECT bytes FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
-                                id, formats[i]), (int64_t)x.r.files[i].len);
+        assert_string_equal(mg_test_sql_text(db,
+                                             "SELECT path FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
+                                             id, formats[i]),
+                            want_rel);
+        assert_string_equal(
+            mg_test_sql_text(db, "SELECT sha256 FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'", id,
+                             formats[i]),
+            x.sha[i]);
+        assert_int_equal(mg_test_sql_int(db,
+                                         "SELECT bytes FROM outputs WHERE render_id = %" PRId64 " AND format = '%s'",
+                                         id, formats[i]),
+                         (int64_t)x.r.files[i].len);
         snprintf(abs, sizeof abs, "%s/%s", f->out_path, want_rel);
         assert_true(s_file_equals(abs, x.data[i], x.r.files[i].len));
     }
     assert_int_equal(s_count_files(f->out_path), 2);
     /* Provenance, model and attribution. */
-    assert_int_equal(s_intf(s, "SELECT count(*) FROM provenance WHERE render_id = %" PRId64, id), 1);
-    assert_int_equal(s_int(s, "SELECT seq FROM provenance"), 1);
-    assert_string_equal(s_textf(s, "SELECT worker FROM provenance"), "w1");
-    assert_int_equal(s_int(s, "SELECT count(*) FROM models WHERE name = 'test-renderer' AND license = 'MIT'"), 1);
-    assert_int_equal(s_int(s, "SELECT count(*) FROM attribution"), 2);
-    assert_string_equal(s_textf(s, "SELECT author FROM attribution WHERE source = 'synth-b'"), "Bo");
-    assert_int_equal(s_intf(s, "SELECT count(*) FROM audit_renders WHERE render_id = %" PRId64, id), 2);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM provenance WHERE render_id = %" PRId64, id), 1);
+    assert_int_equal(mg_test_sql_int(db, "SELECT seq FROM provenance"), 1);
+    assert_string_equal(mg_test_sql_text(db, "SELECT worker FROM provenance"), "w1");
+    assert_int_equal(
+        mg_test_sql_int(db, "SELECT count(*) FROM models WHERE name = 'test-renderer' AND license = 'MIT'"), 1);
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM attribution"), 2);
+    assert_string_equal(mg_test_sql_text(db, "SELECT author FROM attribution WHERE source = 'synth-b'"), "Bo");
+    assert_int_equal(mg_test_sql_int(db, "SELECT count(*) FROM audit_renders WHERE render_id = %" PRId64, id), 2);
     /* The job is not done while two renders are queued. */
-    assert_string_equal(s_job_state(s, job), "active");
+    assert_string_equal(s_job_state(db, job), "active");
 }
 
 static void test_complete_twice_same_token(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
     s_res_t x;
     s_result(&x, &l[0], "w1", "once", 2);
     assert_int_equal(s_complete(f->s, &x, T0 + 5000), MG_STORE_OK);
-    int64_t events = s_int(f->s, "SELECT count(*) FROM events");
+    int64_t events = mg_test_sql_int(f->db, "SELECT count(*) FROM events");
     /* The ACK was lost; the worker sends the same result again. */
     assert_int_equal(s_complete(f->s, &x, T0 + 6000), MG_STORE_OK);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 2);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 1);
-    assert_int_equal(s_int(f->s, "SELECT min(created_ms) FROM outputs"), T0 + 5000);
-    assert_int_equal(s_intf(f->s, "SELECT finished_ms FROM renders WHERE id = %" PRId64, l[0].render_id), T0 + 5000);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events"), events);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT min(created_ms) FROM outputs"), T0 + 5000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, l[0].render_id),
+                     T0 + 5000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events"), events);
     assert_int_equal(s_count_files(f->out_path), 2);
 }
 
 static void test_complete_stale_token(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t a[1], b[1];
     s_lease(f->s, "wA", 1, T0, a, 1);
@@ -808,25 +754,25 @@ static void test_complete_stale_token(void **state)
     s_result(&x, &a[0], "wA", "late", 2);
     char err[512] = "";
     assert_int_equal(mg_store_complete(f->s, &x.r, T0 + LEASE_MS + 3, err, sizeof err), MG_STORE_STALE);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 0);
     assert_int_equal(s_count_files(f->out_path), 0);
-    const char *outcome = s_attempt_outcome(f->s, a[0].lease_token);
+    const char *outcome = s_attempt_outcome(f->db, a[0].lease_token);
     assert_true(strcmp(outcome, "expired") == 0 || strcmp(outcome, "rejected") == 0);
-    assert_string_equal(s_attempt_outcome(f->s, b[0].lease_token), "running");
-    assert_string_equal(s_render_state(f->s, b[0].render_id), "leased");
-    assert_string_equal(s_textf(f->s, "SELECT lease_token FROM renders WHERE id = %" PRId64, b[0].render_id),
+    assert_string_equal(s_attempt_outcome(f->db, b[0].lease_token), "running");
+    assert_string_equal(s_render_state(f->db, b[0].render_id), "leased");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, b[0].render_id),
                         b[0].lease_token);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'result_rejected'"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'result_rejected'"), 1);
     /* B's result is accepted; A's again after that is still stale and changes nothing. */
     s_res_t y;
     s_result(&y, &b[0], "wB", "current", 1);
     assert_int_equal(s_complete(f->s, &y, T0 + LEASE_MS + 4), MG_STORE_OK);
     assert_int_equal(mg_store_complete(f->s, &x.r, T0 + LEASE_MS + 5, err, sizeof err), MG_STORE_STALE);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 1);
-    assert_string_equal(s_textf(f->s, "SELECT sha256 FROM outputs"), y.sha[0]);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 1);
-    assert_string_equal(s_textf(f->s, "SELECT worker FROM provenance"), "wB");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT sha256 FROM outputs"), y.sha[0]);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT worker FROM provenance"), "wB");
     char abs[700];
     snprintf(abs, sizeof abs, "%s/store-test/intro/intro-v01.flac", f->out_path);
     assert_true(s_file_equals(abs, y.data[0], y.r.files[0].len));
@@ -835,7 +781,7 @@ static void test_complete_stale_token(void **state)
 /* A token that was never issued for the render: rejected, the live lease untouched. */
 static void test_complete_unknown_token_rejected(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
@@ -844,15 +790,15 @@ static void test_complete_unknown_token_rejected(void **state)
     s_res_t x;
     s_result(&x, &forged, "w1", "forged", 1);
     assert_int_equal(s_complete(f->s, &x, T0 + 1), MG_STORE_STALE);
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "leased");
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "running");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "leased");
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "running");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
     assert_int_equal(s_count_files(f->out_path), 0);
 }
 
 static void test_complete_bad_sha256(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
@@ -863,28 +809,28 @@ static void test_complete_bad_sha256(void **state)
     assert_int_equal(mg_store_complete(f->s, &x.r, T0 + 1000, err, sizeof err), MG_STORE_ERR);
     assert_non_null(strstr(err, "sha256"));
     assert_non_null(strstr(err, "mp3"));
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "leased");
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "running");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM models"), 0);
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "leased");
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "running");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM models"), 0);
     assert_int_equal(s_count_files(f->out_path), 0);
     /* A missing sha256 is refused the same way. */
     x.data[1][0] ^= 1;
     x.r.files[0].sha256 = NULL;
     assert_int_equal(mg_store_complete(f->s, &x.r, T0 + 1000, err, sizeof err), MG_STORE_ERR);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
     /* The good result is still accepted afterwards. */
     x.r.files[0].sha256 = x.sha[0];
     assert_int_equal(s_complete(f->s, &x, T0 + 2000), MG_STORE_OK);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 2);
 }
 
 /* The output file cannot be written (a plain file sits where the cue folder goes): an
  * error, nothing recorded, the lease still live so the worker can send it again. */
 static void test_complete_write_failure(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
@@ -898,22 +844,22 @@ static void test_complete_write_failure(void **state)
     char err[512] = "";
     assert_int_equal(mg_store_complete(f->s, &x.r, T0 + 1, err, sizeof err), MG_STORE_ERR);
     assert_non_null(strstr(err, "intro"));
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "leased");
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "running");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 0);
-    assert_int_not_equal(sqlite3_get_autocommit(f->s->db), 0);
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "leased");
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "running");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 0);
+    s_assert_no_transaction(f->db);
     /* Once the folder can be made, the same result goes through. */
     assert_int_equal(remove(blocker), 0);
     assert_int_equal(s_complete(f->s, &x, T0 + 2), MG_STORE_OK);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 1);
 }
 
 /* ---- expire, fail, blocklist, worker lost, unlease ------------------------------------- */
 
 static void test_expire_requeue_then_fail(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     f->s->policy.max_attempts = 2;
     static const char yaml[] = "campaign: exp\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 3\n";
     int64_t job = s_submit(f->s, yaml, 3);
@@ -924,14 +870,15 @@ static void test_expire_requeue_then_fail(void **state)
     /* Not before the deadline (strictly after it). */
     assert_int_equal(mg_store_expire(f->s, T0 + LEASE_MS, &n), MG_STORE_OK);
     assert_int_equal(n, 0);
-    assert_string_equal(s_render_state(f->s, r1), "leased");
+    assert_string_equal(s_render_state(f->db, r1), "leased");
     assert_int_equal(mg_store_expire(f->s, T0 + LEASE_MS + 1, &n), MG_STORE_OK);
     assert_int_equal(n, 1);
-    assert_string_equal(s_render_state(f->s, r1), "queued");
-    assert_int_equal(s_intf(f->s, "SELECT attempts FROM renders WHERE id = %" PRId64, r1), 1);
-    assert_string_equal(s_textf(f->s, "SELECT lease_token FROM renders WHERE id = %" PRId64, r1), "<null>");
-    assert_non_null(strstr(s_textf(f->s, "SELECT last_error FROM renders WHERE id = %" PRId64, r1), "expired"));
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "expired");
+    assert_string_equal(s_render_state(f->db, r1), "queued");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, r1), 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, r1), "<null>");
+    assert_non_null(
+        strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, r1), "expired"));
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "expired");
     /* Second and last attempt. */
     int64_t T1 = T0 + 100000;
     s_lease(f->s, "w2", 1, T1, l, 1);
@@ -939,18 +886,19 @@ static void test_expire_requeue_then_fail(void **state)
     assert_int_equal(l[0].attempt, 2);
     assert_int_equal(mg_store_expire(f->s, T1 + LEASE_MS + 1, &n), MG_STORE_OK);
     assert_int_equal(n, 1);
-    assert_string_equal(s_render_state(f->s, r1), "failed");
-    assert_int_equal(s_intf(f->s, "SELECT attempts FROM renders WHERE id = %" PRId64, r1), 2);
-    assert_int_equal(s_intf(f->s, "SELECT finished_ms FROM renders WHERE id = %" PRId64, r1), T1 + LEASE_MS + 1);
-    const char *last = s_textf(f->s, "SELECT last_error FROM renders WHERE id = %" PRId64, r1);
+    assert_string_equal(s_render_state(f->db, r1), "failed");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, r1), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM renders WHERE id = %" PRId64, r1),
+                     T1 + LEASE_MS + 1);
+    const char *last = mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, r1);
     assert_non_null(strstr(last, "expired"));
     assert_non_null(strstr(last, "2 attempts"));
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "expired");
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "expired");
     /* The other renders were never touched; the job goes on. */
-    assert_int_equal(s_intf(f->s, "SELECT count(*) FROM renders WHERE id <> %" PRId64
-                                  " AND state = 'queued' AND attempts = 0 AND last_error IS NULL", r1), 2);
-    assert_string_equal(s_job_state(f->s, job), "active");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM audit_failures"), 2);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE id <> %" PRId64
+                                     " AND state = 'queued' AND attempts = 0 AND last_error IS NULL", r1), 2);
+    assert_string_equal(s_job_state(f->db, job), "active");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM audit_failures"), 2);
     /* The failed render is never leased again. */
     s_lease(f->s, "w1", 3, T1 + LEASE_MS + 2, l, 2);
     assert_true(l[0].render_id != r1 && l[1].render_id != r1);
@@ -960,16 +908,17 @@ static void test_expire_requeue_then_fail(void **state)
         assert_int_equal(s_complete(f->s, &x, T1 + LEASE_MS + 3), MG_STORE_OK);
     }
     /* Nothing queued or leased, one failed: the job failed. */
-    assert_string_equal(s_job_state(f->s, job), "failed");
-    assert_int_equal(s_intf(f->s, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), T1 + LEASE_MS + 3);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'job_failed'"), 1);
+    assert_string_equal(s_job_state(f->db, job), "failed");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job),
+                     T1 + LEASE_MS + 3);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'job_failed'"), 1);
 }
 
 /* The render fails by expiry while the other renders are already done: the expiry
  * itself finishes the job. */
 static void test_expire_last_render_fails_job(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     f->s->policy.max_attempts = 1;
     static const char yaml[] = "campaign: exp1\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 2\n";
     int64_t job = s_submit(f->s, yaml, 2);
@@ -978,48 +927,50 @@ static void test_expire_last_render_fails_job(void **state)
     s_res_t x;
     s_result(&x, &l[0], "w1", "ok", 1);
     assert_int_equal(s_complete(f->s, &x, T0 + 10), MG_STORE_OK);
-    assert_string_equal(s_job_state(f->s, job), "active");
+    assert_string_equal(s_job_state(f->db, job), "active");
     int n = -1;
     assert_int_equal(mg_store_expire(f->s, T0 + LEASE_MS + 1, &n), MG_STORE_OK);
     assert_int_equal(n, 1);
-    assert_string_equal(s_render_state(f->s, l[1].render_id), "failed");
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "done");
-    assert_string_equal(s_job_state(f->s, job), "failed");
+    assert_string_equal(s_render_state(f->db, l[1].render_id), "failed");
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "done");
+    assert_string_equal(s_job_state(f->db, job), "failed");
 }
 
 static void test_fail_retryable_vs_permanent(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t job = s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
     s_lease(f->s, "w1", 2, T0, l, 2);
     /* Retryable: queued again, error kept. */
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "w1", 1, "out of GPU memory", T0 + 10),
                      MG_STORE_OK);
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "queued");
-    assert_string_equal(s_textf(f->s, "SELECT last_error FROM renders WHERE id = %" PRId64, l[0].render_id),
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "queued");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, l[0].render_id),
                         "out of GPU memory");
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "failed");
-    assert_string_equal(s_textf(f->s, "SELECT error FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
-                        "out of GPU memory");
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "failed");
+    assert_string_equal(
+        mg_test_sql_text(f->db, "SELECT error FROM attempts WHERE lease_token = '%s'", l[0].lease_token),
+        "out of GPU memory");
     /* Permanent: failed at once, with attempts to spare. */
     assert_int_equal(mg_store_fail(f->s, l[1].render_id, l[1].lease_token, "w1", 0, "prompt rejected by model",
                                    T0 + 20), MG_STORE_OK);
-    assert_string_equal(s_render_state(f->s, l[1].render_id), "failed");
-    assert_int_equal(s_intf(f->s, "SELECT attempts FROM renders WHERE id = %" PRId64, l[1].render_id), 1);
-    assert_non_null(strstr(s_textf(f->s, "SELECT last_error FROM renders WHERE id = %" PRId64, l[1].render_id),
-                           "prompt rejected by model"));
+    assert_string_equal(s_render_state(f->db, l[1].render_id), "failed");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, l[1].render_id), 1);
+    assert_non_null(
+        strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, l[1].render_id),
+               "prompt rejected by model"));
     /* The same failure again (stale token): rejected, nothing changes. */
     assert_int_equal(mg_store_fail(f->s, l[1].render_id, l[1].lease_token, "w1", 1, "again", T0 + 30),
                      MG_STORE_STALE);
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "w1", 1, "again", T0 + 30),
                      MG_STORE_STALE);
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "queued");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'failure_rejected'"), 2);
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "queued");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'failure_rejected'"), 2);
     /* Retryable failures run out at max_attempts (3). Each retry goes to another worker
      * (the one that failed it last is served other work first). */
     int64_t r0 = l[0].render_id;
-    assert_string_equal(s_textf(f->s, "SELECT last_worker FROM renders WHERE id = %" PRId64, r0), "w1");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT last_worker FROM renders WHERE id = %" PRId64, r0), "w1");
     const char *const workers[4] = {"", "", "w2", "w3"};
     for (int attempt = 2; attempt <= 3; attempt++) {
         mg_lease_t m[1];
@@ -1029,17 +980,17 @@ static void test_fail_retryable_vs_permanent(void **state)
         assert_int_equal(mg_store_fail(f->s, r0, m[0].lease_token, workers[attempt], 1, "out of GPU memory",
                                        T0 + 100 * attempt + 1), MG_STORE_OK);
     }
-    assert_string_equal(s_render_state(f->s, r0), "failed");
-    assert_non_null(strstr(s_textf(f->s, "SELECT last_error FROM renders WHERE id = %" PRId64, r0),
+    assert_string_equal(s_render_state(f->db, r0), "failed");
+    assert_non_null(strstr(mg_test_sql_text(f->db, "SELECT last_error FROM renders WHERE id = %" PRId64, r0),
                            "out of GPU memory"));
-    assert_string_equal(s_job_state(f->s, job), "active"); /* one render still queued */
+    assert_string_equal(s_job_state(f->db, job), "active"); /* one render still queued */
 }
 
 /* A render that just failed on a worker goes to that worker again only when it has
  * nothing else to do. */
 static void test_retry_prefers_other_worker(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     f->s->policy.blocklist_after = 100;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
@@ -1058,7 +1009,7 @@ static void test_retry_prefers_other_worker(void **state)
 
 static void test_blocklist(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     f->s->policy.max_attempts = 10;
     f->s->policy.blocklist_after = 2;
     static const char x_yaml[] = "campaign: bl-x\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 4\n";
@@ -1076,17 +1027,21 @@ static void test_blocklist(void **state)
     s_lease(f->s, "bad", 1, T0 + 4, l, 1);
     assert_int_equal(l[0].spec.job_id, jx);
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "bad", 1, "crash", T0 + 5), MG_STORE_OK);
-    assert_int_equal(s_intf(f->s, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %"
-                                  PRId64, jx), 0);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %" PRId64,
+                        jx),
+        0);
     /* A second failure in a row: blocked for job x. */
     s_lease(f->s, "bad", 1, T0 + 6, l, 1);
     assert_int_equal(l[0].spec.job_id, jx);
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "bad", 1, "crash", T0 + 7), MG_STORE_OK);
-    assert_int_equal(s_intf(f->s, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %"
-                                  PRId64, jx), 1);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'worker_blocklisted'"), 1);
-    assert_int_equal(s_intf(f->s, "SELECT count(*) FROM renders WHERE job_id = %" PRId64 " AND state = 'queued'", jx),
-                     3);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT blocked FROM worker_job_failures WHERE worker = 'bad' AND job_id = %" PRId64,
+                        jx),
+        1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'worker_blocklisted'"), 1);
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE job_id = %" PRId64 " AND state = 'queued'", jx), 3);
     /* 'bad' now only gets job y (lower priority), never job x. */
     s_lease(f->s, "bad", 4, T0 + 8, l, 1);
     assert_int_equal(l[0].spec.job_id, jy);
@@ -1098,7 +1053,7 @@ static void test_blocklist(void **state)
 
 static void test_worker_lost(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char yaml[] = "campaign: lost\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 4\n";
     s_submit(f->s, yaml, 4);
     assert_int_equal(mg_store_worker_seen(f->s, "A", "host-a", 11, "cpu", "test", 2, "", T0), MG_STORE_OK);
@@ -1110,15 +1065,15 @@ static void test_worker_lost(void **state)
     assert_int_equal(mg_store_worker_lost(f->s, "A", "silent for 3000 ms", T0 + 100, &n), MG_STORE_OK);
     assert_int_equal(n, 2);
     for (int i = 0; i < 2; i++) {
-        assert_string_equal(s_render_state(f->s, a[i].render_id), "queued");
-        assert_string_equal(s_attempt_outcome(f->s, a[i].lease_token), "lost");
-        assert_int_equal(s_intf(f->s, "SELECT attempts FROM renders WHERE id = %" PRId64, a[i].render_id), 1);
+        assert_string_equal(s_render_state(f->db, a[i].render_id), "queued");
+        assert_string_equal(s_attempt_outcome(f->db, a[i].lease_token), "lost");
+        assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, a[i].render_id), 1);
     }
-    assert_string_equal(s_render_state(f->s, b[0].render_id), "leased");
-    assert_string_equal(s_attempt_outcome(f->s, b[0].lease_token), "running");
-    assert_string_equal(s_textf(f->s, "SELECT state FROM workers WHERE name = 'A'"), "gone");
-    assert_string_equal(s_textf(f->s, "SELECT state FROM workers WHERE name = 'B'"), "ready");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'queued'"), 3);
+    assert_string_equal(s_render_state(f->db, b[0].render_id), "leased");
+    assert_string_equal(s_attempt_outcome(f->db, b[0].lease_token), "running");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM workers WHERE name = 'A'"), "gone");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM workers WHERE name = 'B'"), "ready");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued'"), 3);
     /* Losing it again finds nothing. */
     assert_int_equal(mg_store_worker_lost(f->s, "A", "silent for 3000 ms", T0 + 200, &n), MG_STORE_OK);
     assert_int_equal(n, 0);
@@ -1126,19 +1081,19 @@ static void test_worker_lost(void **state)
 
 static void test_unlease(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[1];
     s_lease(f->s, "w1", 1, T0, l, 1);
     int64_t id = l[0].render_id;
     /* Wrong token: nothing happens. */
     assert_int_equal(mg_store_unlease(f->s, id, "0123456789abcdef0123456789abcdef", T0 + 1), MG_STORE_OK);
-    assert_string_equal(s_render_state(f->s, id), "leased");
+    assert_string_equal(s_render_state(f->db, id), "leased");
     assert_int_equal(mg_store_unlease(f->s, id, l[0].lease_token, T0 + 1), MG_STORE_OK);
-    assert_string_equal(s_render_state(f->s, id), "queued");
-    assert_int_equal(s_intf(f->s, "SELECT attempts FROM renders WHERE id = %" PRId64, id), 0);
-    assert_string_equal(s_textf(f->s, "SELECT lease_token FROM renders WHERE id = %" PRId64, id), "<null>");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM attempts"), 0);
+    assert_string_equal(s_render_state(f->db, id), "queued");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT attempts FROM renders WHERE id = %" PRId64, id), 0);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_token FROM renders WHERE id = %" PRId64, id), "<null>");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM attempts"), 0);
     /* Leased again as attempt 1 (unlease many times never burns attempts). */
     for (int i = 0; i < 5; i++) {
         s_lease(f->s, "w1", 1, T0 + 2, l, 1);
@@ -1153,29 +1108,30 @@ static void test_unlease(void **state)
     s_res_t x;
     s_result(&x, &old, "w1", "given back", 1);
     assert_int_equal(s_complete(f->s, &x, T0 + 5), MG_STORE_STALE);
-    assert_string_equal(s_render_state(f->s, id), "leased");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
+    assert_string_equal(s_render_state(f->db, id), "leased");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
 }
 
 /* ---- cancel, retry, recover, done ---------------------------------------------------- */
 
 static void test_cancel_then_retry(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     int64_t job = s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
     s_lease(f->s, "w1", 1, T0, l, 1);
     int n = -1;
     assert_int_equal(mg_store_cancel_job(f->s, job, T0 + 10, &n), MG_STORE_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'cancelled' AND lease_token IS NULL"), 3);
-    assert_string_equal(s_job_state(f->s, job), "cancelled");
-    assert_string_equal(s_attempt_outcome(f->s, l[0].lease_token), "cancelled");
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'cancelled' AND lease_token IS NULL"), 3);
+    assert_string_equal(s_job_state(f->db, job), "cancelled");
+    assert_string_equal(s_attempt_outcome(f->db, l[0].lease_token), "cancelled");
     /* The worker finishes anyway: stale, nothing written. */
     s_res_t x;
     s_result(&x, &l[0], "w1", "after cancel", 1);
     assert_int_equal(s_complete(f->s, &x, T0 + 20), MG_STORE_STALE);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM outputs"), 0);
     assert_int_equal(s_count_files(f->out_path), 0);
     assert_int_equal(mg_store_renew(f->s, l[0].render_id, l[0].lease_token, T0 + 20), MG_STORE_STALE);
     assert_int_equal(mg_store_fail(f->s, l[0].render_id, l[0].lease_token, "w1", 1, "x", T0 + 20), MG_STORE_STALE);
@@ -1185,10 +1141,12 @@ static void test_cancel_then_retry(void **state)
     /* Retry: all three queued again with a fresh budget of max_attempts, the job active. */
     assert_int_equal(mg_store_retry_job(f->s, job, T0 + 40, &n), MG_STORE_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'queued' AND max_attempts = attempts + 3 "
-                                 "AND finished_ms IS NULL AND lease_token IS NULL"), 3);
-    assert_string_equal(s_job_state(f->s, job), "active");
-    assert_string_equal(s_textf(f->s, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), "<null>");
+    assert_int_equal(
+        mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued' AND max_attempts = attempts + 3 "
+                               "AND finished_ms IS NULL AND lease_token IS NULL"),
+        3);
+    assert_string_equal(s_job_state(f->db, job), "active");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), "<null>");
     assert_int_equal(mg_store_retry_job(f->s, 9999, T0, &n), MG_STORE_NOT_FOUND);
     /* Everything completes: the job is done. */
     int64_t cancelled_lease = l[0].render_id;
@@ -1198,15 +1156,15 @@ static void test_cancel_then_retry(void **state)
         assert_int_equal(l[i].attempt, l[i].render_id == cancelled_lease ? 2 : 1);
         s_result(&x, &l[i], "w1", "retried", 1);
         assert_int_equal(s_complete(f->s, &x, T0 + 60 + i), MG_STORE_OK);
-        assert_string_equal(s_job_state(f->s, job), i < 2 ? "active" : "done");
+        assert_string_equal(s_job_state(f->db, job), i < 2 ? "active" : "done");
     }
-    assert_int_equal(s_intf(f->s, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), T0 + 62);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM events WHERE kind = 'job_done'"), 1);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT finished_ms FROM jobs WHERE id = %" PRId64, job), T0 + 62);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'job_done'"), 1);
 }
 
 static void test_retry_failed_renders(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     f->s->policy.blocklist_after = 1;
     int64_t job = s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
@@ -1218,17 +1176,17 @@ static void test_retry_failed_renders(void **state)
                      MG_STORE_OK);
     assert_int_equal(mg_store_fail(f->s, l[2].render_id, l[2].lease_token, "w1", 0, "bad prompt", T0 + 3),
                      MG_STORE_OK);
-    assert_string_equal(s_job_state(f->s, job), "failed");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM worker_job_failures WHERE blocked = 1"), 1);
+    assert_string_equal(s_job_state(f->db, job), "failed");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM worker_job_failures WHERE blocked = 1"), 1);
     int n = -1;
     assert_int_equal(mg_store_retry_job(f->s, job, T0 + 10, &n), MG_STORE_OK);
     assert_int_equal(n, 2);
-    assert_string_equal(s_job_state(f->s, job), "active");
-    assert_string_equal(s_render_state(f->s, l[0].render_id), "done");
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM renders WHERE state = 'queued' AND attempts = 1 "
-                                 "AND max_attempts = 4"), 2);
+    assert_string_equal(s_job_state(f->db, job), "active");
+    assert_string_equal(s_render_state(f->db, l[0].render_id), "done");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM renders WHERE state = 'queued' AND attempts = 1 "
+                                     "AND max_attempts = 4"), 2);
     /* The blocklist is reset: w1 may try again. */
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM worker_job_failures"), 0);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM worker_job_failures"), 0);
     s_lease(f->s, "w1", 3, T0 + 20, l, 2);
     assert_int_equal(l[0].attempt, 2);
     assert_int_equal(l[1].attempt, 2);
@@ -1237,15 +1195,15 @@ static void test_retry_failed_renders(void **state)
         s_result(&x, &l[i], "w1", "ok2", 1);
         assert_int_equal(s_complete(f->s, &x, T0 + 30), MG_STORE_OK);
     }
-    assert_string_equal(s_job_state(f->s, job), "done");
+    assert_string_equal(s_job_state(f->db, job), "done");
     assert_int_equal(mg_store_retry_job(f->s, job, T0 + 40, &n), MG_STORE_OK);
     assert_int_equal(n, 0);
-    assert_string_equal(s_job_state(f->s, job), "done");
+    assert_string_equal(s_job_state(f->db, job), "done");
 }
 
 static void test_recover_extends_leases(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     s_submit(f->s, s_job3, 3);
     assert_int_equal(mg_store_worker_seen(f->s, "w1", "h", 1, "cpu", "test", 2, "", T0), MG_STORE_OK);
     mg_lease_t l[2];
@@ -1253,17 +1211,17 @@ static void test_recover_extends_leases(void **state)
     assert_int_equal(mg_store_renew(f->s, l[1].render_id, l[1].lease_token, T0 + 50000), MG_STORE_OK);
     /* The coordinator restarts just before the first deadline. */
     mg_store_close(&f->s);
-    s_fix_open(f);
+    mg_test_store_open(f);
     int n = -1;
     int64_t now = T0 + LEASE_MS - 1;
     assert_int_equal(mg_store_recover(f->s, now, &n), MG_STORE_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(s_intf(f->s, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[0].render_id),
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[0].render_id),
                      now + LEASE_MS);
     /* A lease already longer than the grace period keeps its own deadline. */
-    assert_int_equal(s_intf(f->s, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[1].render_id),
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, l[1].render_id),
                      T0 + 50000 + LEASE_MS);
-    assert_string_equal(s_textf(f->s, "SELECT state FROM workers WHERE name = 'w1'"), "gone");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM workers WHERE name = 'w1'"), "gone");
     /* Nothing expires at the old deadline; the worker can still deliver. */
     assert_int_equal(mg_store_expire(f->s, T0 + LEASE_MS + 1, &n), MG_STORE_OK);
     assert_int_equal(n, 0);
@@ -1273,12 +1231,12 @@ static void test_recover_extends_leases(void **state)
     /* Past the grace period the other one expires. */
     assert_int_equal(mg_store_expire(f->s, T0 + 50000 + LEASE_MS + 1, &n), MG_STORE_OK);
     assert_int_equal(n, 1);
-    assert_string_equal(s_render_state(f->s, l[1].render_id), "queued");
+    assert_string_equal(s_render_state(f->db, l[1].render_id), "queued");
 }
 
 static void test_job_done_when_all_done(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char a[] = "campaign: done-a\npriority: 1\ncues:\n  - name: x\n    prompt: \"calm piano\"\n"
                             "    variations: 2\n";
     int64_t ja = s_submit(f->s, a, 2);
@@ -1289,11 +1247,11 @@ static void test_job_done_when_all_done(void **state)
         s_res_t x;
         s_result(&x, &l[i], "w1", "all", 1);
         assert_int_equal(s_complete(f->s, &x, T0 + 100 + i), MG_STORE_OK);
-        assert_string_equal(s_job_state(f->s, ja), i >= 1 ? "done" : "active");
-        assert_string_equal(s_job_state(f->s, jb), i >= 4 ? "done" : "active");
+        assert_string_equal(s_job_state(f->db, ja), i >= 1 ? "done" : "active");
+        assert_string_equal(s_job_state(f->db, jb), i >= 4 ? "done" : "active");
     }
-    assert_int_equal(s_intf(f->s, "SELECT done FROM job_progress WHERE job_id = %" PRId64, jb), 3);
-    assert_int_equal(s_int(f->s, "SELECT count(*) FROM provenance"), 5);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT done FROM job_progress WHERE job_id = %" PRId64, jb), 3);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM provenance"), 5);
     assert_int_equal(s_count_files(f->out_path), 5);
     assert_int_equal(mg_store_next_deadline(f->s), INT64_MAX);
 }
@@ -1302,7 +1260,7 @@ static void test_job_done_when_all_done(void **state)
  * leases: every field of every spec equal, so a plan predicts the render. */
 static void test_leased_spec_equals_plan_spec(void **state)
 {
-    s_fix_t *f = *state;
+    mg_test_store_t *f = *state;
     static const char yaml[] =
         "campaign: plan-check\nclient: Client\n"
         "output:\n  formats: [flac, mp3]\n  sample_rate: 44100\n  channels: 2\n  loudness_lufs: -16\n"
@@ -1340,8 +1298,7 @@ static void test_leased_spec_equals_plan_spec(void **state)
 
 int main(void)
 {
-    if (!getenv("MG_LOG_LEVEL")) setenv("MG_LOG_LEVEL", "1", 1);
-    mg_log_init("test_store");
+    mg_test_log_quiet("test_store");
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         T(test_migrate_fresh_db),

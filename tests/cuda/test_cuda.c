@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifdef MG_NO_CMOCKA
 #include "tests/cuda/cmocka_shim.h"
@@ -28,6 +27,9 @@
 #include "kernels/model_file.h"
 #include "kernels/wavernn.h"
 #include "tests/cuda/random_model.h"
+/* the GPU machine has no SQLite nor libmg: only the helpers that need neither */
+#define MG_TEST_KERNELS_ONLY
+#include "tests/testlib.h"
 
 /* Teacher-forced logits: per element |d| <= atol + rtol |ref| (as tests/test_model.c), and the
  * normalised error sum (a - ref)^2 / sum ref^2 over all compared logits at most LOGIT_NMSE. The
@@ -40,79 +42,31 @@
 /* The device's prediction comes from cuBLAS sums (another order than wavernn_ref.c). */
 #define PRED_ATOL 1e-5
 
-static const char *s_path(const char *rel)
-{
-    static char buf[4][512];
-    static int k;
-    static const char *const roots[] = {".", "..", NULL};
-    k = (k + 1) % 4;
-    for (int i = 0; roots[i]; i++) {
-        snprintf(buf[k], sizeof buf[k], "%s/%s", roots[i], rel);
-        if (access(buf[k], R_OK) == 0) return buf[k];
-    }
-    return rel;
-}
-
-typedef struct {
-    mg_nn_file_t *fx;
-    mg_wavernn_model_t *model;
-    mg_wavernn_cuda_t *gpu;          /* NULL without a device */
-    char why[512];                   /* why there is no device */
-    mg_wavernn_note_t notes[16];
-    size_t n_notes;
-    int cls, stride, T;
-    uint64_t seed, stream;
-    float temperature;
-    const float *logits, *audio;
-    const int32_t *q_in, *sampled;
-} s_golden_t;
-
-static s_golden_t *s_g;
+/* The fixture (tests/testlib.h) and the device, for every test of the group. */
+static mg_test_golden_t s_gold;
+static mg_wavernn_cuda_t *s_gpu;     /* NULL without a device */
+static char s_why[512];              /* why there is no device */
 
 static int s_setup(void **state)
 {
     char err[512];
-    s_golden_t *g = calloc(1, sizeof *g);
-    if (mg_nn_file_load(s_path("tests/data/model/golden.mgnn"), &g->fx, err, sizeof err) != 0 ||
-        mg_wavernn_load(s_path("tests/data/model/tiny.mgnn"), &g->model, err, sizeof err) != 0) {
+    if (mg_test_golden_load(&s_gold, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    const mg_nn_file_t *f = g->fx;
-    const mg_nn_tensor_t *notes = mg_nn_file_tensor(f, "notes");
-    g->n_notes = (size_t)notes->dims[0];
-    for (size_t i = 0; i < g->n_notes && i < 16; i++) {
-        const int32_t *r = (const int32_t *)notes->data + 4 * i;
-        g->notes[i] = (mg_wavernn_note_t){r[0], r[1], r[2], r[3]};
-    }
-    g->cls = mg_nn_file_hparam(f, "class")->value.i;
-    g->stride = mg_nn_file_hparam(f, "stride")->value.i;
-    g->temperature = mg_nn_file_hparam(f, "temperature")->value.f;
-    g->seed = strtoull(mg_nn_file_meta(f, "seed"), NULL, 10);
-    g->stream = strtoull(mg_nn_file_meta(f, "stream"), NULL, 10);
-    g->T = (int)mg_nn_file_tensor(f, "sampled")->dims[0];
-    g->logits = mg_nn_file_tensor(f, "logits")->data;
-    g->audio = mg_nn_file_tensor(f, "audio")->data;
-    g->q_in = mg_nn_file_tensor(f, "q_in")->data;
-    g->sampled = mg_nn_file_tensor(f, "sampled")->data;
-    if (mg_wavernn_cuda_available(g->why, sizeof g->why) &&
-        mg_wavernn_cuda_new(g->model, &g->gpu, err, sizeof err) != 0) {
+    if (mg_wavernn_cuda_available(s_why, sizeof s_why) &&
+        mg_wavernn_cuda_new(s_gold.model, &s_gpu, err, sizeof err) != 0) {
         fprintf(stderr, "a CUDA device is present but the context failed: %s\n", err);
         return -1;
     }
-    fprintf(stderr, "%s\n", g->gpu ? g->why : g->why);
-    s_g = g;
-    *state = g;
+    fprintf(stderr, "%s\n", s_why);
     return 0;
 }
 
 static int s_teardown(void **state)
 {
-    s_golden_t *g = *state;
-    mg_wavernn_cuda_destroy(&g->gpu);
-    mg_nn_file_destroy(&g->fx);
-    mg_wavernn_destroy(&g->model);
-    free(g);
+    mg_wavernn_cuda_destroy(&s_gpu);
+    mg_test_golden_free(&s_gold);
     return 0;
 }
 
@@ -132,8 +86,8 @@ static int s_render(s_backend_t be, const mg_wavernn_model_t *m, mg_wavernn_cuda
 
 static void s_need_gpu(void)
 {
-    if (!s_g->gpu) {
-        fprintf(stderr, "SKIPPED (no GPU): %s\n", s_g->why);
+    if (!s_gpu) {
+        fprintf(stderr, "SKIPPED (no GPU): %s\n", s_why);
         skip();
     }
 }
@@ -144,22 +98,6 @@ static int s_first_diff(const int32_t *a, const int32_t *b, size_t n)
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i]) return (int)i;
     return -1;
-}
-
-static int s_compare(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol)
-{
-    int bad = 0;
-    double maxd = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (d > maxd || d != d) maxd = d;
-        if (!(d <= atol + rtol * fabs((double)ref[i]))) {
-            if (bad < 5) fprintf(stderr, "%s[%zu]: got %.9g, reference %.9g\n", what, i, got[i], ref[i]);
-            bad++;
-        }
-    }
-    fprintf(stderr, "%s: %zu values, max |diff| %.3g, %d outside tolerance\n", what, n, maxd, bad);
-    return bad;
 }
 
 /* ---- host pieces ---- */
@@ -176,7 +114,7 @@ static void test_selftest(void **state)
 
 static void s_teacher_forced(s_backend_t be)
 {
-    s_golden_t *g = s_g;
+    const mg_test_golden_t *g = &s_gold;
     const int T = g->T, L = MG_WR_LEVELS;
     float *lg = malloc(sizeof(float) * (size_t)T * L), *out = malloc(sizeof(float) * T);
     assert_non_null(lg);
@@ -187,7 +125,7 @@ static void s_teacher_forced(s_backend_t be)
     float *lgs[1] = {lg};
     /* chunks of 3 frames: the state crosses two chunk boundaries */
     mg_wavernn_cuda_probe_t probe = {qin, lgs, 0, 3, 0};
-    assert_int_equal(s_render(be, g->model, g->gpu, &stem, 1, g->temperature, &probe), 0);
+    assert_int_equal(s_render(be, g->model, s_gpu, &stem, 1, g->temperature, &probe), 0);
     int rows = (T + g->stride - 1) / g->stride, bad = 0;
     float *sel = malloc(sizeof(float) * (size_t)rows * L);
     double num = 0.0, den = 0.0;
@@ -199,7 +137,7 @@ static void s_teacher_forced(s_backend_t be)
             den += (double)g->logits[(size_t)r * L + l] * g->logits[(size_t)r * L + l];
         }
     }
-    bad += s_compare(be == S_GPU ? "logits (device)" : "logits (emulated)", sel, g->logits,
+    bad += mg_test_compare(be == S_GPU ? "logits (device)" : "logits (emulated)", sel, g->logits,
                      (size_t)rows * L, LOGIT_ATOL, LOGIT_RTOL);
     fprintf(stderr, "normalised error of the teacher-forced logits: %.3g (bound %g)\n", num / den, LOGIT_NMSE);
     for (size_t i = 0; i < (size_t)T * L; i++)
@@ -222,17 +160,17 @@ static void test_device_teacher_forced(void **state)
 
 static void s_fixture_sampling(s_backend_t be)
 {
-    s_golden_t *g = s_g;
+    const mg_test_golden_t *g = &s_gold;
     float *out = malloc(sizeof(float) * g->T);
     int32_t *q = malloc(sizeof(int32_t) * g->T);
     mg_wavernn_stem_t stem = {g->notes, g->n_notes, g->cls, g->seed, g->stream, (size_t)g->T, out, q, NULL};
-    assert_int_equal(s_render(be, g->model, g->gpu, &stem, 1, g->temperature, NULL), 0);
+    assert_int_equal(s_render(be, g->model, s_gpu, &stem, 1, g->temperature, NULL), 0);
     int first = s_first_diff(q, g->sampled, g->T);
     if (first >= 0)
         fprintf(stderr, "sampled sequence differs from sample %d: got %d, reference %d\n", first, q[first],
                 g->sampled[first]);
     assert_int_equal(first, -1);
-    assert_int_equal(s_compare("audio", out, g->audio, g->T, AUDIO_ATOL, 0), 0);
+    assert_int_equal(mg_test_compare("audio", out, g->audio, g->T, AUDIO_ATOL, 0), 0);
     free(out);
     free(q);
 }
@@ -257,7 +195,7 @@ typedef struct {
 
 /* Stems of the fixture's score with other seeds, streams, classes (the drum kit included) and
  * lengths (one shorter than a frame, one ending mid-chunk); len is the longest. */
-static void s_batch_init(s_batch_t *bt, const s_golden_t *g, size_t len)
+static void s_batch_init(s_batch_t *bt, const mg_test_golden_t *g, size_t len)
 {
     static const int cls[NB] = {0, 3, 6, 5, 1, 2};
     const size_t lens[NB] = {len, len - 7, 100, len - 130, len, len - 121};
@@ -295,9 +233,9 @@ static int s_batch_compare(const s_batch_t *got, const s_batch_t *ref, int exact
         }
         char name[96];
         snprintf(name, sizeof name, "%s stem %d pred", what, b);
-        bad += s_compare(name, x->pred_out, r->pred_out, r->n_samples, exact ? 0 : PRED_ATOL, 0);
+        bad += mg_test_compare(name, x->pred_out, r->pred_out, r->n_samples, exact ? 0 : PRED_ATOL, 0);
         snprintf(name, sizeof name, "%s stem %d audio", what, b);
-        bad += s_compare(name, x->out, r->out, r->n_samples, exact ? 0 : PRED_ATOL * 8, 0);
+        bad += mg_test_compare(name, x->out, r->out, r->n_samples, exact ? 0 : PRED_ATOL * 8, 0);
     }
     return bad;
 }
@@ -310,25 +248,25 @@ static int s_batch_identical(const s_batch_t *a, const s_batch_t *b, size_t len)
 
 static void s_batch_vs_cpu(s_backend_t be)
 {
-    s_golden_t *g = s_g;
+    const mg_test_golden_t *g = &s_gold;
     const size_t len = (size_t)g->T;
     s_batch_t ref, x, y;
     s_batch_init(&ref, g, len);
     s_batch_init(&x, g, len);
     s_batch_init(&y, g, len);
     assert_int_equal(mg_wavernn_render(g->model, ref.st, NB, g->temperature, MG_WR_ISA_REF), 0);
-    assert_int_equal(s_render(be, g->model, g->gpu, x.st, NB, g->temperature, NULL), 0);
+    assert_int_equal(s_render(be, g->model, s_gpu, x.st, NB, g->temperature, NULL), 0);
     /* the emulation's features and frame parts are the CPU's own: bit-identical outputs */
     assert_int_equal(s_batch_compare(&x, &ref, be == S_EMU, be == S_GPU ? "device" : "emulated"), 0);
 
     /* the same output with 4 streams per block (a full and a partial group), other chunks, and
      * (emulation) every phase's threads in reverse order: no race, no dependence on grouping */
     mg_wavernn_cuda_probe_t probe = {NULL, NULL, 4, 2, 1};
-    assert_int_equal(s_render(be, g->model, g->gpu, y.st, NB, g->temperature, &probe), 0);
+    assert_int_equal(s_render(be, g->model, s_gpu, y.st, NB, g->temperature, &probe), 0);
     assert_true(s_batch_identical(&x, &y, len));
     /* and a stem alone equals the same stem in the batch */
     memset(y.out, 0, sizeof(float) * NB * len);
-    assert_int_equal(s_render(be, g->model, g->gpu, &y.st[3], 1, g->temperature, NULL), 0);
+    assert_int_equal(s_render(be, g->model, s_gpu, &y.st[3], 1, g->temperature, NULL), 0);
     assert_memory_equal(y.st[3].out, x.st[3].out, sizeof(float) * x.st[3].n_samples);
     s_batch_free(&ref);
     s_batch_free(&x);
@@ -389,7 +327,7 @@ static void s_h64(s_backend_t be, mg_wavernn_model_t *m)
                     st[0][b].n_samples);
             bad++;
         }
-        bad += s_compare("pred", st[1][b].pred_out, st[0][b].pred_out, st[0][b].n_samples,
+        bad += mg_test_compare("pred", st[1][b].pred_out, st[0][b].pred_out, st[0][b].n_samples,
                          be == S_EMU ? 0 : PRED_ATOL, 0);
     }
     assert_int_equal(bad, 0);
@@ -427,7 +365,7 @@ static void test_device_default_model_matches_cpu(void **state)
     s_need_gpu();
     char err[512];
     mg_wavernn_model_t *m = NULL;
-    if (mg_wavernn_load(s_path("models/default/mg-wavernn.mgnn"), &m, err, sizeof err) != 0) {
+    if (mg_wavernn_load(mg_test_path("models/default/mg-wavernn.mgnn"), &m, err, sizeof err) != 0) {
         fprintf(stderr, "SKIPPED: the default model does not load: %s\n", err);
         skip();
     }
@@ -442,7 +380,7 @@ static void test_device_default_model_matches_cpu(void **state)
 static void test_device_large_batch(void **state)
 {
     s_need_gpu();
-    s_golden_t *g = s_g;
+    const mg_test_golden_t *g = &s_gold;
     enum { B = 300 };
     const size_t len = (size_t)g->T;
     float *out = calloc(B * len, sizeof(float)), *ref = calloc(len, sizeof(float));
@@ -451,9 +389,9 @@ static void test_device_large_batch(void **state)
     for (int b = 0; b < B; b++)
         st[b] = (mg_wavernn_stem_t){g->notes, g->n_notes, b % MG_WR_N_CLASSES, g->seed + b, (uint64_t)b,
                                     len - (size_t)(b % 5) * 50, out + b * len, q + b * len, NULL};
-    assert_int_equal(s_render(S_GPU, g->model, g->gpu, st, B, g->temperature, NULL), 0);
+    assert_int_equal(s_render(S_GPU, g->model, s_gpu, st, B, g->temperature, NULL), 0);
     mg_wavernn_cuda_timing_t tm;
-    mg_wavernn_cuda_last_timing(g->gpu, &tm);
+    mg_wavernn_cuda_last_timing(s_gpu, &tm);
     fprintf(stderr, "300 stems: %d streams per block, %d blocks, %d chunks\n", tm.streams_per_block, tm.blocks,
             tm.chunks);
     int bad = 0;
@@ -479,7 +417,7 @@ static void test_device_large_batch(void **state)
 /* Errors are reported, not crashed on. */
 static void test_bad_arguments(void **state)
 {
-    s_golden_t *g = s_g;
+    const mg_test_golden_t *g = &s_gold;
     char err[512] = "";
     float out[4];
     mg_wavernn_stem_t stem = {g->notes, g->n_notes, 9, 1, 0, 4, out, NULL, NULL};
@@ -487,7 +425,7 @@ static void test_bad_arguments(void **state)
     assert_non_null(strstr(err, "class 9"));
     assert_int_equal(mg_wavernn_cuda_emulate(g->model, &stem, 0, 1.0f, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "batch of 0"));
-    if (!g->gpu) {
+    if (!s_gpu) {
         mg_wavernn_cuda_t *c = NULL;
         assert_int_equal(mg_wavernn_cuda_new(g->model, &c, err, sizeof err), -1);
         assert_null(c);
