@@ -332,6 +332,7 @@ static void s_flush_results(s_server_t *srv)
             rc = MG_STORE_ERR;
             err = bad_err;
         }
+        mg_transfer_done(srv->transfers, r->render_id, r->lease_token); /* before the ACK: nothing left behind */
         if (rc == MG_STORE_OK) {
             mg_info("render %" PRId64 " done by %s", r->render_id, r->worker);
             s_ack(srv, &p->msg, r->render_id, r->lease_token, 1, "recorded");
@@ -348,7 +349,6 @@ static void s_flush_results(s_server_t *srv)
                 s_ack(srv, &p->msg, r->render_id, r->lease_token, 0, err);
             }
         }
-        mg_transfer_done(srv->transfers, r->render_id, r->lease_token);
     next:
         mg_msg_clear(&p->msg);
         mg_kv_clear(&p->meta);

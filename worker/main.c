@@ -524,6 +524,8 @@ static void s_on_outcome(s_conn_t *c, mg_msg_t *m)
         }
         mg_upload_destroy(&s->upload);
         s->upload = up;
+        if (up)
+            mg_info("render %" PRId64 ": uploading %.1f MiB", s->render_id, (double)mg_upload_total(up) / (1 << 20));
         int64_t now = mg_mono_ms();
         if (up && mg_upload_pump(up, c->dealer, now) > 0) c->last_send = now;
         return;

@@ -131,9 +131,11 @@ void mg_render_test_result(const mg_render_spec_t *spec, mg_pipeline_result_t *r
         x ^= x << 25;
         x ^= x >> 27;
         uint64_t w = x * 2685821657736338717ull;
-        unsigned char b[8];
-        for (int k = 0; k < 8; k++) b[k] = (unsigned char)(w >> (8 * k));
-        memcpy(data + i, b, n - i < 8 ? n - i : 8);
+        if (n - i >= 8 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
+            memcpy(data + i, &w, 8);
+            continue;
+        }
+        for (size_t k = 0; k < 8 && i + k < n; k++) data[i + k] = (unsigned char)(w >> (8 * k));
     }
     mg_encoded_t *f = &res->files[0];
     free(f->data);
