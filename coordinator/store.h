@@ -84,13 +84,13 @@ typedef struct {
     const unsigned char *data; /* borrowed; NULL when the bytes are in tmp_path */
     size_t len;
     const char *sha256;       /* claimed by the worker; checked against data */
-    const char *tmp_path;     /* borrowed: a file that arrived in chunks (transfer.h), its size and
-                                 sha256 already checked against len and sha256; it is fsynced and
-                                 renamed to its final name. NULL: the bytes are in data */
     double duration_s;
     int sample_rate, channels;
     const char *kind;         /* "mix", "stem" or "midi" */
     const char *part;         /* the stem's name; "" for the mix and the MIDI file */
+    const char *tmp_path;     /* borrowed: a file that arrived in chunks (transfer.h), its size and
+                                 sha256 already checked against len and sha256; it is fsynced and
+                                 renamed to its final name. NULL: the bytes are in data */
 } mg_result_file_t;
 
 typedef struct {
