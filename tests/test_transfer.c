@@ -3,7 +3,8 @@
  * the coordinator's peak memory bounded; a coordinator killed mid-transfer loses nothing; and,
  * with a zmq DEALER in this process playing the worker, the protocol's edges: chunks of a stale
  * lease refused, a lease that ends mid-transfer cleaned up, duplicate and overlapping chunks,
- * a gap answered resend=1, a corrupted chunk failing the attempt with nothing at the final name.
+ * a gap answered resend=1, a corrupted chunk failing the attempt with nothing at the final name;
+ * and the worker's upload state machine alone (window, go-back, sequence numbers, RESULT resends).
  * Checks read the coordinator's SQLite database and its outputs folder directly.
  */
 #include <setjmp.h>
@@ -26,8 +27,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/jobspec.h"
 #include "common/protocol.h"
 #include "common/util.h"
+#include "worker/upload.h"
 
 #define S_BIG_BYTES (210u << 20)     /* the >200 MiB result */
 #define S_RESTART_BYTES (128u << 20) /* big enough to kill the coordinator mid-transfer */
@@ -714,6 +717,183 @@ static void test_corrupt_chunk_not_recorded(void **state)
     s_fake_stop(&w);
 }
 
+/* ---- the worker's upload alone, against a ROUTER in this process ---------------------------- */
+
+typedef struct {
+    void *ctx, *router, *dealer;
+} s_pair_t;
+
+static void s_pair_open(s_pair_t *p)
+{
+    p->ctx = zmq_ctx_new();
+    p->router = zmq_socket(p->ctx, ZMQ_ROUTER);
+    p->dealer = zmq_socket(p->ctx, ZMQ_DEALER);
+    assert_int_equal(zmq_bind(p->router, "inproc://upload-test"), 0);
+    assert_int_equal(zmq_connect(p->dealer, "inproc://upload-test"), 0);
+}
+
+static void s_pair_close(s_pair_t *p)
+{
+    int linger = 0;
+    zmq_setsockopt(p->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(p->router);
+    zmq_close(p->dealer);
+    zmq_ctx_term(p->ctx);
+}
+
+/* What the upload sent, one message: "CHUNK" (file, offset, len, seq) or "RESULT" (files, seq).
+ * Returns 0 when nothing is waiting. */
+static int s_sent(s_pair_t *p, mg_msg_t *m, char *cmd, int64_t *file, uint64_t *offset, size_t *len, int64_t *seq)
+{
+    if (mg_msg_recv(m, p->router, ZMQ_DONTWAIT) != 0) return 0;
+    mg_msg_str(m, 2, cmd, 16);
+    mg_kv_t kv;
+    mg_kv_init(&kv);
+    assert_int_equal(mg_msg_kv(m, 3, &kv), 0);
+    *file = mg_kv_get_i64(&kv, strcmp(cmd, "RESULT") == 0 ? "files" : "file", -1);
+    *offset = mg_kv_get_u64(&kv, "offset", 0);
+    *seq = mg_kv_get_i64(&kv, "seq", -1);
+    *len = strcmp(cmd, "CHUNK") == 0 ? m->size[4] : 0;
+    mg_kv_clear(&kv);
+    return 1;
+}
+
+static void s_expect_sent(s_pair_t *p, const char *want_cmd, int64_t want_file, uint64_t want_offset,
+                          size_t want_len, int64_t *seq)
+{
+    mg_msg_t m;
+    mg_msg_init(&m);
+    char cmd[16];
+    int64_t file, sq;
+    uint64_t offset;
+    size_t len;
+    for (int t = 0; t < 100 && !s_sent(p, &m, cmd, &file, &offset, &len, &sq); t++) s_sleep_ms(2);
+    assert_string_equal(cmd, want_cmd);
+    assert_int_equal(file, want_file);
+    if (strcmp(want_cmd, "CHUNK") == 0) {
+        assert_int_equal(offset, want_offset);
+        assert_int_equal(len, want_len);
+    }
+    if (seq) *seq = sq;
+    mg_msg_clear(&m);
+}
+
+static void s_expect_nothing_sent(s_pair_t *p)
+{
+    mg_msg_t m;
+    mg_msg_init(&m);
+    char cmd[16] = "";
+    int64_t file, sq;
+    uint64_t offset;
+    size_t len;
+    s_sleep_ms(5);
+    if (s_sent(p, &m, cmd, &file, &offset, &len, &sq)) {
+        fprintf(stderr, "unexpected %s file %lld offset %llu\n", cmd, (long long)file, (unsigned long long)offset);
+        fail();
+    }
+    mg_msg_clear(&m);
+}
+
+static void s_ack_upload(mg_upload_t *up, int file, uint64_t have, int64_t seq, int resend, int64_t now)
+{
+    mg_kv_t kv;
+    mg_kv_init(&kv);
+    mg_kv_set_i64(&kv, "file", file);
+    mg_kv_set_u64(&kv, "have", have);
+    mg_kv_set_i64(&kv, "seq", seq);
+    if (resend) mg_kv_set_i64(&kv, "resend", 1);
+    mg_upload_on_chunk_ack(up, &kv, now);
+    mg_kv_clear(&kv);
+}
+
+static void test_upload_window_and_go_back(void **state)
+{
+    (void)state;
+    enum { KIB = 64 << 10, A = 3 * KIB, B = 100 };
+    mg_pipeline_result_t res;
+    memset(&res, 0, sizeof res);
+    res.n_files = 2;
+    for (int i = 0; i < 2; i++) {
+        mg_encoded_t *f = &res.files[i];
+        f->len = i == 0 ? A : B;
+        f->data = malloc(f->len);
+        s_fill(f->data, f->len, (unsigned)i);
+        mg_sha256_hex(f->data, f->len, f->sha256);
+        f->format = MG_FORMAT_FLAC;
+        f->kind = "mix";
+    }
+    res.files[1].format = MG_FORMAT_MP3;
+    mg_kv_t meta;
+    mg_kv_init(&meta);
+    mg_kv_set_i64(&meta, "render_id", 5);
+    mg_upload_opts_t o = {.chunk_bytes = KIB, .window = 2, .resend_ms = 1000};
+    mg_upload_t *up = mg_upload_new(5, "t0k3n", &meta, &res, &o);
+    assert_non_null(up);
+    mg_pipeline_result_free(&res);
+    assert_int_equal(mg_upload_total(up), A + B);
+    s_pair_t p;
+    s_pair_open(&p);
+    int64_t seq0, seq1, seq2, seq3, now = 1000;
+
+    /* The window: two chunks, then nothing until an acknowledgement. */
+    assert_int_equal(mg_upload_pump(up, p.dealer, now), 2);
+    s_expect_sent(&p, "CHUNK", 0, 0, KIB, &seq0);
+    s_expect_sent(&p, "CHUNK", 0, KIB, KIB, &seq1);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now), 0);
+    s_ack_upload(up, 0, KIB, seq0, 0, now);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now), 1);
+    s_expect_sent(&p, "CHUNK", 0, 2 * KIB, A - 2 * KIB, &seq2);
+
+    /* The coordinator lost everything (restarted): its first resend=1 counts, the answers to
+     * the other chunks that were in flight do not. */
+    s_ack_upload(up, 0, 0, seq1, 1, now);
+    s_ack_upload(up, 0, 0, seq2, 1, now);
+    assert_int_equal(mg_upload_acked(up), 0);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now), 2);
+    s_expect_sent(&p, "CHUNK", 0, 0, KIB, &seq3);
+    assert_true(seq3 > seq2);
+    s_expect_sent(&p, "CHUNK", 0, KIB, KIB, NULL);
+    s_ack_upload(up, 0, 2 * KIB, seq3 + 1, 0, now);
+
+    /* The window counts bytes: a small last chunk fits beside a whole one. No answer for
+     * resend_ms: go back to what was acknowledged. */
+    assert_int_equal(mg_upload_pump(up, p.dealer, now), 2);
+    s_expect_sent(&p, "CHUNK", 0, 2 * KIB, A - 2 * KIB, NULL);
+    s_expect_sent(&p, "CHUNK", 1, 0, B, NULL);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 999), 0);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 1000), 2);
+    s_expect_sent(&p, "CHUNK", 0, 2 * KIB, A - 2 * KIB, NULL);
+    s_expect_sent(&p, "CHUNK", 1, 0, B, NULL);
+    now += 1000;
+
+    /* Everything acknowledged: the RESULT, once, then again after resend_ms or a reconnect;
+     * a resend=1 answering the RESULT reopens that file. */
+    s_ack_upload(up, 0, A, 100, 0, now);
+    s_ack_upload(up, 1, B, 101, 0, now);
+    assert_int_equal(mg_upload_acked(up), A + B);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now), 1);
+    int64_t rseq;
+    s_expect_sent(&p, "RESULT", 2, 0, 0, &rseq);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 10), 0);
+    s_expect_nothing_sent(&p);
+    mg_upload_reconnected(up);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 20), 1);
+    s_expect_sent(&p, "RESULT", 2, 0, 0, NULL);
+    s_ack_upload(up, 1, 0, rseq, 1, now + 30);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 30), 1);
+    s_expect_sent(&p, "CHUNK", 1, 0, B, NULL);
+    s_ack_upload(up, 1, B, rseq + 1, 0, now + 40);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 40), 1);
+    s_expect_sent(&p, "RESULT", 2, 0, 0, NULL);
+    assert_int_equal(mg_upload_pump(up, p.dealer, now + 1040), 1);
+    s_expect_sent(&p, "RESULT", 2, 0, 0, NULL);
+
+    mg_upload_destroy(&up);
+    assert_null(up);
+    s_pair_close(&p);
+}
+
 int main(void)
 {
     mg_log_init("test_transfer");
@@ -722,6 +902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_coordinator_restart_mid_transfer, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_stale_lease_chunks_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_chunk_not_recorded, s_setup, s_teardown),
+        cmocka_unit_test(test_upload_window_and_go_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /* upload.h - one render's result on its way to the coordinator (the worker's side of
- * coordinator/transfer.c): the encoded files in CHUNKs, never more than a window of them
+ * coordinator/transfer.c): the encoded files in CHUNKs, never more than a window of bytes
  * unacknowledged, then the RESULT with the files' metadata, resent until the coordinator ACKs.
  * A render thread builds the upload; the main thread, which owns the DEALER, drives it. The
  * states are drawn in upload.c.
@@ -17,7 +17,8 @@ typedef struct mg_upload mg_upload_t;
 
 typedef struct {
     size_t chunk_bytes; /* bytes per CHUNK, 4 KiB..MG_CHUNK_MAX_BYTES (MG_CHUNK_DEFAULT_BYTES) */
-    int window;         /* CHUNKs sent and not yet acknowledged, at most (MG_CHUNK_DEFAULT_WINDOW) */
+    int window;         /* bytes sent and not yet acknowledged: at most window x chunk_bytes
+                           (MG_CHUNK_DEFAULT_WINDOW) */
     int64_t resend_ms;  /* nothing acknowledged for this long: send again (10 s) */
 } mg_upload_opts_t;
 
