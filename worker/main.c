@@ -25,9 +25,10 @@
  * A result travels as an upload (upload.c): its files in CHUNKs under a window of
  * unacknowledged bytes, then the RESULT with their metadata. The upload, like a FAIL in the
  * outbox, stays until the coordinator ACKs it, so a coordinator restart loses nothing the
- * worker finished: the coordinator says which bytes it lacks and the upload sends them again. SIGTERM: stop accepting leases (READY with
- * capacity 0), finish what is rendering (up to --drain-s), hand back what has not started
- * (FAIL retryable), then DISCONNECT. A second SIGTERM exits at once.
+ * worker finished: the coordinator says which bytes it lacks and the upload sends them again.
+ * SIGTERM: stop accepting leases (READY with capacity 0), finish what is rendering and
+ * delivering (up to --drain-s), hand back what has not started (FAIL retryable), then
+ * DISCONNECT. A second SIGTERM exits at once.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -576,6 +577,8 @@ static void s_usage(FILE *f)
         "  --liveness N       MG_LIVENESS        liveness (%d)\n"
         "  --drain-s N        MG_DRAIN_S         on SIGTERM, seconds to finish renders (60)\n"
         "  --name NAME        MG_WORKER_NAME     name (host:pid:random)\n"
+        "                     MG_CHUNK_BYTES     chunk_bytes: result bytes per CHUNK, 4096..%d (%d)\n"
+        "                     MG_CHUNK_WINDOW    chunk_window: CHUNKs' worth of bytes unacknowledged (%d)\n"
         "  -h, --help\n"
         "\n"
         "The wavernn renderer needs its model file: without one mg-worker stops with an error\n"
@@ -585,7 +588,8 @@ static void s_usage(FILE *f)
 #else
         "",
 #endif
-        MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS);
+        MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS, MG_CHUNK_MAX_BYTES, MG_CHUNK_DEFAULT_BYTES,
+        MG_CHUNK_DEFAULT_WINDOW);
 }
 
 /* Loads the neural renderer from the model setting (flag > MG_MODEL > mg.conf `model` > the
@@ -746,7 +750,8 @@ int main(int argc, char **argv)
     long chunk = atol(mg_config_get("chunk_bytes", NULL, "MG_CHUNK_BYTES", dflt_chunk));
     long window = atol(mg_config_get("chunk_window", NULL, "MG_CHUNK_WINDOW", dflt_window));
     if (chunk < 4096 || chunk > MG_CHUNK_MAX_BYTES || window < 1 || window > 1024) {
-        fprintf(stderr, "mg-worker: chunk_bytes must be 4096..%d and chunk_window 1..1024\n", MG_CHUNK_MAX_BYTES);
+        fprintf(stderr, "mg-worker: chunk_bytes (MG_CHUNK_BYTES) must be 4096..%d and chunk_window (MG_CHUNK_WINDOW) "
+                "1..1024\n", MG_CHUNK_MAX_BYTES);
         return 2;
     }
     w.upload_opts.chunk_bytes = (size_t)chunk;
