@@ -3,6 +3,8 @@
 #   1. the database ceiling (store_bench: submit 10,000 renders; lease+complete per second)
 #   2. end to end on loopback: mgctl submit of a 10,000-render file, then a real coordinator
 #      and WORKERS test workers (instant test renderer, tiny WAV outputs) finishing N renders.
+#   3. one 210 MiB result in chunks from a test worker to a coordinator (result_transfer):
+#      MB/s, the coordinator's and the worker's peak memory.
 # Record the figures with the machine in bench/RESULTS.md.
 set -eu
 cd "$(dirname "$0")/.."
@@ -60,3 +62,7 @@ ms=$(( (t3 - t2) / 1000000 ))
 done_n=$(sqlite3 "$home/mg.db" "SELECT count(*) FROM renders WHERE job_id = 2 AND state = 'done'")
 echo "leased, rendered, delivered and committed: $done_n renders in $ms ms = $(( done_n * 1000 / (ms > 0 ? ms : 1) )) renders/s"
 echo "(each render: LEASE, RESULT with one WAV, sha256 check, atomic file write + fsync, one SQLite commit with provenance)"
+
+echo
+echo "== 3. a 210 MiB result in chunks, worker -> coordinator on loopback"
+"$BUILD/bench/result_transfer"

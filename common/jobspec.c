@@ -24,9 +24,13 @@
 #include <yaml.h>
 
 #include "emotion.h"
+#include "protocol.h"
 #include "util.h"
 
-#define S_MAX_FILE_BYTES (16u << 20) /* a 100,000-render file with explicit seeds is ~3 MiB */
+/* A 100,000-render file with explicit seeds is ~3 MiB. The file travels as one frame of a SUBMIT,
+ * so it leaves 64 KiB of the message limit (protocol.h) for the header, command and args. */
+#define S_MAX_FILE_BYTES ((8u << 20) - (64u << 10))
+_Static_assert(S_MAX_FILE_BYTES + (64u << 10) <= MG_MAX_MESSAGE_BYTES, "a job file must fit in one message");
 #define S_MAX_CUES 10000
 #define S_MAX_RENDERS 100000         /* per job; split larger runs into several jobs */
 #define S_MAX_EMOTIONS 8

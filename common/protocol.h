@@ -15,7 +15,10 @@
  *   C->W HEARTBEAT  []                        W->C HEARTBEAT []
  *   C->W LEASE      ([kv: render_id lease_token attempt deadline_ms lease_ms], [kv: render spec])+
  *   W->C PROGRESS   [kv: render_id lease_token done]          (renews the lease)
- *   W->C RESULT     [kv: meta incl. worker], ([kv: file meta], [bytes])+   (docs/protocol.md)
+ *   W->C CHUNK      [kv: render_id lease_token file offset size seq], [bytes <= MG_CHUNK_MAX_BYTES]
+ *   C->W CHUNK_ACK  [kv: render_id lease_token file have seq (resend)]  (bytes held from 0)
+ *   W->C RESULT     [kv: meta incl. worker files seq], ([kv: file meta incl. sha256 bytes])+
+ *                   (sent once every chunk of every file is acknowledged; docs/protocol.md)
  *   W->C FAIL       [kv: render_id lease_token worker retryable message (handback)]
  *   C->W ACK        [kv: render_id lease_token accepted reason]  (reply to RESULT / FAIL)
  *   C->W CANCEL     [kv: job_id] (drop that job's renders), or
@@ -44,7 +47,20 @@
 #define MG_DEFAULT_HEARTBEAT_MS 1000
 #define MG_DEFAULT_LIVENESS 3
 #define MG_DEFAULT_LEASE_MS 30000
-#define MG_MAX_MESSAGE_BYTES (512LL * 1024 * 1024) /* ZMQ_MAXMSGSIZE: larger peers are cut off */
+/* ZMQ_MAXMSGSIZE of every mg socket; libzmq applies it to each frame and disconnects a peer
+ * that sends a larger one. The largest frames are a CHUNK's bytes (MG_CHUNK_MAX_BYTES) and the
+ * job file of a SUBMIT / SCHED_ADD (at most 8 MiB - 64 KiB, common/jobspec.c), so no message
+ * of either kind passes 8 MiB. */
+#define MG_MAX_MESSAGE_BYTES (8LL * 1024 * 1024)
+
+/* Result files travel in CHUNKs (worker/upload.c -> coordinator/transfer.c). The worker sends
+ * MG_CHUNK_DEFAULT_BYTES per chunk with at most MG_CHUNK_DEFAULT_WINDOW chunks unacknowledged
+ * (4 MiB in flight per uploading worker); the coordinator takes chunks up to MG_CHUNK_MAX_BYTES
+ * and files up to MG_MAX_RESULT_FILE_BYTES (a 10-minute 192 kHz 24-bit stereo WAV is 660 MiB). */
+#define MG_CHUNK_MAX_BYTES (4 * 1024 * 1024)
+#define MG_CHUNK_DEFAULT_BYTES (1024 * 1024)
+#define MG_CHUNK_DEFAULT_WINDOW 4
+#define MG_MAX_RESULT_FILE_BYTES (2LL * 1024 * 1024 * 1024)
 
 /* Client commands of `mgctl fetch` (coordinator/fetch.c): FILES lists a job's delivered
  * files, FETCH reads up to MG_FETCH_MAX_BYTES of one of them per request, so no reply is

@@ -12,9 +12,11 @@
  *     -> due schedule runs become jobs (once per second)
  *   dispatch: every worker with free capacity gets LEASEs for queued renders.
  *
- * Worker messages are accepted on the lease token alone (RESULT / FAIL / PROGRESS), so a
- * worker that reconnects after a coordinator restart can still deliver; any other
+ * Worker messages are accepted on the lease token alone (CHUNK / RESULT / FAIL / PROGRESS), so
+ * a worker that reconnects after a coordinator restart can still deliver; any other
  * command from an unknown peer is answered with DISCONNECT, and the worker sends READY.
+ * A result's files arrive first, as CHUNKs written to temporary files (transfer.c); its RESULT
+ * then carries their metadata only, and the store renames the files into place.
  */
 #include "server.h"
 
@@ -33,6 +35,7 @@
 #include "fetch.h"
 #include "provenance.h"
 #include "schedule.h"
+#include "transfer.h"
 
 #define S_MAX_WORKERS 1024
 #define S_MAX_RID 256
@@ -57,6 +60,7 @@ typedef struct {
     int dispatch_needed;
     struct s_pending *pending; /* S_MAX_PENDING results awaiting their group commit */
     int n_pending;
+    mg_transfer_t *transfers;  /* owned: result files arriving in chunks */
 } s_server_t;
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -177,14 +181,46 @@ static void s_ack(s_server_t *srv, const mg_msg_t *m, int64_t render_id, const c
     mg_kv_clear(&kv);
 }
 
-/* RESULT: [rid, hdr, "RESULT", meta, (file meta, bytes)*]. Results are queued while the
- * socket is drained and recorded together (s_flush_results): one commit, one WAL sync, for
- * the whole batch; ACKs go out only after that commit. */
+/* CHUNK: [rid, hdr, "CHUNK", kv, bytes], one piece of a result file (transfer.c). The
+ * answers other than CHUNK_ACK are ACKs, as for a RESULT. */
+static void s_handle_chunk(s_server_t *srv, const mg_msg_t *m, const mg_kv_t *kv, const s_worker_t *w)
+{
+    char why[512] = "";
+    int64_t now = mg_now_ms();
+    int64_t render_id = mg_kv_get_i64(kv, "render_id", 0);
+    const char *token = mg_kv_get_or(kv, "lease_token", "");
+    const char *worker = w ? w->name : mg_kv_get_or(kv, "worker", "?");
+    switch (mg_transfer_chunk(srv->transfers, srv->store, srv->router, m, kv, now, why, sizeof why)) {
+    case MG_TRANSFER_OK: break;
+    case MG_TRANSFER_STALE:
+        mg_warn("render %" PRId64 ": chunk from %s refused: %s", render_id, worker, why);
+        mg_store_reject_result(srv->store, render_id, token, worker, now);
+        s_ack(srv, m, render_id, token, 0, why);
+        break;
+    case MG_TRANSFER_STALE_AGAIN: s_ack(srv, m, render_id, token, 0, why); break;
+    case MG_TRANSFER_RECORDED: s_ack(srv, m, render_id, token, 1, "recorded"); break;
+    case MG_TRANSFER_BAD:
+        mg_err("render %" PRId64 ": %s", render_id, why);
+        mg_store_fail(srv->store, render_id, token, worker, 1, why, now);
+        mg_transfer_done(srv->transfers, render_id, token);
+        s_ack(srv, m, render_id, token, 0, why);
+        srv->dispatch_needed = 1;
+        break;
+    default: mg_err("render %" PRId64 ": chunk not taken: %s", render_id, why); break; /* the worker resends */
+    }
+}
+
+/* RESULT: [rid, hdr, "RESULT", meta, file meta * meta.files], after the files' CHUNKs.
+ * Results are queued while the socket is drained and recorded together (s_flush_results):
+ * one commit, one WAL sync, for the whole batch; ACKs go out only after that commit. */
 typedef struct s_pending {
     mg_msg_t msg;        /* owned: the frames r points into */
     mg_kv_t meta, fkv[MG_MAX_RESULT_FILES];
     mg_result_t r;
+    int64_t seq;         /* the worker's chunk sequence when it sent the RESULT */
     const char *bad;     /* malformed: not recorded */
+    int transfer;        /* MG_TRANSFER_* from attaching the files */
+    char why[512];
 } s_pending_t;
 
 static void s_parse_result(s_pending_t *p)
@@ -210,7 +246,10 @@ static void s_parse_result(s_pending_t *p)
     r->finished_ms = mg_kv_get_i64(meta, "finished_ms", 0);
     r->integrated_lufs = mg_kv_get_double(meta, "integrated_lufs", 0);
     r->peak_dbfs = mg_kv_get_double(meta, "peak_dbfs", 0);
-    for (size_t f = 4; f + 1 < m->n && r->n_files < MG_MAX_RESULT_FILES; f += 2) {
+    p->seq = mg_kv_get_i64(meta, "seq", 0);
+    if ((int64_t)m->n - 4 != mg_kv_get_i64(meta, "files", -1)) { p->bad = "file count does not match 'files'"; return; }
+    if (m->n - 4 > MG_MAX_RESULT_FILES) { p->bad = "too many files"; return; }
+    for (size_t f = 4; f < m->n; f++) {
         mg_kv_t *k = &p->fkv[r->n_files];
         if (mg_msg_kv(m, f, k) != 0) { p->bad = "malformed file header"; return; }
         mg_result_file_t *rf = &r->files[r->n_files++];
@@ -223,10 +262,31 @@ static void s_parse_result(s_pending_t *p)
         rf->duration_s = mg_kv_get_double(k, "duration_s", 0);
         rf->sample_rate = (int)mg_kv_get_i64(k, "sample_rate", 0);
         rf->channels = (int)mg_kv_get_i64(k, "channels", 0);
-        rf->data = m->data[f + 1];
-        rf->len = m->size[f + 1];
+        uint64_t bytes = mg_kv_get_u64(k, "bytes", UINT64_MAX);
+        if (bytes > (uint64_t)MG_MAX_RESULT_FILE_BYTES) { p->bad = "file size missing or too large"; return; }
+        rf->len = (size_t)bytes; /* the bytes arrived as CHUNKs */
     }
     if (r->n_files == 0) p->bad = "no files";
+}
+
+/* A RESULT whose files are not all here (transfer.h): the worker was asked for the rest, or
+ * the lease is over. */
+static void s_answer_untransferred(s_server_t *srv, s_pending_t *p)
+{
+    const mg_result_t *r = &p->r;
+    switch (p->transfer) {
+    case MG_TRANSFER_RESEND:
+        mg_info("render %" PRId64 " from %s: %s", r->render_id, r->worker, p->why);
+        break;
+    case MG_TRANSFER_RECORDED: s_ack(srv, &p->msg, r->render_id, r->lease_token, 1, "recorded"); break;
+    case MG_TRANSFER_STALE:
+        mg_warn("render %" PRId64 ": result from %s rejected: %s", r->render_id, r->worker, p->why);
+        mg_store_reject_result(srv->store, r->render_id, r->lease_token, r->worker, mg_now_ms());
+        s_ack(srv, &p->msg, r->render_id, r->lease_token, 0, p->why);
+        break;
+    case MG_TRANSFER_STALE_AGAIN: s_ack(srv, &p->msg, r->render_id, r->lease_token, 0, p->why); break;
+    default: mg_err("render %" PRId64 ": %s", r->render_id, p->why); break; /* the worker resends */
+    }
 }
 
 static void s_flush_results(s_server_t *srv)
@@ -241,7 +301,13 @@ static void s_flush_results(s_server_t *srv)
     for (int i = 0; i < n; i++) {
         s_pending_t *p = &srv->pending[i];
         s_parse_result(p);
+        p->transfer = MG_TRANSFER_OK;
         if (!p->bad) {
+            p->transfer = mg_transfer_attach(srv->transfers, srv->store, srv->router, &p->msg, p->seq, &p->r, p->why,
+                                             sizeof p->why);
+            if (p->transfer == MG_TRANSFER_BAD) p->bad = p->why;
+        }
+        if (!p->bad && p->transfer == MG_TRANSFER_OK) {
             idx[good] = i;
             rs[good++] = p->r;
         }
@@ -253,15 +319,21 @@ static void s_flush_results(s_server_t *srv)
         char bad_err[ERRLEN];
         int rc;
         const char *err;
+        if (!p->bad && p->transfer != MG_TRANSFER_OK) {
+            s_answer_untransferred(srv, p);
+            goto next;
+        }
         if (g < good && idx[g] == i) {
             rc = rcs[g];
             err = errs + (size_t)g * ERRLEN;
             g++;
         } else {
-            snprintf(bad_err, sizeof bad_err, "malformed RESULT: %s", p->bad);
+            if (p->transfer == MG_TRANSFER_BAD) snprintf(bad_err, sizeof bad_err, "%s", p->bad);
+            else snprintf(bad_err, sizeof bad_err, "malformed RESULT: %s", p->bad);
             rc = MG_STORE_ERR;
             err = bad_err;
         }
+        mg_transfer_done(srv->transfers, r->render_id, r->lease_token); /* before the ACK: nothing left behind */
         if (rc == MG_STORE_OK) {
             mg_info("render %" PRId64 " done by %s", r->render_id, r->worker);
             s_ack(srv, &p->msg, r->render_id, r->lease_token, 1, "recorded");
@@ -278,6 +350,7 @@ static void s_flush_results(s_server_t *srv)
                 s_ack(srv, &p->msg, r->render_id, r->lease_token, 0, err);
             }
         }
+    next:
         mg_msg_clear(&p->msg);
         mg_kv_clear(&p->meta);
         for (int k = 0; k < MG_MAX_RESULT_FILES; k++) mg_kv_clear(&p->fkv[k]);
@@ -332,6 +405,8 @@ static void s_handle_worker(s_server_t *srv, mg_msg_t *m)
     }
     if (strcmp(cmd, "READY") == 0) {
         s_handle_ready(srv, m, &kv);
+    } else if (strcmp(cmd, "CHUNK") == 0) {
+        s_handle_chunk(srv, m, &kv, w);
     } else if (strcmp(cmd, "RESULT") == 0) {
         s_queue_result(srv, m);
     } else if (strcmp(cmd, "FAIL") == 0) {
@@ -847,6 +922,11 @@ static void s_housekeeping(s_server_t *srv, int64_t *last_hb, int64_t *last_sche
         mg_warn("%d lease(s) expired", n);
         srv->dispatch_needed = 1;
     }
+    static int64_t last_transfer_sweep;
+    if (mono - last_transfer_sweep >= 1000) {
+        last_transfer_sweep = mono;
+        mg_transfer_sweep(srv->transfers, srv->store, now);
+    }
     if (mono - *last_hb >= srv->cfg->heartbeat_ms) {
         *last_hb = mono;
         for (int i = 0; i < srv->n_workers; i++) {
@@ -890,6 +970,14 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
     srv->started_mono = mg_mono_ms();
     srv->pending = calloc(S_MAX_PENDING, sizeof *srv->pending);
     if (!srv->pending) { free(srv); return -1; }
+    char err[512];
+    srv->transfers = mg_transfer_new(store->outputs_dir, err, sizeof err);
+    if (!srv->transfers) {
+        mg_err("%s", err);
+        free(srv->pending);
+        free(srv);
+        return -1;
+    }
     void *ctx = zmq_ctx_new();
     srv->router = zmq_socket(ctx, ZMQ_ROUTER);
     int one = 1;
@@ -899,6 +987,7 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
         mg_err("cannot bind %s: %s", cfg->endpoint, zmq_strerror(errno));
         if (srv->router) zmq_close(srv->router);
         zmq_ctx_term(ctx);
+        mg_transfer_destroy(&srv->transfers);
         free(srv->pending);
         free(srv);
         return -1;
@@ -962,6 +1051,7 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
             s_send_kv(srv, srv->workers[i].rid, srv->workers[i].rid_len, MG_PROTO_WORKER, "DISCONNECT", &d);
     mg_kv_clear(&d);
     s_flush_results(srv);
+    mg_transfer_destroy(&srv->transfers);
     zmq_close(srv->router);
     zmq_ctx_term(ctx);
     free(srv->pending);

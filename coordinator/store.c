@@ -32,12 +32,14 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/json.h"
 #include "../common/util.h"
@@ -654,6 +656,31 @@ static char *s_provenance_json(sqlite3 *db, const mg_result_t *r, int64_t model_
     return mg_sb_take(&sb);
 }
 
+/* A result under a stale token: its attempt, if still running, is 'rejected'; one event. */
+static void s_reject(sqlite3 *db, int64_t job_id, int64_t render_id, const char *token, const char *worker,
+                     const char *state, int64_t now_ms)
+{
+    mg_db_run(db, "UPDATE attempts SET outcome = 'rejected', ended_ms = coalesce(ended_ms, ?) "
+                  "WHERE lease_token = ? AND outcome = 'running'", "is", now_ms, token);
+    mg_db_event(db, "result_rejected", job_id, render_id, worker,
+                "late result with a stale lease token (render is %s): discarded", state);
+}
+
+/* A file that arrived in chunks (already checked): fsync, then rename to its final name. */
+static int s_place_file(const char *tmp_path, const char *path)
+{
+    int fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return rename(tmp_path, path);
+}
+
 /* One result inside the caller's transaction, itself inside a savepoint so that a failure
  * undoes this result only. The sha256 of every file was checked by the caller. */
 static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, char *err, size_t errlen)
@@ -686,10 +713,7 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
         return MG_STORE_OK;
     }
     if (strcmp(state, "leased") != 0 || strcmp(token, r->lease_token) != 0) {
-        mg_db_run(db, "UPDATE attempts SET outcome = 'rejected', ended_ms = coalesce(ended_ms, ?) "
-                      "WHERE lease_token = ? AND outcome = 'running'", "is", now_ms, r->lease_token);
-        mg_db_event(db, "result_rejected", job_id, r->render_id, r->worker,
-                    "late result with a stale lease token (render is %s): discarded", state);
+        s_reject(db, job_id, r->render_id, r->lease_token, r->worker, state, now_ms);
         mg_db_exec(db, "RELEASE result");
         mg_set_error(err, errlen, "stale lease token for render %" PRId64 " (render is %s)", r->render_id, state);
         return MG_STORE_STALE;
@@ -706,13 +730,15 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
                  *f->part ? "." : "", f->part, f->format);
         snprintf(dir, sizeof dir, "%s/%s/%s", s->outputs_dir, out_dir, cue_slug);
         snprintf(abs, sizeof abs, "%s/%s", s->outputs_dir, rel);
-        if (mg_mkdir_p(dir, 0755) != 0 || mg_write_file_atomic_nodirsync(abs, r->files[i].data, r->files[i].len) != 0 ||
+        if (mg_mkdir_p(dir, 0755) != 0 ||
+            (f->tmp_path ? s_place_file(f->tmp_path, abs) : mg_write_file_atomic_nodirsync(abs, f->data, f->len)) != 0 ||
             s_dirty_dir(s, dir) != 0) {
             mg_set_error(err, errlen, "cannot write %s: %s", abs, strerror(errno));
             goto fail_quiet;
         }
         char sha[65];
-        mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
+        if (f->tmp_path) mg_strlcpy(sha, f->sha256, sizeof sha); /* checked as it arrived */
+        else mg_sha256_hex(f->data, f->len, sha);
         if (mg_db_run(db,
                 "INSERT INTO outputs (render_id, kind, part, format, path, bytes, sha256, duration_s, sample_rate, "
                 "channels, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (render_id, kind, part, format) "
@@ -798,6 +824,7 @@ static int s_check_files(const mg_result_t *r, char *err, size_t errlen)
             mg_set_error(err, errlen, "render %" PRId64 ": file %d: %s", r->render_id, i + 1, why);
             return -1;
         }
+        if (r->files[i].tmp_path) continue; /* size and sha256 checked by the transfer */
         char sha[65];
         mg_sha256_hex(r->files[i].data, r->files[i].len, sha);
         if (!r->files[i].sha256 || strcmp(sha, r->files[i].sha256) != 0) {
@@ -856,6 +883,44 @@ int mg_store_complete_many(mg_store_t *s, const mg_result_t *results, int n, int
             }
     }
     return 0;
+}
+
+int mg_store_lease_check(mg_store_t *s, int64_t render_id, const char *token, int64_t *expires_ms, int *recorded)
+{
+    *expires_ms = 0;
+    *recorded = 0;
+    sqlite3_stmt *st = mg_db_prepare(s->db,
+        "SELECT r.state = 'leased' AND r.lease_token = ?1, coalesce(r.lease_expires_ms, 0), "
+        "coalesce((SELECT outcome = 'done' FROM attempts WHERE lease_token = ?1), 0) FROM renders r WHERE r.id = ?2",
+        "si", token, render_id);
+    if (!st) return MG_STORE_ERR;
+    int rc = sqlite3_step(st);
+    int out = MG_STORE_STALE;
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_int(st, 0)) out = MG_STORE_OK;
+        *expires_ms = sqlite3_column_int64(st, 1);
+        *recorded = sqlite3_column_int(st, 2);
+    } else if (rc != SQLITE_DONE) out = MG_STORE_ERR;
+    sqlite3_finalize(st);
+    return out;
+}
+
+int mg_store_reject_result(mg_store_t *s, int64_t render_id, const char *token, const char *worker, int64_t now_ms)
+{
+    sqlite3 *db = s->db;
+    if (mg_db_begin(db) != 0) return MG_STORE_ERR;
+    sqlite3_stmt *st = mg_db_prepare(db, "SELECT job_id, state FROM renders WHERE id = ?", "i", render_id);
+    if (!st) {
+        mg_db_rollback(db);
+        return MG_STORE_ERR;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        char state[16];
+        s_col_text(st, 1, state, sizeof state);
+        s_reject(db, sqlite3_column_int64(st, 0), render_id, token, worker, state, now_ms);
+    }
+    sqlite3_finalize(st);
+    return mg_db_commit(db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
 }
 
 /* ---- workers, cancel, retry ------------------------------------------------------------ */

@@ -81,13 +81,16 @@ int mg_store_renew(mg_store_t *s, int64_t render_id, const char *token, int64_t 
 
 typedef struct {
     const char *format;       /* "flac" | "mp3" | "wav" | "mid" (kind midi only) */
-    const unsigned char *data; /* borrowed */
+    const unsigned char *data; /* borrowed; NULL when the bytes are in tmp_path */
     size_t len;
     const char *sha256;       /* claimed by the worker; checked against data */
     double duration_s;
     int sample_rate, channels;
     const char *kind;         /* "mix", "stem" or "midi" */
     const char *part;         /* the stem's name; "" for the mix and the MIDI file */
+    const char *tmp_path;     /* borrowed: a file that arrived in chunks (transfer.h), its size and
+                                 sha256 already checked against len and sha256; it is fsynced and
+                                 renamed to its final name. NULL: the bytes are in data */
 } mg_result_file_t;
 
 typedef struct {
@@ -118,6 +121,18 @@ int mg_store_complete(mg_store_t *s, const mg_result_t *res, int64_t now_ms, cha
  * bytes). A result that fails is undone alone (savepoint); the others still commit. */
 int mg_store_complete_many(mg_store_t *s, const mg_result_t *results, int n, int64_t now_ms, int *rcs,
                            char *errs, size_t errlen);
+
+/* Where a lease stands, for the chunks of its result (transfer.h). Reads only. MG_STORE_OK while
+ * render_id is leased under token (*expires_ms: the lease's deadline); MG_STORE_STALE when it is
+ * not (*recorded = 1 when that lease's result was recorded: a resend after a lost ACK);
+ * MG_STORE_ERR. */
+int mg_store_lease_check(mg_store_t *s, int64_t render_id, const char *token, int64_t *expires_ms,
+                         int *recorded);
+/* A result, or a chunk of one, under a stale token: the still-running attempt with that token
+ * becomes 'rejected' and event result_rejected says so. The caller answers it once per lease
+ * (every chunk in flight would otherwise add an event). MG_STORE_OK or MG_STORE_ERR. */
+int mg_store_reject_result(mg_store_t *s, int64_t render_id, const char *token, const char *worker,
+                           int64_t now_ms);
 
 /* FAIL: retryable failures are queued again until max_attempts; permanent ones fail the
  * render. Counts towards the worker's blocklist for the job. */

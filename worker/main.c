@@ -22,10 +22,13 @@
  * logged; cuda makes a missing plugin or device a startup error; cpu never loads the plugin.
  * READY and every RESULT name the backend and device that rendered.
  *
- * A RESULT or FAIL stays in the outbox until the coordinator ACKs it, so a coordinator
- * restart loses nothing the worker finished. SIGTERM: stop accepting leases (READY with
- * capacity 0), finish what is rendering (up to --drain-s), hand back what has not started
- * (FAIL retryable), then DISCONNECT. A second SIGTERM exits at once.
+ * A result travels as an upload (upload.c): its files in CHUNKs under a window of
+ * unacknowledged bytes, then the RESULT with their metadata. The upload, like a FAIL in the
+ * outbox, stays until the coordinator ACKs it, so a coordinator restart loses nothing the
+ * worker finished: the coordinator says which bytes it lacks and the upload sends them again.
+ * SIGTERM: stop accepting leases (READY with capacity 0), finish what is rendering and
+ * delivering (up to --drain-s), hand back what has not started (FAIL retryable), then
+ * DISCONNECT. A second SIGTERM exits at once.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +51,7 @@
 #include "pipeline.h"
 #include "render.h"
 #include "render_wavernn.h"
+#include "upload.h"
 
 #define S_MAX_SLOTS 64
 
@@ -59,7 +63,8 @@ typedef struct {
     char token[40];
     mg_render_spec_t spec;
     atomic_int cancel;            /* set by main (CANCEL), read by the progress callback */
-    mg_msg_t outbox;              /* RESULT/FAIL frames [hdr, cmd, ...] awaiting ACK (main only) */
+    mg_msg_t outbox;              /* FAIL frames [hdr, cmd, ...] awaiting ACK (main only) */
+    mg_upload_t *upload;          /* owned: the RESULT being delivered, until its ACK (main only) */
     int64_t sent_mono;            /* when the outbox was last sent (main only) */
 } s_slot_t;
 
@@ -68,6 +73,7 @@ typedef struct {
     const mg_renderer_t *renderer;
     char name[160], host[128];
     int capacity;
+    mg_upload_opts_t upload_opts;
     s_slot_t slots[S_MAX_SLOTS];
     pthread_mutex_t lock;
     pthread_cond_t work;
@@ -230,32 +236,28 @@ static void s_render_one(s_worker_t *w, void *push, s_slot_t *slot)
     mg_kv_set_double(&meta, "integrated_lufs", res.integrated_lufs);
     mg_kv_set_double(&meta, "peak_dbfs", res.peak_dbfs);
     mg_audio_free(&audio);
-    mg_msg_t files;
-    mg_msg_init(&files);
-    for (int i = 0; i < res.n_files; i++) {
-        mg_encoded_t *f = &res.files[i];
-        mg_kv_t fk;
-        mg_kv_init(&fk);
-        mg_kv_set(&fk, "format", mg_encoded_ext(f));
-        mg_kv_set(&fk, "kind", f->kind);
-        mg_kv_set(&fk, "part", f->part);
-        mg_kv_set(&fk, "sha256", f->sha256);
-        mg_kv_set_u64(&fk, "bytes", f->len);
-        mg_kv_set_double(&fk, "duration_s", f->duration_s);
-        mg_kv_set_i64(&fk, "sample_rate", f->sample_rate);
-        mg_kv_set_i64(&fk, "channels", f->channels);
-        if (f->loop_length) mg_kv_set_u64(&fk, "loop_length", f->loop_length);
-        mg_msg_add_kv(&files, &fk);
-        mg_kv_clear(&fk);
-        void *p = f->data;
-        mg_msg_add_owned(&files, &p, f->len);
-        f->data = NULL;
-    }
+#ifdef MG_TEST_RENDERER
+    mg_render_test_result(spec, &res);
+#endif
+    /* The files go to the main thread as a pointer: hundreds of MiB never pass through libzmq. */
+    mg_upload_t *up = mg_upload_new(slot->render_id, slot->token, &meta, &res, &w->upload_opts);
     mg_pipeline_result_free(&res);
-    s_mark_delivering(w, slot);
-    s_push(push, "RESULT", &meta, &files);
-    mg_msg_clear(&files);
     mg_kv_clear(&meta);
+    if (!up) {
+        s_fail(push, w, slot, 1, "worker out of memory for the upload");
+        return;
+    }
+    mg_kv_t kv;
+    mg_kv_init(&kv);
+    mg_kv_set_i64(&kv, "render_id", slot->render_id);
+    mg_kv_set(&kv, "lease_token", slot->token);
+    mg_msg_t ptr;
+    mg_msg_init(&ptr);
+    mg_msg_add(&ptr, &up, sizeof up);
+    s_mark_delivering(w, slot);
+    s_push(push, "RESULT", &kv, &ptr);
+    mg_msg_clear(&ptr);
+    mg_kv_clear(&kv);
 }
 
 static void *s_render_thread(void *arg)
@@ -359,6 +361,10 @@ static int s_connect(s_conn_t *c)
     for (int i = 0; i < S_MAX_SLOTS; i++) {
         s_slot_t *s = &c->w->slots[i];
         if (s->outbox.n > 0 && mg_msg_send(&s->outbox, c->dealer, ZMQ_DONTWAIT) == 0) s->sent_mono = mg_mono_ms();
+        if (s->upload) {
+            mg_upload_reconnected(s->upload);
+            mg_upload_pump(s->upload, c->dealer, mg_mono_ms());
+        }
     }
     return 0;
 }
@@ -378,6 +384,7 @@ static void s_slot_release(s_worker_t *w, s_slot_t *s)
     if (s->state == SLOT_DELIVERING || s->state == SLOT_QUEUED) {
         s->state = SLOT_FREE;
         mg_msg_clear(&s->outbox);
+        mg_upload_destroy(&s->upload);
     }
     pthread_mutex_unlock(&w->lock);
 }
@@ -440,7 +447,11 @@ static void s_on_cancel(s_conn_t *c, const mg_kv_t *kv)
             (render_id && s->render_id == render_id && (!token || strcmp(token, s->token) == 0))) {
             atomic_store(&s->cancel, 1);
             if (s->state == SLOT_QUEUED) s->state = SLOT_FREE; /* never started */
-            else if (s->state == SLOT_DELIVERING) { s->state = SLOT_FREE; mg_msg_clear(&s->outbox); }
+            else if (s->state == SLOT_DELIVERING) {
+                s->state = SLOT_FREE;
+                mg_msg_clear(&s->outbox);
+                mg_upload_destroy(&s->upload);
+            }
             mg_info("render %" PRId64 " dropped (cancelled by the coordinator)", s->render_id);
         }
     }
@@ -469,6 +480,13 @@ static void s_on_coordinator(s_conn_t *c, const mg_msg_t *m, int *reconnect)
                         mg_kv_get_or(&kv, "reason", ""));
             s_slot_release(c->w, s);
         }
+    } else if (strcmp(cmd, "CHUNK_ACK") == 0) {
+        s_slot_t *s = s_slot_by_render(c->w, mg_kv_get_i64(&kv, "render_id", 0), mg_kv_get_or(&kv, "lease_token", ""));
+        if (s && s->upload) {
+            int64_t now = mg_mono_ms();
+            mg_upload_on_chunk_ack(s->upload, &kv, now);
+            if (mg_upload_pump(s->upload, c->dealer, now) > 0) c->last_send = now;
+        }
     } else if (strcmp(cmd, "CANCEL") == 0) s_on_cancel(c, &kv);
     else if (strcmp(cmd, "DISCONNECT") == 0) {
         mg_warn("coordinator says DISCONNECT: %s", mg_kv_get_or(&kv, "reason", ""));
@@ -477,7 +495,15 @@ static void s_on_coordinator(s_conn_t *c, const mg_msg_t *m, int *reconnect)
     mg_kv_clear(&kv);
 }
 
-/* A render thread's outcome: keep RESULT / FAIL until ACKed, forward PROGRESS. */
+/* The upload a RESULT from a render thread points to (frame 3), or NULL. */
+static mg_upload_t *s_outcome_upload(const mg_msg_t *m)
+{
+    mg_upload_t *up = NULL;
+    if (m->n == 4 && m->size[3] == sizeof up) memcpy(&up, m->data[3], sizeof up);
+    return up;
+}
+
+/* A render thread's outcome: keep an upload / a FAIL until ACKed, forward PROGRESS. */
 static void s_on_outcome(s_conn_t *c, mg_msg_t *m)
 {
     char cmd[32];
@@ -489,6 +515,20 @@ static void s_on_outcome(s_conn_t *c, mg_msg_t *m)
     mg_kv_clear(&kv);
     if (strcmp(cmd, "PROGRESS") == 0) {
         if (c->dealer && mg_msg_send(m, c->dealer, ZMQ_DONTWAIT) == 0) c->last_send = mg_mono_ms();
+        return;
+    }
+    if (strcmp(cmd, "RESULT") == 0) {
+        mg_upload_t *up = s_outcome_upload(m);
+        if (!s) {
+            mg_upload_destroy(&up); /* cancelled meanwhile */
+            return;
+        }
+        mg_upload_destroy(&s->upload);
+        s->upload = up;
+        if (up)
+            mg_info("render %" PRId64 ": uploading %.1f MiB", s->render_id, (double)mg_upload_total(up) / (1 << 20));
+        int64_t now = mg_mono_ms();
+        if (up && mg_upload_pump(up, c->dealer, now) > 0) c->last_send = now;
         return;
     }
     if (!s) return; /* cancelled meanwhile */
@@ -537,6 +577,8 @@ static void s_usage(FILE *f)
         "  --liveness N       MG_LIVENESS        liveness (%d)\n"
         "  --drain-s N        MG_DRAIN_S         on SIGTERM, seconds to finish renders (60)\n"
         "  --name NAME        MG_WORKER_NAME     name (host:pid:random)\n"
+        "                     MG_CHUNK_BYTES     chunk_bytes: result bytes per CHUNK, 4096..%d (%d)\n"
+        "                     MG_CHUNK_WINDOW    chunk_window: CHUNKs' worth of bytes unacknowledged (%d)\n"
         "  -h, --help\n"
         "\n"
         "The wavernn renderer needs its model file: without one mg-worker stops with an error\n"
@@ -546,7 +588,8 @@ static void s_usage(FILE *f)
 #else
         "",
 #endif
-        MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS);
+        MG_DEFAULT_HEARTBEAT_MS, MG_DEFAULT_LIVENESS, MG_CHUNK_MAX_BYTES, MG_CHUNK_DEFAULT_BYTES,
+        MG_CHUNK_DEFAULT_WINDOW);
 }
 
 /* Loads the neural renderer from the model setting (flag > MG_MODEL > mg.conf `model` > the
@@ -700,6 +743,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "mg-worker: heartbeat_ms must be >= 10 and liveness >= 1\n");
         return 2;
     }
+    mg_upload_opts_default(&w.upload_opts);
+    char dflt_chunk[24], dflt_window[24];
+    snprintf(dflt_chunk, sizeof dflt_chunk, "%d", MG_CHUNK_DEFAULT_BYTES);
+    snprintf(dflt_window, sizeof dflt_window, "%d", MG_CHUNK_DEFAULT_WINDOW);
+    long chunk = atol(mg_config_get("chunk_bytes", NULL, "MG_CHUNK_BYTES", dflt_chunk));
+    long window = atol(mg_config_get("chunk_window", NULL, "MG_CHUNK_WINDOW", dflt_window));
+    if (chunk < 4096 || chunk > MG_CHUNK_MAX_BYTES || window < 1 || window > 1024) {
+        fprintf(stderr, "mg-worker: chunk_bytes (MG_CHUNK_BYTES) must be 4096..%d and chunk_window (MG_CHUNK_WINDOW) "
+                "1..1024\n", MG_CHUNK_MAX_BYTES);
+        return 2;
+    }
+    w.upload_opts.chunk_bytes = (size_t)chunk;
+    w.upload_opts.window = (int)window;
     c.backend = w.renderer->backend;
     c.device = w.renderer->device;
     gethostname(w.host, sizeof w.host - 1);
@@ -804,12 +860,14 @@ int main(int argc, char **argv)
         }
         if (c.dealer && c.heard) backoff_ms = 1000; /* the coordinator answered: healthy again */
         if (c.dealer && now - c.last_send >= c.heartbeat_ms) s_send(&c, "HEARTBEAT", NULL);
-        /* An outcome without an ACK for a while (lost in a reconnect): send it again. */
+        /* An outcome without an ACK for a while (lost in a reconnect): send it again; uploads
+         * send what their window and their timers allow. */
         for (int i = 0; c.dealer && i < S_MAX_SLOTS; i++) {
             s_slot_t *s = &w.slots[i];
             if (s->outbox.n > 0 && now - s->sent_mono > 10000 &&
                 mg_msg_send(&s->outbox, c.dealer, ZMQ_DONTWAIT) == 0)
                 s->sent_mono = now;
+            if (s->upload && mg_upload_pump(s->upload, c.dealer, now) > 0) c.last_send = now;
         }
     }
     mg_msg_clear(&m);
@@ -828,9 +886,18 @@ int main(int argc, char **argv)
     pthread_cond_broadcast(&w.work);
     pthread_mutex_unlock(&w.lock);
     for (int i = 0; i < w.capacity; i++) pthread_join(threads[i], NULL);
-    while (mg_msg_recv(&m, pull, ZMQ_DONTWAIT) == 0) mg_msg_clear(&m);
+    while (mg_msg_recv(&m, pull, ZMQ_DONTWAIT) == 0) {
+        if (mg_msg_is(&m, 1, "RESULT")) {
+            mg_upload_t *up = s_outcome_upload(&m);
+            mg_upload_destroy(&up);
+        }
+        mg_msg_clear(&m);
+    }
     zmq_close(pull);
-    for (int i = 0; i < S_MAX_SLOTS; i++) mg_msg_clear(&w.slots[i].outbox);
+    for (int i = 0; i < S_MAX_SLOTS; i++) {
+        mg_msg_clear(&w.slots[i].outbox);
+        mg_upload_destroy(&w.slots[i].upload);
+    }
     zmq_ctx_term(w.ctx);
     mg_renderer_wavernn_destroy(&neural);
     mg_backend_cuda_close(&cuda);

@@ -7,6 +7,12 @@
  *   MG_TEST_FAIL_CUE=name             that cue fails with MG_RENDER_ERR_RETRYABLE
  *   MG_TEST_FAIL_PERMANENT_CUE=name   that cue fails with MG_RENDER_ERR_PERMANENT
  *   MG_TEST_CRASH_CUE=name            that cue calls abort(): a worker crash mid-render
+ *   MG_TEST_RESULT_BYTES=N            the first delivered file (the mix in its first format) is
+ *                                     replaced, after the pipeline, by N pseudo-random bytes: a
+ *                                     big incompressible result for the transfer tests that
+ *                                     costs no encoding (mg_render_test_result; the stream is
+ *                                     xorshift64* seeded with seed ^ S_RESULT_SALT, 8 bytes per
+ *                                     step, little-endian, so a test can rebuild it)
  * The wait comes first, then the failure, so a failing render also holds its lease.
  */
 #ifdef MG_TEST_RENDERER
@@ -22,6 +28,7 @@
 #include <time.h>
 
 #include "../common/util.h"
+#include "upload.h"
 
 #define S_RATE 8000
 
@@ -103,6 +110,38 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         return MG_RENDER_ERR_CANCELLED;
     }
     return MG_RENDER_OK;
+}
+
+#define S_RESULT_SALT 0x9e3779b97f4a7c15ull
+
+void mg_render_test_result(const mg_render_spec_t *spec, mg_pipeline_result_t *res)
+{
+    const char *v = getenv("MG_TEST_RESULT_BYTES");
+    if (!v || !*v || res->n_files == 0) return;
+    size_t n = (size_t)strtoull(v, NULL, 10);
+    unsigned char *data = malloc(n ? n : 1);
+    if (!data) {
+        fprintf(stderr, "test renderer: cannot allocate MG_TEST_RESULT_BYTES=%zu\n", n);
+        return;
+    }
+    uint64_t x = spec->seed ^ S_RESULT_SALT;
+    if (x == 0) x = S_RESULT_SALT;
+    for (size_t i = 0; i < n; i += 8) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        uint64_t w = x * 2685821657736338717ull;
+        if (n - i >= 8 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
+            memcpy(data + i, &w, 8);
+            continue;
+        }
+        for (size_t k = 0; k < 8 && i + k < n; k++) data[i + k] = (unsigned char)(w >> (8 * k));
+    }
+    mg_encoded_t *f = &res->files[0];
+    free(f->data);
+    f->data = data;
+    f->len = n;
+    mg_sha256_hex(data, n, f->sha256);
 }
 
 static mg_renderer_t s_test = {
