@@ -40,7 +40,7 @@
 
 #include "kv.h"
 
-#define MG_PROTO_WORKER "MGW01"
+#define MG_PROTO_WORKER "MGW02" /* 02: results in CHUNKs, RESULT carries metadata only */
 #define MG_PROTO_CLIENT "MGC01"
 
 #define MG_DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"      /* coordinator bind / peers connect */
