@@ -54,6 +54,13 @@ typedef struct {
 /* Frees everything the audio owns and zeroes it. NULL-safe. */
 void mg_audio_free(mg_audio_t *audio);
 
+/* Folds a loop rendered past its end: x holds len >= period samples, one period and then what
+ * rang on after it; every sample from period on is added onto x[i % period] (a tail longer
+ * than the period wraps more than once) and zeroed. Afterwards x[0 .. period) is one period of
+ * the steady state of the loop played over and over, for any renderer that is linear in its
+ * notes. Renderers that fold set mg_audio_t.loop_frames (render_synth.c defines this). */
+void mg_audio_fold_loop(float *x, size_t period, size_t len);
+
 /* Called now and then with done in [0,1]; returns non-zero to ask for cancellation. */
 typedef int (*mg_progress_fn)(void *ctx, double done);
 
