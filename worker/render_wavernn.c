@@ -544,8 +544,8 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
             mg_wavernn_note_t *base = notes[k] + (size_t)st->n_notes * reps;
             memcpy(base, notes[k], (size_t)st->n_notes * sizeof *base);
             n_notes = s_loop_notes(base, (size_t)st->n_notes, (int64_t)frames, (int64_t)pre, notes[k]);
-            last_off = (int64_t)cap; /* the whole loop: its start holds the end's releases */
         }
+        /* a loop is rendered to its end: its start already holds the end's releases */
         size_t len = score->loop ? cap : (size_t)last_off + tail;
         wst[k] = (mg_wavernn_stem_t){
             .notes = notes[k],
