@@ -26,10 +26,12 @@
  * the default model plays its first hit much louder than the same hit later (the drums of the
  * demo loop: 18 dB over the other downbeats), so the loop would thump once per round.
  * The seam itself is a crossfade, and the only one: the loop's last S_LOOP_XFADE_S are blended
- * (raised cosine, equal gain) from the main run's rendering of them into the pre-roll's
- * rendering of the same notes, which the model continued into the first sample; both are the
- * same notes, so nothing is faded in or out, but for those 50 ms two draws of the model are
- * mixed. No cue fades. Cost: S_LOOP_PREROLL_S more samples per stem.
+ * (s_loop_seam) from the main run's rendering of them into the pre-roll's rendering of the same
+ * notes, which the model continued into the first sample; both are the same notes, so nothing
+ * is faded in or out, but for those 50 ms two draws of the model are mixed. No cue fades.
+ * Cost: S_LOOP_PREROLL_S more samples per stem. (Moving the seam to another bar line of the
+ * demo loop, by rotating its notes, leaves every bar line's spectral flux where it was: the
+ * seam adds nothing measurable; its first bar is the strongest downbeat wherever it lands.)
  *
  * Progress and cancellation: the kernel has no progress callback and cannot be stopped
  * mid-batch. So the batch runs on a helper thread while the calling (render) thread reports an
@@ -443,14 +445,27 @@ static size_t s_loop_notes(const mg_wavernn_note_t *base, size_t n, int64_t peri
 /* The seam of a loop rendered with its pre-roll: y[0 .. pre + period) is the model's output.
  * The loop's last fade samples go over from the main take (y[pre + period - fade ..]) to the
  * pre-roll's take of the same notes (y[pre - fade ..]), which runs on into y[pre]; then the loop
- * moves to y[0 .. period). pre >= fade. */
+ * moves to y[0 .. period). The crossfade is a raised cosine whose two gains are scaled so that
+ * the level holds for the takes' correlation r over the fade: equal gain when they are alike
+ * (r = 1: pitched stems, 0.9 to 1 in the demo loop), equal power when they are unrelated (r = 0:
+ * the drums' noise, which an equal-gain fade would dip by 3 dB just before the downbeat).
+ * pre >= fade. */
 static void s_loop_seam(float *y, size_t period, size_t pre, size_t fade)
 {
     float *end = y + pre + period - fade;
     const float *alt = y + pre - fade;
+    double ee = 0.0, aa = 0.0, ea = 0.0;
     for (size_t j = 0; j < fade; j++) {
-        float w = (float)(0.5 - 0.5 * cos(M_PI * ((double)j + 0.5) / (double)fade));
-        end[j] = (1.0f - w) * end[j] + w * alt[j];
+        ee += (double)end[j] * end[j];
+        aa += (double)alt[j] * alt[j];
+        ea += (double)end[j] * alt[j];
+    }
+    double r = ee > 0.0 && aa > 0.0 ? ea / sqrt(ee * aa) : 1.0;
+    if (r < 0.0) r = 0.0;
+    for (size_t j = 0; j < fade; j++) {
+        double w = 0.5 - 0.5 * cos(M_PI * ((double)j + 0.5) / (double)fade);
+        double k = 1.0 / sqrt((1.0 - w) * (1.0 - w) + w * w + 2.0 * r * w * (1.0 - w));
+        end[j] = (float)(k * ((1.0 - w) * end[j] + w * alt[j]));
     }
     memmove(y, y + pre, period * sizeof *y);
     memset(y + period, 0, pre * sizeof *y);
