@@ -41,8 +41,10 @@ typedef struct {
     int n_stems;
     char *decision_json;   /* owned, may be NULL: the composer's decision record */
     size_t loop_frames;    /* 0, or a seamless loop: frames == loop_frames, and the renderer
-                            * has already folded every tail that rang past the loop's end back
-                            * into its start, so sample frames-1 runs on into sample 0 */
+                            * has already put every tail that rang past the loop's end into its
+                            * start (folded it in: render_synth.c; rendered the start after a
+                            * pre-roll of the end: render_wavernn.c), with no fade at either
+                            * end, so sample frames-1 runs on into sample 0 */
     unsigned char *midi;   /* owned, may be NULL: the score as a Standard MIDI File */
     size_t midi_len;
     const char *backend;   /* borrowed from the renderer, may be NULL: where this render really
