@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ebur128.h>
 #include <sndfile.h>
 
 #include "common/jobspec.h"
@@ -436,6 +437,17 @@ static void test_mix_seam(void **state)
     assert_true(fabs(m.end_db - m.file_db) <= 10.0);
     assert_true(s_seamless(&m));
     assert_true(m.file_db > -30.0); /* music, not silence */
+    /* on the loudness target, measured on the period delivered (not on its wrap-around) */
+    ebur128_state *st = ebur128_init((unsigned)ch, 48000, EBUR128_MODE_I);
+    assert_non_null(st);
+    double lufs;
+    ebur128_add_frames_float(st, x, n);
+    assert_int_equal(ebur128_loudness_global(st, &lufs), EBUR128_SUCCESS);
+    ebur128_destroy(&st);
+    printf("mix loudness %.2f LUFS (pipeline: %.2f), target %.1f\n", lufs, f->res.integrated_lufs,
+           f->spec.output.loudness_lufs);
+    assert_true(fabs(lufs - f->spec.output.loudness_lufs) < 0.25);
+    assert_true(fabs(lufs - f->res.integrated_lufs) < 0.05);
 
     float *y = malloc(n * ch * sizeof *y);
     assert_non_null(y);

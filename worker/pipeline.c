@@ -558,14 +558,16 @@ int mg_limit_true_peak(float *pcm, size_t frames, int channels, int rate, double
  * signal) while the limiter's gain reduction leaves the result short of the target, since
  * heavy limiting lowers loudness. src is the mix before gain; dst receives the result;
  * *tp its true peak (linear). The envelope of src is measured once: the gain is linear,
- * so dst's is the same times the gain. m is sized for frames. */
-static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t frames, int ch,
-                       int rate, const mg_output_spec_t *o, double ceiling_db, double *lufs,
-                       float *tp, float *gain, char *err, size_t errlen)
+ * so dst's is the same times the gain. m is sized for frames. Loudness is measured on frames
+ * [off, off + meas) only: a loop's delivered period, not its wrap-around (which would count a
+ * second of its end and of its start twice). */
+static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t frames, size_t off,
+                       size_t meas, int ch, int rate, const mg_output_spec_t *o, double ceiling_db,
+                       double *lufs, float *tp, float *gain, char *err, size_t errlen)
 {
     size_t ns = frames * (size_t)ch;
     double l0;
-    if (s_loudness(src, frames, ch, rate, &l0, err, errlen) != 0) return -1;
+    if (s_loudness(src + off * (size_t)ch, meas, ch, rate, &l0, err, errlen) != 0) return -1;
     float *src_env = malloc(frames * sizeof *src_env);
     if (!src_env) {
         snprintf(err, errlen, "pipeline: out of memory in the limiter");
@@ -588,7 +590,7 @@ static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t fra
             snprintf(err, errlen, "pipeline: out of memory in the limiter");
             goto done;
         }
-        if (s_loudness(dst, frames, ch, rate, lufs, err, errlen) != 0) goto done;
+        if (s_loudness(dst + off * (size_t)ch, meas, ch, rate, lufs, err, errlen) != 0) goto done;
         if (!normalise) break;
         double miss = o->loudness_lufs - *lufs;
         if (fabs(miss) < S_LU_TOLERANCE) break;
@@ -978,15 +980,14 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
         goto done;
     }
     float tp, gain = 1.0f;
-    if (s_normalise(&meter, src, pcm, xframes, ch, rate, o, S_CEILING_DB, &out->integrated_lufs,
-                    &tp, &gain, err, errlen) != 0)
+    if (s_normalise(&meter, src, pcm, xframes, wrap_out, frames, ch, rate, o, S_CEILING_DB,
+                    &out->integrated_lufs, &tp, &gain, err, errlen) != 0)
         goto done;
     s_tp_free(&meter);
     free(src);
     src = NULL;
     const float *final = pcm + wrap_out * (size_t)ch;
-    if (loop) { /* measured on what is delivered, not on the wrap */
-        if (s_loudness(final, frames, ch, rate, &out->integrated_lufs, err, errlen) != 0) goto done;
+    if (loop) { /* the peak measured on what is delivered, not on the wrap */
         double t = mg_true_peak(final, frames, ch);
         tp = t > 0 ? (float)t : 0.0f;
     }
