@@ -31,6 +31,10 @@ static void s_summary(FILE *out, const mg_render_spec_t *spec, const mg_score_t 
         fprintf(out, "%s %s=%s (GM %d, %d notes)", i ? "," : "", sc->stems[i].name, sc->stems[i].instrument,
                 sc->stems[i].program, sc->stems[i].n_notes);
     fprintf(out, "\n");
+    if (sc->loop)
+        fprintf(out, "  loop      %.3f s asked -> %d bars of %d/4 at %.2f BPM = %.6f s (%+.3f s), seamless\n",
+                sc->loop_requested_s, sc->loop_bars, sc->beats_per_bar, sc->tempo_bpm, sc->duration_s,
+                sc->duration_s - sc->loop_requested_s);
     if (midi) fprintf(out, "  midi      %s\n", midi);
 }
 

@@ -155,6 +155,12 @@ mg_score_t *mg_compose(const mg_render_spec_t *spec, char *err, size_t errlen)
     if (mg_decide(c, sc, spec) != 0) goto oom;
     sc->total_ticks = (int64_t)c->n_beats * MG_SCORE_PPQ;
     sc->duration_us = c->beat_us[c->n_beats];
+    if (c->loop) {
+        sc->loop = 1;
+        sc->loop_requested_s = spec->duration_s;
+        sc->loop_bars = c->loop_bars;
+        sc->duration_s = (double)sc->duration_us / 1e6;
+    }
     /* tempo map: one event per change */
     sc->tempo = calloc((size_t)c->n_beats, sizeof *sc->tempo);
     sc->timesig = calloc(2, sizeof *sc->timesig);

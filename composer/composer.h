@@ -9,7 +9,8 @@
  *
  * Time: ticks at MG_SCORE_PPQ per quarter note; one "beat" is a quarter note in every time
  * signature the composer writes (4/4 and 3/4). The tempo map is per beat, so seconds come
- * from integer microseconds: total duration is spec->duration_s to the microsecond.
+ * from integer microseconds: total duration is spec->duration_s to the microsecond, except for
+ * a loop (spec->loop), whose length is rounded to whole bars at one tempo.
  */
 #ifndef MG_COMPOSER_H
 #define MG_COMPOSER_H
@@ -91,7 +92,7 @@ typedef struct {
     char composer_version[16];
     uint64_t seed;
     int ppq;                       /* MG_SCORE_PPQ */
-    double duration_s;             /* == spec->duration_s */
+    double duration_s;             /* == spec->duration_s (a loop: its whole bars, see loop) */
     int64_t duration_us;           /* llround(duration_s * 1e6) == time at total_ticks */
     int64_t total_ticks;           /* n_beats * ppq */
     int n_beats, n_bars;
@@ -111,6 +112,11 @@ typedef struct {
     int n_sections;
     mg_score_stem_t *stems;        /* n_stems >= 1 */
     int n_stems;
+    /* A seamless loop (spec->loop == 1): the length asked for is rounded to loop_bars whole
+     * bars at one tempo (tempo_bpm), and duration_s / duration_us are that rounded length. */
+    int loop;
+    double loop_requested_s;       /* spec->duration_s */
+    int loop_bars;                 /* == n_bars */
     mg_comp_t *priv;
 } mg_score_t;
 

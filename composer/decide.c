@@ -622,7 +622,27 @@ static int s_time(mg_comp_t *c, const mg_render_spec_t *spec)
     int64_t base = 0, rem = 0;
     int tiny = 0;
     char why[400];
-    if (c->tempo_override) {
+    if (c->loop) {
+        /* A seamless loop: whole bars at one tempo, so it repeats in time with itself and a
+         * DAW's grid. Without a job tempo the target is rounded to a whole BPM (loop libraries
+         * and DAWs name loops by integer BPM); the length follows the bars, not the reverse. */
+        if (!c->tempo_override) T = (T + 500) / 1000 * 1000;
+        if (T < 20000) T = 20000;
+        int64_t uspq0 = (60000000000LL + T / 2) / T, bar_us = uspq0 * bpb;
+        int64_t bars = (dur_us + bar_us / 2) / bar_us;
+        if (bars < 1) bars = 1;
+        while (bars > 1 && bars * bar_us > (int64_t)(MG_MAX_DURATION_S * 1e6)) bars--;
+        n = (int)bars * bpb;
+        base = uspq0;
+        c->loop_req_us = dur_us;
+        c->loop_bars = (int)bars;
+        snprintf(why, sizeof why,
+                 "a loop (loop: true): %lld us asked for, rounded to the nearest whole number of bars, %lld "
+                 "bars of %d beats at %s BPM%s (%lld us per quarter) = %lld us; every beat the same, so the "
+                 "loop keeps one tempo", (long long)dur_us, (long long)bars, bpb,
+                 mg_milli_str(T, (char[24]){0}, 24), c->tempo_override ? " (the job's tempo)" : " (the target, to a whole BPM)",
+                 (long long)uspq0, (long long)((int64_t)n * uspq0));
+    } else if (c->tempo_override) {
         int64_t uspq0 = (60000000000LL + T / 2) / T;
         n = (int)(dur_us / uspq0);
         rem = dur_us - (int64_t)n * uspq0;
@@ -662,7 +682,9 @@ static int s_time(mg_comp_t *c, const mg_render_spec_t *spec)
     /* ritardando weights (permille slower) on the last beats */
     int m = n < 4 ? n : 4;
     int64_t rit[4] = {0, 0, 0, 0};
-    if (c->tempo_override) {
+    if (c->loop) {
+        for (int i = 0; i < n; i++) c->beat_uspq[i] = (int32_t)base;
+    } else if (c->tempo_override) {
         for (int i = 0; i < n; i++) c->beat_uspq[i] = (int32_t)base;
         if (tiny) {
             c->beat_uspq[n - 1] += (int32_t)rem;
@@ -1084,7 +1106,13 @@ int mg_decide(mg_comp_t *c, mg_score_t *sc, const mg_render_spec_t *spec)
     c->tempo_pct = 100;
     c->style = -1;
     s_prompt(c, spec->prompt);
-    if (spec->loop) c->flags |= MG_F_LOOP; /* loop: true in the job file: the loopable form */
+    if (spec->loop) { /* loop: true in the job file: the loopable form, in whole bars (s_time) */
+        c->loop = 1;
+        c->flags |= MG_F_LOOP;
+        mg_reason(c, "form_loop", "true", "loop: true in the job file: the loopable form (no intro or outro; the "
+                  "last bar leads back into the first), whole bars at one tempo, and a renderer that folds the "
+                  "tails ringing past the end into the start, with no fade at either end");
+    }
     s_emotion(c, spec);
     s_style(c, spec);
     s_cues(c);

@@ -198,6 +198,10 @@ struct mg_comp {
     int32_t *beat_uspq;     /* n_beats */
     int64_t *beat_us;       /* n_beats + 1 */
     int ending, arrival_beat;
+    /* a seamless loop (spec->loop): the length asked for and the whole bars it became */
+    int loop;
+    int64_t loop_req_us;
+    int loop_bars;
 
     /* form and harmony */
     mg_sec_plan_t secs[MG_MAX_SECTIONS]; int n_secs;

@@ -3,6 +3,10 @@
  * signatures, the composer's text stamp and a marker per section; then one track per stem
  * (name, bank/program, volume, pan, notes). Drums are on channel 10; their program picks
  * the kit on GS/GM2 players (GM1 players ignore it and play the standard kit).
+ * A loop (score->loop) also has markers "loopStart" at tick 0 and "loopEnd" at its last tick,
+ * where every track ends: the score holds no note past the end (mg_stem_add cuts a note that
+ * would sound across it, so its note-off is at the loop end; its release is the renderer's
+ * and rings on into the start of the audio), so the file repeats with nothing left hanging.
  */
 #include "internal.h"
 
@@ -174,6 +178,10 @@ int mg_score_write_midi(const mg_score_t *sc, unsigned char **buf, size_t *len)
     }
     for (int i = 0; i < sc->n_sections; i++)
         s_meta(&e, sc->sections[i].start_tick, 0x06, sc->sections[i].name, (int)strlen(sc->sections[i].name), 1);
+    if (sc->loop) { /* the marker names game engines and trackers look for; the length is whole bars */
+        s_meta(&e, 0, 0x06, "loopStart", 9, 2);
+        s_meta(&e, end, 0x06, "loopEnd", 7, 2);
+    }
     s_track(&b, &e, end);
     e.n = 0;
 

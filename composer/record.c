@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/json.h"
@@ -62,6 +63,20 @@ char *mg_score_decision_json(const mg_score_t *sc)
     mg_json_key(&sb, "seed"); mg_json_str(&sb, b);
     mg_json_key(&sb, "prompt_sha256"); mg_json_str(&sb, c->prompt_sha256);
     mg_json_key(&sb, "duration_s"); s_seconds(&sb, sc->duration_us);
+    if (sc->loop) { /* only on loops, so a record without one reads as before */
+        int64_t d = sc->duration_us - c->loop_req_us;
+        mg_json_key(&sb, "loop");
+        mg_json_obj_open(&sb);
+        mg_json_key(&sb, "requested_s"); s_seconds(&sb, c->loop_req_us);
+        mg_json_key(&sb, "bars"); mg_json_int(&sb, sc->loop_bars);
+        mg_json_key(&sb, "beats_per_bar"); mg_json_int(&sb, sc->beats_per_bar);
+        mg_json_key(&sb, "bpm"); s_bpm(&sb, sc->tempo[0].us_per_quarter);
+        mg_json_key(&sb, "duration_s"); s_seconds(&sb, sc->duration_us);
+        snprintf(b, sizeof b, "%s%lld.%06lld", d < 0 ? "-" : "", (long long)(llabs(d) / 1000000),
+                 (long long)(llabs(d) % 1000000));
+        mg_json_key(&sb, "change_s"); mg_json_raw(&sb, b);
+        mg_json_obj_close(&sb);
+    }
     mg_json_key(&sb, "tempo_bpm"); s_bpm(&sb, sc->tempo[0].us_per_quarter);
     mg_json_key(&sb, "tempo_map");
     mg_json_arr_open(&sb);

@@ -41,8 +41,10 @@ typedef struct {
     int n_stems;
     char *decision_json;   /* owned, may be NULL: the composer's decision record */
     size_t loop_frames;    /* 0, or a seamless loop: frames == loop_frames, and the renderer
-                            * has already folded every tail that rang past the loop's end back
-                            * into its start, so sample frames-1 runs on into sample 0 */
+                            * has already put every tail that rang past the loop's end into its
+                            * start (folded it in: render_synth.c; rendered the start after a
+                            * pre-roll of the end: render_wavernn.c), with no fade at either
+                            * end, so sample frames-1 runs on into sample 0 */
     unsigned char *midi;   /* owned, may be NULL: the score as a Standard MIDI File */
     size_t midi_len;
     const char *backend;   /* borrowed from the renderer, may be NULL: where this render really
@@ -53,6 +55,13 @@ typedef struct {
 
 /* Frees everything the audio owns and zeroes it. NULL-safe. */
 void mg_audio_free(mg_audio_t *audio);
+
+/* Folds a loop rendered past its end: x holds len >= period samples, one period and then what
+ * rang on after it; every sample from period on is added onto x[i % period] (a tail longer
+ * than the period wraps more than once) and zeroed. Afterwards x[0 .. period) is one period of
+ * the steady state of the loop played over and over, for any renderer that is linear in its
+ * notes. Renderers that fold set mg_audio_t.loop_frames (render_synth.c defines this). */
+void mg_audio_fold_loop(float *x, size_t period, size_t len);
 
 /* Called now and then with done in [0,1]; returns non-zero to ask for cancellation. */
 typedef int (*mg_progress_fn)(void *ctx, double done);

@@ -10,6 +10,9 @@
  * detuned pair; bass: FM; drums: GM percussion keys onto synthesised kit pieces) -> room
  * reverb (amount by family) -> fade in 5 ms, fade out after the last onset -> stem level
  * -> mix peak guard (the last three in stems.c, shared with render_wavernn.c).
+ * A loop (score->loop) is played into its period plus S_LOOP_TAIL_S, so that releases and the
+ * room ring on past the end as they would on a repeat; that tail is then added onto the start
+ * (mg_audio_fold_loop), there are no fades, and the audio is marked as one period of a loop.
  * Deterministic in the spec: noise comes from a generator seeded by spec->seed per stem.
  */
 #include "render.h"
@@ -32,6 +35,12 @@
 #define S_KS_MAX 4096           /* longest Karplus-Strong loop: 24000 / 4096 = 5.9 Hz */
 
 #define S_ID "mg-sketch-synth 0.2 composer " MG_COMPOSER_VERSION
+
+/* What a loop renders past its end before folding it into the start. The longest sound after
+ * a note-off is a crash cymbal (2.2 s) or a harp's release (5 x 0.35 s); the room's combs
+ * (feedback 0.8 every 25-31 ms) fall 60 dB in about 0.9 s. 4 s leaves them more than 60 dB
+ * down, and the kit and the voices stop their own sounds well before. */
+#define S_LOOP_TAIL_S 4.0
 
 /* ---- voices ------------------------------------------------------------------------- */
 
@@ -698,11 +707,19 @@ static void s_wavetables(s_synth_t *s)
 
 /* ---- the render ------------------------------------------------------------------------ */
 
+void mg_audio_fold_loop(float *x, size_t period, size_t len)
+{
+    if (period == 0) return;
+    for (size_t i = period; i < len; i++) x[i % period] += x[i];
+    for (size_t i = period; i < len; i++) x[i] = 0.0f;
+}
+
 /* Plays every note of a score stem into out (s->frames samples, zeroed) with the stem's
- * voice. Counts notes in *done and calls progress every step notes of total; returns 0,
- * or -1 when progress asked for cancellation. */
-static int s_play_stem(s_synth_t *s, const mg_score_stem_t *st, float *out, int *done, int total,
-                       int step, mg_progress_fn progress, void *progress_ctx)
+ * voice. loop_s > 0: the stem repeats after loop_s seconds (an open hat can be choked by a
+ * closed one of the next round). Counts notes in *done and calls progress every step notes of
+ * total; returns 0, or -1 when progress asked for cancellation. */
+static int s_play_stem(s_synth_t *s, const mg_score_stem_t *st, double loop_s, float *out, int *done,
+                       int total, int step, mg_progress_fn progress, void *progress_ctx)
 {
     s_voice_t voice = s_voice_for(st);
     for (int j = 0; j < st->n_notes; j++) {
@@ -717,12 +734,20 @@ static int s_play_stem(s_synth_t *s, const mg_score_stem_t *st, float *out, int 
         case S_V_BASS: s_bass(s, out, n->start_s, n->duration_s, n->pitch, n->velocity, st->program); break;
         case S_V_DRUMS: {
             double max_s = 1e9;
-            if (n->pitch == 46) /* the next closed or pedal hat chokes an open one */
-                for (int q = j + 1; q < st->n_notes; q++)
+            if (n->pitch == 46) { /* the next closed or pedal hat chokes an open one */
+                int q = j + 1;
+                for (; q < st->n_notes; q++)
                     if (st->notes[q].pitch == 42 || st->notes[q].pitch == 44) {
                         max_s = st->notes[q].start_s - n->start_s;
                         break;
                     }
+                /* a loop: the next one may be in the next round, from the start again */
+                for (int r = 0; q == st->n_notes && loop_s > 0.0 && r < j; r++)
+                    if (st->notes[r].pitch == 42 || st->notes[r].pitch == 44) {
+                        max_s = st->notes[r].start_s + loop_s - n->start_s;
+                        break;
+                    }
+            }
             s_drum(s, out, n->start_s, n->pitch, n->velocity, st->program, max_s);
             break;
         }
@@ -743,15 +768,20 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         return MG_RENDER_ERR_PERMANENT;
     }
     int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems;
-    size_t frames = (size_t)llround(spec->duration_s * S_RATE);
+    /* frames: what is delivered. A loop's is its whole bars, from the score's integer
+     * microseconds to the nearest sample; it is rendered with a tail of len - frames. */
+    size_t frames = score->loop ? (size_t)((score->duration_us * S_RATE + 500000) / 1000000)
+                                : (size_t)llround(spec->duration_s * S_RATE);
     if (frames == 0) frames = 1;
+    size_t len = frames + (score->loop ? (size_t)(S_LOOP_TAIL_S * S_RATE) : 0);
+    double loop_s = score->loop ? (double)frames / S_RATE : 0.0;
     s_synth_t *s = calloc(1, sizeof *s);
     mg_stem_t *stems = calloc((size_t)ns, sizeof *stems);
     if (!s || !stems) {
         snprintf(err, errlen, "synth: out of memory");
         goto done;
     }
-    s->frames = frames;
+    s->frames = len;
     s_wavetables(s);
     int total = 0, done_notes = 0;
     double last_onset = 0.0;
@@ -760,9 +790,9 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         total += st->n_notes;
         for (int j = 0; j < st->n_notes; j++)
             if (st->notes[j].start_s > last_onset) last_onset = st->notes[j].start_s;
-        stems[k].samples = calloc(frames, sizeof(float));
+        stems[k].samples = calloc(len, sizeof(float));
         if (!stems[k].samples) {
-            snprintf(err, errlen, "synth: out of memory for %d stems of %zu samples", ns, frames);
+            snprintf(err, errlen, "synth: out of memory for %d stems of %zu samples", ns, len);
             goto done;
         }
         mg_strlcpy(stems[k].name, st->name, sizeof stems[k].name);
@@ -777,17 +807,20 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         uint64_t z = spec->seed ^ (0x6D672D6E6F697365ull + 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1));
         z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull;
         s->noise = (uint32_t)(z ^ (z >> 32)) | 1u;
-        if (s_play_stem(s, st, stems[k].samples, &done_notes, total, step, progress, progress_ctx) != 0) {
+        if (s_play_stem(s, st, loop_s, stems[k].samples, &done_notes, total, step, progress, progress_ctx) != 0) {
             snprintf(err, errlen, "synth: cancelled at note %d of %d", done_notes, total);
             rc = MG_RENDER_ERR_CANCELLED;
             goto done;
         }
         float wet = s_voice_wet[s_voice_for(st)];
-        if (wet > 0.0f && s_reverb(stems[k].samples, frames, wet) != 0) {
+        if (wet > 0.0f && s_reverb(stems[k].samples, len, wet) != 0) {
             snprintf(err, errlen, "synth: out of memory in the reverb");
             goto done;
         }
-        mg_stem_fades(stems[k].samples, frames, S_RATE, fade);
+        /* A loop: every voice and the room are linear in the notes, so the tail added onto the
+         * start is exactly what the end leaves ringing on a repeat; no fades. */
+        if (score->loop) mg_audio_fold_loop(stems[k].samples, frames, len);
+        else mg_stem_fades(stems[k].samples, frames, S_RATE, fade);
         double vsum = 0.0;
         for (int j = 0; j < st->n_notes; j++) vsum += st->notes[j].velocity;
         mg_stem_level(stems[k].samples, frames, S_RATE, st->n_notes ? vsum / st->n_notes : 100.0, HUGE_VAL);
@@ -814,6 +847,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     }
     out->sample_rate = S_RATE;
     out->frames = frames;
+    out->loop_frames = score->loop ? frames : 0;
     out->stems = stems;
     out->n_stems = ns;
     stems = NULL;

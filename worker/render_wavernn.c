@@ -17,6 +17,22 @@
  *   -> the synth's cue fades, stem level (at most +40 dB) and mix peak guard (stems.h)
  *   -> 24 kHz mono stems, the score's names, gains and pans, to the pipeline.
  *
+ * A loop (score->loop) is rendered with a pre-roll: each stem's notes from S_LOOP_PREROLL_S
+ * before the loop's end, then the whole loop, in one run of the model; the pre-roll is cut off.
+ * So the loop's first bar is played by a model that has just played its last bar, and the last
+ * bar's releases ring on into the first bar as the model renders them. Folding a tail rendered
+ * past the end onto a start rendered from silence (what render_synth.c does, exact for a
+ * renderer linear in its notes) is not enough for an autoregressive model: begun from silence,
+ * the default model plays its first hit much louder than the same hit later (the drums of the
+ * demo loop: 18 dB over the other downbeats), so the loop would thump once per round.
+ * The seam itself is a crossfade, and the only one: the loop's last S_LOOP_XFADE_S are blended
+ * (s_loop_seam) from the main run's rendering of them into the pre-roll's rendering of the same
+ * notes, which the model continued into the first sample; both are the same notes, so nothing
+ * is faded in or out, but for those 50 ms two draws of the model are mixed. No cue fades.
+ * Cost: S_LOOP_PREROLL_S more samples per stem. (Moving the seam to another bar line of the
+ * demo loop, by rotating its notes, leaves every bar line's spectral flux where it was: the
+ * seam adds nothing measurable; its first bar is the strongest downbeat wherever it lands.)
+ *
  * Progress and cancellation: the kernel has no progress callback and cannot be stopped
  * mid-batch. So the batch runs on a helper thread while the calling (render) thread reports an
  * estimate of progress every S_POLL_MS (elapsed time against the expected speed), which keeps
@@ -43,6 +59,9 @@
 #include "stems.h"
 
 #define S_END_FADE_S 0.05      /* fade where a stem's rendering stops before the cue ends */
+#define S_LOOP_PREROLL_S 2.0   /* a loop is rendered from this long before its end (wrapping as
+                                * often as a short loop needs): the model's state at the start */
+#define S_LOOP_XFADE_S 0.05    /* a loop's seam: the last 50 ms blend into the pre-roll's take */
 #define S_MAX_GAIN 100.0       /* stem level: at most +40 dB, so model noise is not blown up */
 #define S_SILENT_RMS 1e-3      /* -60 dBFS: a stem with notes whose loudest 100 ms stay under this
                                 * sounds of nothing */
@@ -398,6 +417,60 @@ static void s_remove_dc(float *x, size_t n)
     }
 }
 
+/* A loop's notes with its pre-roll (render_wavernn.c's opening comment): the notes of the loop
+ * (base[0..n), loop time 0..period) from pre samples before its end, wrapped as often as needed,
+ * then the loop itself, all moved on by pre; a note already sounding where the pre-roll starts
+ * begins there. out has room for n * (1 + ceil(pre / period)). Returns the count. */
+static size_t s_loop_notes(const mg_wavernn_note_t *base, size_t n, int64_t period, int64_t pre,
+                           mg_wavernn_note_t *out)
+{
+    size_t m = 0;
+    for (int64_t r = (pre + period - 1) / period; r >= 1; r--)
+        for (size_t j = 0; j < n; j++) {
+            mg_wavernn_note_t x = base[j];
+            x.on += pre - r * period;
+            x.off += pre - r * period;
+            if (x.off <= 0) continue;
+            if (x.on < 0) x.on = 0;
+            out[m++] = x;
+        }
+    for (size_t j = 0; j < n; j++) {
+        out[m] = base[j];
+        out[m].on += pre;
+        out[m++].off += pre;
+    }
+    return m;
+}
+
+/* The seam of a loop rendered with its pre-roll: y[0 .. pre + period) is the model's output.
+ * The loop's last fade samples go over from the main take (y[pre + period - fade ..]) to the
+ * pre-roll's take of the same notes (y[pre - fade ..]), which runs on into y[pre]; then the loop
+ * moves to y[0 .. period). The crossfade is a raised cosine whose two gains are scaled so that
+ * the level holds for the takes' correlation r over the fade: equal gain when they are alike
+ * (r = 1: pitched stems, 0.9 to 1 in the demo loop), equal power when they are unrelated (r = 0:
+ * the drums' noise, which an equal-gain fade would dip by 3 dB just before the downbeat).
+ * pre >= fade. */
+static void s_loop_seam(float *y, size_t period, size_t pre, size_t fade)
+{
+    float *end = y + pre + period - fade;
+    const float *alt = y + pre - fade;
+    double ee = 0.0, aa = 0.0, ea = 0.0;
+    for (size_t j = 0; j < fade; j++) {
+        ee += (double)end[j] * end[j];
+        aa += (double)alt[j] * alt[j];
+        ea += (double)end[j] * alt[j];
+    }
+    double r = ee > 0.0 && aa > 0.0 ? ea / sqrt(ee * aa) : 1.0;
+    if (r < 0.0) r = 0.0;
+    for (size_t j = 0; j < fade; j++) {
+        double w = 0.5 - 0.5 * cos(M_PI * ((double)j + 0.5) / (double)fade);
+        double k = 1.0 / sqrt((1.0 - w) * (1.0 - w) + w * w + 2.0 * r * w * (1.0 - w));
+        end[j] = (float)(k * ((1.0 - w) * end[j] + w * alt[j]));
+    }
+    memmove(y, y + pre, period * sizeof *y);
+    memset(y + period, 0, pre * sizeof *y);
+}
+
 /* The index of the first non-finite sample of x[0..n), or n. */
 static size_t s_first_nonfinite(const float *x, size_t n)
 {
@@ -434,8 +507,15 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         return MG_RENDER_ERR_PERMANENT;
     }
     int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems, cancelled = 0, fell_back = 0;
-    size_t frames = (size_t)llround(spec->duration_s * MG_WR_SR);
+    /* frames: what is delivered (a loop: its whole bars, to the nearest sample); a loop's stems
+     * are rendered into cap = pre + frames samples, its pre-roll first */
+    size_t frames = score->loop ? (size_t)s_us_to_sample(score->duration_us)
+                                : (size_t)llround(spec->duration_s * MG_WR_SR);
     if (frames == 0) frames = 1;
+    const size_t tail = (size_t)(MG_WAVERNN_TAIL_S * MG_WR_SR);
+    const size_t pre = score->loop ? (size_t)(S_LOOP_PREROLL_S * MG_WR_SR) : 0;
+    const size_t xfade = (size_t)(S_LOOP_XFADE_S * MG_WR_SR);
+    size_t cap = pre + frames, reps = score->loop ? 1 + (pre + frames - 1) / frames : 0;
     mg_stem_t *stems = calloc((size_t)ns, sizeof *stems);
     mg_wavernn_stem_t *wst = calloc((size_t)ns, sizeof *wst);
     mg_wavernn_note_t **notes = calloc((size_t)ns, sizeof *notes);
@@ -449,15 +529,14 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         rc = MG_RENDER_ERR_PERMANENT;
         goto done;
     }
-    const size_t tail = (size_t)(MG_WAVERNN_TAIL_S * MG_WR_SR);
     double last_onset = 0.0, total = 0.0;
     int nb = 0;
     for (int k = 0; k < ns; k++) {
         const mg_score_stem_t *st = &score->stems[k];
-        stems[k].samples = calloc(frames, sizeof(float));
-        notes[k] = malloc(((size_t)st->n_notes + 1) * sizeof *notes[k]);
+        stems[k].samples = calloc(cap, sizeof(float));
+        notes[k] = malloc(((size_t)st->n_notes * (1 + reps) + 1) * sizeof *notes[k]);
         if (!stems[k].samples || !notes[k]) {
-            snprintf(err, errlen, "wavernn: out of memory for %d stems of %zu samples", ns, frames);
+            snprintf(err, errlen, "wavernn: out of memory for %d stems of %zu samples", ns, cap);
             goto done;
         }
         mg_strlcpy(stems[k].name, st->name, sizeof stems[k].name);
@@ -475,14 +554,21 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
             goto done;
         }
         int64_t last_off = mg_renderer_wavernn_notes(score, st, notes[k]);
-        size_t len = (size_t)last_off + tail;
+        size_t n_notes = (size_t)st->n_notes;
+        if (score->loop) { /* the loop's notes after its pre-roll, in one array */
+            mg_wavernn_note_t *base = notes[k] + (size_t)st->n_notes * reps;
+            memcpy(base, notes[k], (size_t)st->n_notes * sizeof *base);
+            n_notes = s_loop_notes(base, (size_t)st->n_notes, (int64_t)frames, (int64_t)pre, notes[k]);
+        }
+        /* a loop is rendered to its end: its start already holds the end's releases */
+        size_t len = score->loop ? cap : (size_t)last_off + tail;
         wst[k] = (mg_wavernn_stem_t){
             .notes = notes[k],
-            .n_notes = (size_t)st->n_notes,
+            .n_notes = n_notes,
             .cls = cls,
             .seed = spec->seed,
             .stream = mg_renderer_wavernn_stream(spec, k),
-            .n_samples = len < frames ? len : frames,
+            .n_samples = len < cap ? len : cap,
             .out = stems[k].samples,
         };
         total += (double)wst[k].n_samples;
@@ -528,11 +614,19 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
             rc = MG_RENDER_ERR_PERMANENT;
             goto done;
         }
-        if (w->raw) continue;
+        if (w->raw) { /* as the model wrote it, less a loop's pre-roll */
+            if (score->loop) memmove(x, x + pre, frames * sizeof *x);
+            continue;
+        }
         s_remove_dc(x, len);
-        if (len < frames) /* the release tail ends before the cue: no step to the zeros */
-            mg_stem_fades(x, len, MG_WR_SR, S_END_FADE_S);
-        mg_stem_fades(x, frames, MG_WR_SR, mg_stem_fade_s(spec->duration_s, last_onset));
+        if (score->loop) {
+            s_loop_seam(x, frames, pre, xfade);
+            len = frames;
+        } else {
+            if (len < frames) /* the release tail ends before the cue: no step to the zeros */
+                mg_stem_fades(x, len, MG_WR_SR, S_END_FADE_S);
+            mg_stem_fades(x, frames, MG_WR_SR, mg_stem_fade_s(spec->duration_s, last_onset));
+        }
         double rms = s_loudest_rms(x, len);
         if (rms < S_SILENT_RMS) { /* suspicious, not fatal: the score may be very sparse */
             mg_warn("render %" PRId64 ": stem '%s' (%s, %d notes) came out near-silent from model %s "
@@ -570,6 +664,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     }
     out->sample_rate = MG_WR_SR;
     out->frames = frames;
+    out->loop_frames = score->loop ? frames : 0;
     out->stems = stems;
     out->n_stems = ns;
     stems = NULL;
