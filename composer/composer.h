@@ -21,7 +21,7 @@
 #include "../common/renderspec.h"
 
 /* Bump on any change that alters a score for an existing spec (provenance depends on it). */
-#define MG_COMPOSER_VERSION "1.0.0"
+#define MG_COMPOSER_VERSION "1.1.0" /* 1.1.0: loops are whole bars at one tempo */
 #define MG_SCORE_PPQ 480
 
 typedef enum { MG_MODE_MAJOR = 0, MG_MODE_MINOR = 1 } mg_mode_t;

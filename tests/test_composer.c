@@ -248,9 +248,9 @@ static void test_determinism(void **state)
 /* The bytes of a fixed spec. They change only with MG_COMPOSER_VERSION: when a change to
  * the composer moves this hash on purpose, bump the version and update both. A mismatch on
  * another machine means the composer is not portable (float order, locale, libc sort). */
-#define S_GOLDEN_VERSION "1.0.0"
-#define S_GOLDEN_MIDI "c716ad6fda94134b8bafbd5b4e55c1082740e5e62fca4d4eba946ff61a90cf33"
-#define S_GOLDEN_JSON "3413a8af1e90120d3aaf189fc08efb1f488a0f061fa5673abcbca395c6d04788"
+#define S_GOLDEN_VERSION "1.1.0"
+#define S_GOLDEN_MIDI "75dcd4ac32f0c01a3c8b4ddb2108ec385bee81b4845e3b3423d7267da1c277b5"
+#define S_GOLDEN_JSON "166e84fb0f45eb0d7a396ce882bafdc00ae17114f997431e4f080e8854c275a8"
 
 static void test_golden(void **state)
 {
