@@ -322,6 +322,51 @@ static void test_midi_onsets_match_audio(void **state)
     assert_true(checked >= 10); /* enough notes were actually compared */
 }
 
+/* The pipeline reports its progress after the loudness pass and after every encoded file
+ * (a worker renews its lease with it through a long encode), and a cancel stops it with
+ * nothing allocated. */
+typedef struct {
+    int calls, cancel_at;
+    double last;
+    int monotonic;
+} s_progress_log_t;
+
+static int s_log_progress(void *ctx, double done)
+{
+    s_progress_log_t *p = ctx;
+    p->calls++;
+    if (done < p->last || done > 1.0) p->monotonic = 0;
+    p->last = done;
+    return p->cancel_at > 0 && p->calls >= p->cancel_at;
+}
+
+static void test_pipeline_progress_and_cancel(void **state)
+{
+    (void)state;
+    mg_render_spec_t spec = s_spec(MG_FORMAT_FLAC | MG_FORMAT_MP3, MG_DELIVER_MIX | MG_DELIVER_STEMS | MG_DELIVER_MIDI,
+                                   -14.0, 9, 4.0, "upbeat pop jingle with drums", "happy");
+    char err[256] = "";
+    const mg_renderer_t *r = mg_renderer_synth();
+    mg_audio_t a;
+    memset(&a, 0, sizeof a);
+    assert_int_equal(r->render(r, &spec, NULL, NULL, &a, err, sizeof err), MG_RENDER_OK);
+    mg_pipeline_result_t res;
+    s_progress_log_t log = {0, 0, 0.0, 1};
+    assert_int_equal(mg_pipeline_run_progress(&spec, &a, NULL, s_log_progress, &log, &res, err, sizeof err), 0);
+    assert_int_equal(log.calls, 1 + 2 * (1 + a.n_stems)); /* loudness pass + every audio file */
+    assert_true(log.monotonic);
+    assert_true(fabs(log.last - 1.0) < 1e-12);
+    assert_int_equal(res.n_files, 2 * (1 + a.n_stems) + 1);
+    mg_pipeline_result_free(&res);
+
+    s_progress_log_t stop = {0, 3, 0.0, 1};
+    assert_int_equal(mg_pipeline_run_progress(&spec, &a, NULL, s_log_progress, &stop, &res, err, sizeof err), -1);
+    assert_string_equal(err, "cancelled");
+    assert_int_equal(stop.calls, 3);
+    assert_int_equal(res.n_files, 0);
+    mg_audio_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_stems_sum_after_limiter),
         cmocka_unit_test(test_stems_ceiling_when_loud),
         cmocka_unit_test(test_midi_onsets_match_audio),
+        cmocka_unit_test(test_pipeline_progress_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -755,9 +755,28 @@ static int s_file_tags(const mg_kv_t *tags, const char *kind, const char *part, 
 /* Encodes pcm (the final signal, frames at rate) in every format the spec asks for, appending
  * one file each to out. normalise: the MP3 copy is brought back to the loudness target after
  * coding (the mix); stems keep the mix's gain instead. 0, or -1 with err set. */
+/* Progress through the pipeline: steps done of steps in all (the loudness pass counts one,
+ * each encoded audio file one). Returns non-zero when the caller asks to cancel. */
+typedef struct {
+    mg_progress_fn fn;
+    void *ctx;
+    int done, total;
+} s_steps_t;
+
+static int s_step(s_steps_t *st, char *err, size_t errlen)
+{
+    st->done++;
+    if (!st->fn) return 0;
+    if (st->fn(st->ctx, st->total > 0 ? (double)st->done / st->total : 1.0)) {
+        snprintf(err, errlen, "cancelled");
+        return -1;
+    }
+    return 0;
+}
+
 static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size_t frames, int rate,
                             int ch, const mg_kv_t *tags, const char *kind, const char *part,
-                            int loop, int normalise, mg_pipeline_result_t *out, char *err,
+                            int loop, int normalise, s_steps_t *steps, mg_pipeline_result_t *out, char *err,
                             size_t errlen)
 {
     const mg_output_spec_t *o = &spec->output;
@@ -859,6 +878,7 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
         }
         mg_sha256_hex(f->data, f->len, f->sha256);
         out->n_files++;
+        if (s_step(steps, err, errlen) != 0) return -1;
     }
     return 0;
 oom:
@@ -889,7 +909,7 @@ static int s_to_output_rate(const mg_audio_t *audio, int only, const s_loop_plan
  * the wrap cut off, then encoded. 0, or -1 with err set. */
 static int s_stem_files(const mg_render_spec_t *spec, const mg_audio_t *audio, int s,
                         const s_loop_plan_t *lp, size_t frames, float gain, const mg_kv_t *tags,
-                        mg_pipeline_result_t *out, char *err, size_t errlen)
+                        s_steps_t *steps, mg_pipeline_result_t *out, char *err, size_t errlen)
 {
     const mg_output_spec_t *o = &spec->output;
     int ch = o->channels, rate = o->sample_rate;
@@ -913,7 +933,7 @@ static int s_stem_files(const mg_render_spec_t *spec, const mg_audio_t *audio, i
     mg_strlcpy(part, audio->stems[s].name, sizeof part);
     if (!*part) snprintf(part, sizeof part, "stem%d", s + 1);
     rc = s_encode_formats(spec, x + (lp ? lp->wrap_out : 0) * (size_t)ch, frames, rate, ch, tags,
-                          "stem", part, lp != NULL, 0, out, err, errlen);
+                          "stem", part, lp != NULL, 0, steps, out, err, errlen);
 done:
     s_tp_free(&m);
     free(x);
@@ -922,6 +942,13 @@ done:
 
 int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const mg_kv_t *tags,
                     mg_pipeline_result_t *out, char *err, size_t errlen)
+{
+    return mg_pipeline_run_progress(spec, audio, tags, NULL, NULL, out, err, errlen);
+}
+
+int mg_pipeline_run_progress(const mg_render_spec_t *spec, const mg_audio_t *audio, const mg_kv_t *tags,
+                             mg_progress_fn progress, void *progress_ctx, mg_pipeline_result_t *out,
+                             char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     const mg_output_spec_t *o = &spec->output;
@@ -966,6 +993,10 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
     size_t xframes = 0;
     s_tp_meter_t meter = {0};
     out->mp3_true_peak_dbtp = S_SILENCE_DB;
+    int n_formats = !!(o->formats & MG_FORMAT_FLAC) + !!(o->formats & MG_FORMAT_MP3) + !!(o->formats & MG_FORMAT_WAV);
+    s_steps_t steps = {progress, progress_ctx, 0,
+                       1 + n_formats * (((deliver & MG_DELIVER_MIX) ? 1 : 0) +
+                                        ((deliver & MG_DELIVER_STEMS) ? audio->n_stems : 0))};
 
     if (s_to_output_rate(audio, -1, lp, ch, rate, &src, &xframes, err, errlen) != 0) goto done;
     size_t frames = loop ? plan.frames_out : xframes; /* the delivered length, wrap cut off */
@@ -986,6 +1017,7 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
     s_tp_free(&meter);
     free(src);
     src = NULL;
+    if (s_step(&steps, err, errlen) != 0) goto done;
     const float *final = pcm + wrap_out * (size_t)ch;
     if (loop) { /* the peak measured on what is delivered, not on the wrap */
         double t = mg_true_peak(final, frames, ch);
@@ -1002,14 +1034,14 @@ int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const
                 o->loudness_lufs - out->integrated_lufs, o->loudness_lufs);
 
     if ((deliver & MG_DELIVER_MIX) &&
-        s_encode_formats(spec, final, frames, rate, ch, tags, "mix", "", loop, 1, out, err,
+        s_encode_formats(spec, final, frames, rate, ch, tags, "mix", "", loop, 1, &steps, out, err,
                          errlen) != 0)
         goto done;
     free(pcm);
     pcm = NULL;
     if (deliver & MG_DELIVER_STEMS)
         for (int s = 0; s < audio->n_stems; s++)
-            if (s_stem_files(spec, audio, s, lp, frames, gain, tags, out, err, errlen) != 0)
+            if (s_stem_files(spec, audio, s, lp, frames, gain, tags, &steps, out, err, errlen) != 0)
                 goto done;
     if (deliver & MG_DELIVER_MIDI) {
         mg_encoded_t *f = &out->files[out->n_files];

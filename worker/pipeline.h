@@ -63,6 +63,13 @@ const char *mg_encoded_ext(const mg_encoded_t *f);
  * with a message in err and nothing allocated. */
 int mg_pipeline_run(const mg_render_spec_t *spec, const mg_audio_t *audio, const mg_kv_t *tags,
                     mg_pipeline_result_t *out, char *err, size_t errlen);
+/* The same, calling progress (may be NULL) with the fraction of the pipeline's work done after
+ * the mix's loudness pass and after every file it encodes, so that a worker can keep its lease
+ * alive through the minutes a long cue with stems takes to encode. A non-zero return from
+ * progress cancels: -1 with "cancelled" in err. */
+int mg_pipeline_run_progress(const mg_render_spec_t *spec, const mg_audio_t *audio, const mg_kv_t *tags,
+                             mg_progress_fn progress, void *progress_ctx, mg_pipeline_result_t *out,
+                             char *err, size_t errlen);
 void mg_pipeline_result_free(mg_pipeline_result_t *res);
 
 /* Encoders over interleaved float samples in [-1, 1]; exposed for the tests. Each returns
