@@ -26,6 +26,7 @@
 #include "common/renderspec.h"
 #include "common/util.h"
 #include "composer/composer.h"
+#include "tests/testlib.h"
 #include "worker/pipeline.h"
 #include "worker/render.h"
 #include "worker/render_wavernn.h"
@@ -35,24 +36,12 @@
 #define S_FFT 1024 /* flux window: 21 ms at 48 kHz */
 #define S_HOP 256
 
-/* A file of the repository from its root (where `make test` runs) or from tests/. */
-static const char *s_path(const char *rel)
-{
-    static char buf[2][512];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s", rel);
-    if (access(buf[k], R_OK) == 0) return buf[k];
-    snprintf(buf[k], sizeof buf[k], "../%s", rel);
-    return buf[k];
-}
-
 /* The spec of variation v of cue `name` in the demo job, as the coordinator would lease it. */
 static void s_job_spec(const char *name, int v, mg_render_spec_t *spec)
 {
     char err[4096] = "";
     mg_job_t *job = NULL;
-    if (mg_job_parse_file(s_path(S_JOB), &job, err, sizeof err) != 0) fail_msg("%s: %s", S_JOB, err);
+    if (mg_job_parse_file(mg_test_path(S_JOB), &job, err, sizeof err) != 0) fail_msg("%s: %s", S_JOB, err);
     int ci = -1;
     for (int i = 0; i < job->n_cues; i++)
         if (strcmp(job->cues[i].name, name) == 0) ci = i;
@@ -549,6 +538,58 @@ static void test_loop_tags(void **state)
     assert_string_equal(v, "mix");
 }
 
+/* A WAV of a loop carries a smpl chunk: one forward loop over the whole file, frame 0 to the
+ * last frame inclusive, repeating for ever; a WAV that is not a loop has none. */
+static const unsigned char *s_riff_chunk(const mg_encoded_t *f, const char *id, uint32_t *size)
+{
+    for (size_t at = 12; at + 8 <= f->len;) {
+        uint32_t n = (uint32_t)f->data[at + 4] | (uint32_t)f->data[at + 5] << 8 | (uint32_t)f->data[at + 6] << 16 |
+                     (uint32_t)f->data[at + 7] << 24;
+        if (memcmp(f->data + at, id, 4) == 0 && at + 8 + n <= f->len) {
+            *size = n;
+            return f->data + at + 8;
+        }
+        at += 8 + n + (n & 1);
+    }
+    return NULL;
+}
+
+static uint32_t s_le32_at(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+static void test_wav_loop_points(void **state)
+{
+    s_fixture_t *f = *state;
+    mg_render_spec_t spec = f->spec;
+    spec.output.formats = MG_FORMAT_WAV;
+    spec.output.deliver = MG_DELIVER_MIX;
+    mg_pipeline_result_t res;
+    s_pipeline(&spec, &f->audio, &res);
+    const mg_encoded_t *w = s_file(&res, "mix", "");
+    uint32_t n = 0;
+    const unsigned char *smpl = s_riff_chunk(w, "smpl", &n);
+    assert_non_null(smpl);
+    assert_true(n >= 60);
+    assert_int_equal(s_le32_at(smpl + 28), 1);          /* one loop */
+    assert_int_equal(s_le32_at(smpl + 36 + 4), 0);      /* forward */
+    assert_int_equal(s_le32_at(smpl + 36 + 8), 0);      /* from frame 0 */
+    assert_int_equal(s_le32_at(smpl + 36 + 12), 460799); /* to the last frame, inclusive */
+    assert_int_equal(s_le32_at(smpl + 36 + 20), 0);     /* for ever */
+    mg_pipeline_result_free(&res);
+
+    /* the same audio delivered as a plain cue: no loop points */
+    unsigned char *data;
+    size_t len;
+    char err[256];
+    size_t frames = 4800;
+    float *x = calloc(frames * 2, sizeof *x);
+    assert_non_null(x);
+    assert_int_equal(mg_encode_wav(x, frames, 48000, 2, &data, &len, err, sizeof err), 0);
+    mg_encoded_t plain = {.data = data, .len = len};
+    assert_null(s_riff_chunk(&plain, "smpl", &n));
+    free(data);
+    free(x);
+}
+
 /* The MIDI loops too: markers loopStart at 0 and loopEnd at the last tick, every track ends
  * there, and every note is off by then. */
 static void test_midi_loops(void **state)
@@ -661,7 +702,7 @@ static void test_bar_rounding(void **state)
 static void test_wavernn_loop(void **state)
 {
     (void)state;
-    const char *model = s_path(S_MODEL);
+    const char *model = mg_test_path(S_MODEL);
     if (access(model, R_OK) != 0) {
         printf("no %s: skipped\n", S_MODEL);
         skip();
@@ -845,6 +886,7 @@ int main(void)
         cmocka_unit_test(test_mix_seam),
         cmocka_unit_test(test_stems_fold),
         cmocka_unit_test(test_loop_tags),
+        cmocka_unit_test(test_wav_loop_points),
         cmocka_unit_test(test_midi_loops),
     };
     const struct CMUnitTest others[] = {

@@ -84,9 +84,11 @@ static int s_sf_write_pcm(SNDFILE *sf, const float *pcm, size_t frames, int chan
 }
 
 /* Encodes pcm with libsndfile into a new buffer (*data owned by the caller on success). */
+/* loop_frames > 0 (WAV only): the file is one period of a seamless loop, written as a
+ * forward loop over the whole file in the smpl chunk, where samplers and game engines read it. */
 static int s_sf_encode(const char *what, int major, const float *pcm, size_t frames, int rate,
-                       int channels, int bits, unsigned char **data, size_t *len, char *err,
-                       size_t errlen)
+                       int channels, int bits, size_t loop_frames, unsigned char **data, size_t *len,
+                       char *err, size_t errlen)
 {
     *data = NULL;
     *len = 0;
@@ -116,8 +118,28 @@ static int s_sf_encode(const char *what, int major, const float *pcm, size_t fra
         free(mb.data);
         return -1;
     }
-    int rc = s_sf_write_pcm(sf, pcm, frames, channels, bits);
-    if (rc != 0)
+    int rc = 0;
+    if (loop_frames > 0) {
+        SF_INSTRUMENT inst;
+        memset(&inst, 0, sizeof inst);
+        inst.gain = 1;
+        inst.basenote = 60;
+        inst.velocity_lo = 0;
+        inst.velocity_hi = 127;
+        inst.key_lo = 0;
+        inst.key_hi = 127;
+        inst.loop_count = 1;
+        inst.loops[0].mode = SF_LOOP_FORWARD;
+        inst.loops[0].start = 0;
+        inst.loops[0].end = (unsigned)loop_frames; /* libsndfile stores end - 1: the last frame, inclusive */
+        inst.loops[0].count = 0;                    /* forever */
+        if (sf_command(sf, SFC_SET_INSTRUMENT, &inst, sizeof inst) != SF_TRUE) {
+            snprintf(err, errlen, "%s encode: libsndfile would not take the loop points", what);
+            rc = -1;
+        }
+    }
+    if (rc == 0) rc = s_sf_write_pcm(sf, pcm, frames, channels, bits);
+    if (rc != 0 && !*err)
         snprintf(err, errlen, "%s encode: libsndfile write failed: %s", what,
                  mb.oom ? "out of memory" : sf_strerror(sf));
     /* Closing finalises the stream (FLAC: STREAMINFO with length and MD5; WAV: sizes). */
@@ -298,7 +320,7 @@ static int s_flac_set_tags(unsigned char **data, size_t *len, const mg_kv_t *tag
 int mg_encode_flac(const float *pcm, size_t frames, int rate, int channels, int bits,
                    const mg_kv_t *tags, unsigned char **data, size_t *len, char *err, size_t errlen)
 {
-    if (s_sf_encode("flac", SF_FORMAT_FLAC, pcm, frames, rate, channels, bits, data, len, err,
+    if (s_sf_encode("flac", SF_FORMAT_FLAC, pcm, frames, rate, channels, bits, 0, data, len, err,
                     errlen) != 0)
         return -1;
     if (s_flac_set_tags(data, len, tags, err, errlen) != 0) {
@@ -313,6 +335,13 @@ int mg_encode_flac(const float *pcm, size_t frames, int rate, int channels, int 
 int mg_encode_wav(const float *pcm, size_t frames, int rate, int channels, unsigned char **data,
                   size_t *len, char *err, size_t errlen)
 {
-    return s_sf_encode("wav", SF_FORMAT_WAV, pcm, frames, rate, channels, 16, data, len, err,
+    return mg_encode_wav_loop(pcm, frames, rate, channels, 0, data, len, err, errlen);
+}
+
+int mg_encode_wav_loop(const float *pcm, size_t frames, int rate, int channels, size_t loop_frames,
+                       unsigned char **data, size_t *len, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = 0;
+    return s_sf_encode("wav", SF_FORMAT_WAV, pcm, frames, rate, channels, 16, loop_frames, data, len, err,
                        errlen);
 }

@@ -867,7 +867,7 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
         } else {
             f->loop_length = loop ? frames : 0;
             if (s_file_tags(tags, kind, part, f->loop_length, &ft) != 0) goto oom;
-            r = mg_encode_wav(pcm, frames, rate, ch, &f->data, &f->len, ferr, sizeof ferr);
+            r = mg_encode_wav_loop(pcm, frames, rate, ch, f->loop_length, &f->data, &f->len, ferr, sizeof ferr);
         }
         mg_kv_clear(&ft);
         if (r != 0) {

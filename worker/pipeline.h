@@ -80,6 +80,11 @@ int mg_encode_mp3(const float *pcm, size_t frames, int rate, int channels, int b
                   const mg_kv_t *tags, unsigned char **data, size_t *len, char *err, size_t errlen);
 int mg_encode_wav(const float *pcm, size_t frames, int rate, int channels,
                   unsigned char **data, size_t *len, char *err, size_t errlen);
+/* WAV of one period of a seamless loop (loop_frames == frames): a smpl chunk with one forward
+ * loop over the whole file (frame 0 to frame loop_frames - 1, inclusive as the chunk counts),
+ * the loop points samplers and game engines read from WAV. loop_frames 0 is mg_encode_wav. */
+int mg_encode_wav_loop(const float *pcm, size_t frames, int rate, int channels, size_t loop_frames,
+                       unsigned char **data, size_t *len, char *err, size_t errlen);
 
 /* Decodes an MP3 file in memory (libavformat + libavcodec) to interleaved float, as a
  * player would (gapless: encoder delay and padding removed). The pipeline uses it to
