@@ -97,6 +97,12 @@ static void test_demo_hints_work_after_it_stopped(void **state)
     char pid[256];
     snprintf(pid, sizeof pid, "%s/coordinator.pid", d->home);
     assert_int_not_equal(access(pid, F_OK), 0);
+    /* the fetch hint brought the job's files with their manifest: mix, four stems and MIDI */
+    char manifest[300];
+    snprintf(manifest, sizeof manifest, "%s/fetched/manifest.json", d->home);
+    assert_int_equal(access(manifest, R_OK), 0);
+    assert_int_equal(mg_test_sh("test $(grep -o '\"kind\": *\"stem\"' '%s' | wc -l) -ge 3", manifest), 0);
+    assert_int_equal(mg_test_sh("grep -q '\"kind\": *\"midi\"' '%s'", manifest), 0);
 }
 
 int main(void)
