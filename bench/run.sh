@@ -66,3 +66,7 @@ echo "(each render: LEASE, RESULT with one WAV, sha256 check, atomic file write 
 echo
 echo "== 3. a 210 MiB result in chunks, worker -> coordinator on loopback"
 "$BUILD/bench/result_transfer"
+
+echo
+echo "== 4. what stems and MIDI cost against the mix alone (real coordinator + synth worker)"
+sh bench/stems_cost.sh
