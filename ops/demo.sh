@@ -68,10 +68,12 @@ env=""
 [ "$MG_HOME" = "$PWD/mg-home" ] || env="MG_HOME=$MG_HOME "
 [ "$MG_ENDPOINT" = "tcp://127.0.0.1:5555" ] || env="${env}MG_ENDPOINT=$MG_ENDPOINT "
 file=$(sqlite3 "$MG_HOME/mg.db" "SELECT output_path FROM audit_renders WHERE job_id = $job AND format = 'flac' ORDER BY render_id LIMIT 1;")
+midi=$(sqlite3 "$MG_HOME/mg.db" "SELECT output_path FROM audit_renders WHERE job_id = $job AND kind = 'midi' ORDER BY render_id LIMIT 1;")
 echo "Try it yourself (the demo stops its coordinator and worker now; the first line starts them again):"
 echo "  ${env}sh ops/up.sh"
 echo "  ${env}$BIN/mgctl status $job"
 [ -n "$file" ] && echo "  ${env}$BIN/mgctl verify $MG_HOME/outputs/$file"
+[ -n "$midi" ] && echo "  ${env}$BIN/mgctl verify $MG_HOME/outputs/$midi      # MIDI files too, by their sha256"
 echo "  ${env}$BIN/mgctl audit provenance --job $job --limit 3"
 echo "  ${env}$BIN/mgctl fetch $job --dest $MG_HOME/fetched      # from any machine that reaches the coordinator"
 echo "  ${env}sh ops/down.sh"

@@ -83,6 +83,9 @@ static void test_demo_hints_work_after_it_stopped(void **state)
     assert_int_equal(midi, 1);
     assert_true(n >= 4);
     assert_non_null(strstr(hints[0], "ops/up.sh"));
+    int verifies_midi = 0;
+    for (int i = 0; i < n; i++) verifies_midi |= strstr(hints[i], "verify") && strstr(hints[i], ".mid");
+    assert_true(verifies_midi);
     assert_non_null(strstr(hints[n - 1], "ops/down.sh"));
     for (int i = 0; i < n; i++) {
         rc = mg_test_sh("%s >>%s/hints.out 2>&1", hints[i], d->home);
