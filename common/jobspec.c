@@ -1521,7 +1521,7 @@ int mg_job_parse_buffer(const char *name, const char *buf, size_t len, mg_job_t 
     }
     if (c.arena.oom) {
         mg_job_destroy(job_out);
-        if (err && errlen) snprintf(err, errlen, "%s: out of memory while reading the job file", name);
+        mg_set_error(err, errlen, "%s: out of memory while reading the job file", name);
     } else if (c.n_errs) {
         s_format_errors(&c, err, errlen);
     }
@@ -1537,7 +1537,7 @@ int mg_job_parse_file(const char *path, mg_job_t **job_out, char *err, size_t er
     size_t len;
     char *buf = mg_read_file(path, &len);
     if (!buf) {
-        if (err && errlen) snprintf(err, errlen, "%s: cannot read the job file: %s", path, strerror(errno));
+        mg_set_error(err, errlen, "%s: cannot read the job file: %s", path, strerror(errno));
         return -1;
     }
     int rc = mg_job_parse_buffer(path, buf, len, job_out, err, errlen);

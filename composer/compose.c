@@ -131,12 +131,12 @@ void mg_score_free(mg_score_t **score_p)
 mg_score_t *mg_compose(const mg_render_spec_t *spec, char *err, size_t errlen)
 {
     if (!spec || !isfinite(spec->duration_s) || !(spec->duration_s > 0.0) || spec->duration_s > MG_MAX_DURATION_S) {
-        snprintf(err, errlen, "composer: duration %.3f s is out of range (0, %.0f]; fix the cue's 'duration'",
+        mg_set_error(err, errlen, "composer: duration %.3f s is out of range (0, %.0f]; fix the cue's 'duration'",
                  spec ? spec->duration_s : 0.0, MG_MAX_DURATION_S);
         return NULL;
     }
     if (spec->tempo_bpm != 0.0 && (!isfinite(spec->tempo_bpm) || spec->tempo_bpm < 20.0 || spec->tempo_bpm > 300.0)) {
-        snprintf(err, errlen, "composer: tempo %.3f BPM is out of range 20..300; fix the cue's 'tempo'", spec->tempo_bpm);
+        mg_set_error(err, errlen, "composer: tempo %.3f BPM is out of range 20..300; fix the cue's 'tempo'", spec->tempo_bpm);
         return NULL;
     }
     mg_score_t *sc = calloc(1, sizeof *sc);
@@ -144,7 +144,7 @@ mg_score_t *mg_compose(const mg_render_spec_t *spec, char *err, size_t errlen)
     if (!sc || !c) {
         free(sc);
         free(c);
-        snprintf(err, errlen, "composer: out of memory");
+        mg_set_error(err, errlen, "composer: out of memory");
         return NULL;
     }
     sc->priv = c;
@@ -194,7 +194,7 @@ mg_score_t *mg_compose(const mg_render_spec_t *spec, char *err, size_t errlen)
     if (c->oom) goto oom;
     return sc;
 oom:
-    snprintf(err, errlen, "composer: out of memory");
+    mg_set_error(err, errlen, "composer: out of memory");
     mg_score_free(&sc);
     return NULL;
 }
