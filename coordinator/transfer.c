@@ -290,7 +290,7 @@ int mg_transfer_chunk(mg_transfer_t *t, mg_store_t *s, void *router, const mg_ms
         return MG_TRANSFER_STALE;
     }
     /* An upload is progress: keep the lease alive as PROGRESS would, with one write per half lease. */
-    if (expires - now_ms < s->policy.lease_ms / 2) mg_store_renew(s, render_id, token, now_ms);
+    if (expires - now_ms < mg_store_policy(s)->lease_ms / 2) mg_store_renew(s, render_id, token, now_ms);
     if (!x && !(x = s_add(t, render_id, token))) {
         mg_set_error(why, whylen, "out of memory");
         return MG_TRANSFER_ERR;

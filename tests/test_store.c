@@ -49,6 +49,17 @@ static int s_teardown(void **state)
 /* ---- helpers ------------------------------------------------------------------------- */
 
 /* Submits yaml; asserts success and returns the job id. */
+/* Changes the open store's policy: max_attempts and blocklist_after when > 0, the rest kept. */
+static void s_set_policy(mg_store_t *s, int max_attempts, int blocklist_after)
+{
+    mg_store_policy_t p = *mg_store_policy(s);
+    if (max_attempts > 0) p.max_attempts = max_attempts;
+    if (blocklist_after > 0) p.blocklist_after = blocklist_after;
+    mg_store_set_policy(s, &p);
+    assert_int_equal(mg_store_policy(s)->max_attempts, p.max_attempts);
+    assert_int_equal(mg_store_policy(s)->blocklist_after, p.blocklist_after);
+}
+
 static int64_t s_submit(mg_store_t *s, const char *yaml, size_t expect_renders)
 {
     mg_job_t *job = mg_test_job_parse(yaml);
@@ -860,7 +871,7 @@ static void test_complete_write_failure(void **state)
 static void test_expire_requeue_then_fail(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.max_attempts = 2;
+    s_set_policy(f->s, 2, 0);
     static const char yaml[] = "campaign: exp\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 3\n";
     int64_t job = s_submit(f->s, yaml, 3);
     mg_lease_t l[3];
@@ -919,7 +930,7 @@ static void test_expire_requeue_then_fail(void **state)
 static void test_expire_last_render_fails_job(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.max_attempts = 1;
+    s_set_policy(f->s, 1, 0);
     static const char yaml[] = "campaign: exp1\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 2\n";
     int64_t job = s_submit(f->s, yaml, 2);
     mg_lease_t l[2];
@@ -991,7 +1002,7 @@ static void test_fail_retryable_vs_permanent(void **state)
 static void test_retry_prefers_other_worker(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.blocklist_after = 100;
+    s_set_policy(f->s, 0, 100);
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
     s_lease(f->s, "w1", 1, T0, l, 1);
@@ -1010,8 +1021,7 @@ static void test_retry_prefers_other_worker(void **state)
 static void test_blocklist(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.max_attempts = 10;
-    f->s->policy.blocklist_after = 2;
+    s_set_policy(f->s, 10, 2);
     static const char x_yaml[] = "campaign: bl-x\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 4\n";
     static const char y_yaml[] = "campaign: bl-y\npriority: -1\ncues:\n  - name: y\n    prompt: \"warm pads\"\n";
     int64_t jx = s_submit(f->s, x_yaml, 4);
@@ -1165,7 +1175,7 @@ static void test_cancel_then_retry(void **state)
 static void test_retry_failed_renders(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.blocklist_after = 1;
+    s_set_policy(f->s, 0, 1);
     int64_t job = s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
     s_lease(f->s, "w1", 3, T0, l, 3);
