@@ -79,6 +79,16 @@ typedef struct {
     int64_t last_house, last_heartbeat, last_sched, last_transfer_sweep, last_seen_flush;
 } s_server_t;
 
+/* Minimum role a peer needs for a command. Documented, not yet enforced: every peer that
+ * reaches the socket may send every command today; a check against the peer's
+ * authenticated identity will sit in s_handle_client / s_handle_worker, reading this field.
+ *   reader     reads: status, lists, the event log, audits, verify, fetching delivered files
+ *   submitter  changes jobs: submit, cancel, retry
+ *   admin      runs the farm: schedules (listing them too), the worker list (host names,
+ *              pids, devices)
+ *   worker     the worker protocol (MGW): leases, chunks, results */
+typedef enum { S_ROLE_READER, S_ROLE_SUBMITTER, S_ROLE_ADMIN, S_ROLE_WORKER } s_role_t;
+
 /* ---- sending ---------------------------------------------------------------------------- */
 
 static int s_send(s_server_t *srv, const unsigned char *rid, size_t rid_len, const char *proto, const char *command,
@@ -469,16 +479,6 @@ static void s_handle_heartbeat(s_server_t *srv, mg_msg_t *m, const mg_kv_t *kv, 
 {
     if (!w) s_disconnect(srv, m->data[0], m->size[0], "unknown worker: send READY");
 }
-
-/* Minimum role a peer needs for a command. Documented, not yet enforced: every peer that
- * reaches the socket may send every command today; a check against the peer's
- * authenticated identity will sit in s_handle_client / s_handle_worker, reading this field.
- *   reader     reads: status, lists, the event log, audits, verify, fetching delivered files
- *   submitter  changes its jobs: submit, cancel, retry
- *   admin      runs the farm: schedules (listing them too), the worker list (host names,
- *              pids, devices)
- *   worker     the worker protocol (MGW): leases, chunks, results */
-typedef enum { S_ROLE_READER, S_ROLE_SUBMITTER, S_ROLE_ADMIN, S_ROLE_WORKER } s_role_t;
 
 /* A worker command. m is the whole message ([routing id, header, command, kv, ...]; the
  * handler may take its frames), kv its decoded frame 3, w the sender if it is a live

@@ -1,4 +1,9 @@
-/* store.c - jobs, renders, leases and results as SQLite transactions (see store.h).
+/* store.c - jobs, renders, leases, results and worker rows as SQLite transactions (see
+ * store.h). With store_sched.c (schedules) it is every write mg makes to its database; the
+ * reads that answer clients are query.c. Each exported write is one transaction: BEGIN
+ * IMMEDIATE ... COMMIT, or a single statement, which SQLite runs as its own. The *_tx helpers
+ * (and mg_store_submit_tx, store_internal.h) run inside the caller's and never commit, so no
+ * move below is ever half made.
  *
  * The lifecycle of one render (renders.state), and the function that makes each move:
  *
@@ -28,6 +33,12 @@
  * partition) can never overwrite the render's new attempt or add a second output.
  * A job is finished when none of its renders is queued or leased: 'done' if all are
  * done, 'failed' if any failed, and it stays 'cancelled' once cancelled.
+ *
+ * A lease belongs to renders.lease_worker. PROGRESS renews it (mg_store_renew); a worker that
+ * reconnects names the leases it still holds in READY, and mg_store_worker_ready renews each
+ * one whose token is current and makes it that worker's in the same transaction as the worker
+ * row, so the capacity count (mg_store_worker_leases) and mg_store_worker_lost always see the
+ * lease under the worker that has it.
  */
 #include "store_internal.h"
 
