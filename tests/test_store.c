@@ -1089,6 +1089,73 @@ static void test_worker_lost(void **state)
     assert_int_equal(n, 0);
 }
 
+/* READY from a reconnected worker: the row, the leases it still holds (renewed and made its
+ * own: a lease it took over from its previous name or connection is no longer counted against
+ * another worker) and the event commit together; a stale token is skipped. The last_seen
+ * flush and worker_lost's event are store writes too. */
+static void test_worker_ready_reclaims(void **state)
+{
+    mg_test_store_t *f = *state;
+    static const char yaml[] = "campaign: ready\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 3\n";
+    s_submit(f->s, yaml, 3);
+    mg_lease_t a[2];
+    s_lease(f->s, "old-name", 2, T0, a, 2);
+    assert_int_equal(mg_store_worker_leases(f->s, "old-name"), 2);
+    const mg_worker_info_t w = {"B", "host-b", 12, "cpu", "test", 2, "synth"};
+    const mg_held_lease_t held[] = {
+        {a[0].render_id, a[0].lease_token},
+        {a[1].render_id, "00000000000000000000000000000000"}, /* stale: skipped */
+        {999999, a[1].lease_token},                           /* no such render: skipped */
+    };
+    int kept = -1;
+    /* A write that fails half-way (the attempt's deadline) leaves nothing behind: no worker
+     * row, the lease still the old worker's, no event. */
+    mg_test_sql_exec(f->db, "CREATE TRIGGER full BEFORE UPDATE OF deadline_ms ON attempts "
+                            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END");
+    assert_int_equal(mg_store_worker_ready(f->s, &w, held, 1, T0 + 5000, &kept), MG_STORE_ERR);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM workers"), 0);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, a[0].render_id),
+                        "old-name");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, a[0].render_id),
+                     T0 + LEASE_MS);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'worker_ready'"), 0);
+    mg_test_sql_exec(f->db, "DROP TRIGGER full");
+    assert_int_equal(mg_store_worker_ready(f->s, &w, held, 3, T0 + 10000, &kept), MG_STORE_OK);
+    assert_int_equal(kept, 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, a[0].render_id),
+                        "B");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, a[0].render_id),
+                     T0 + 10000 + LEASE_MS);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT deadline_ms FROM attempts WHERE lease_token = '%s'",
+                                     a[0].lease_token),
+                     T0 + 10000 + LEASE_MS);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, a[1].render_id),
+                        "old-name");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, a[1].render_id),
+                     T0 + LEASE_MS);
+    assert_int_equal(mg_store_worker_leases(f->s, "B"), 1);
+    assert_int_equal(mg_store_worker_leases(f->s, "old-name"), 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state || ' ' || capacity || ' ' || models FROM workers "
+                                                "WHERE name = 'B'"),
+                        "ready 2 synth");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'worker_ready' AND worker = 'B'"),
+                        "cpu test capacity 2");
+    /* The flush of last_seen_ms: one transaction for every worker named. */
+    const mg_worker_seen_t seen[] = {{"B", T0 + 20000}, {"nobody", T0 + 20000}};
+    assert_int_equal(mg_store_workers_last_seen(f->s, seen, 2), MG_STORE_OK);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT last_seen_ms FROM workers WHERE name = 'B'"), T0 + 20000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM workers"), 1);
+    /* Losing B ends the lease it reclaimed, marks it gone, and says so in one event. */
+    int n = -1;
+    assert_int_equal(mg_store_worker_lost(f->s, "B", "silent for 3000 ms", T0 + 21000, &n), MG_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(s_attempt_outcome(f->db, a[0].lease_token), "lost");
+    assert_string_equal(s_attempt_outcome(f->db, a[1].lease_token), "running");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM workers WHERE name = 'B'"), "gone");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'worker_lost' AND worker = 'B'"),
+                        "silent for 3000 ms; 1 lease(s) released");
+}
+
 static void test_unlease(void **state)
 {
     mg_test_store_t *f = *state;
@@ -1339,6 +1406,7 @@ int main(void)
         T(test_retry_prefers_other_worker),
         T(test_blocklist),
         T(test_worker_lost),
+        T(test_worker_ready_reclaims),
         T(test_unlease),
         T(test_cancel_then_retry),
         T(test_retry_failed_renders),
