@@ -418,7 +418,7 @@ static void s_flush_results(s_server_t *srv)
     srv->dispatch_needed = 1;
 }
 
-/* Takes the message (moves its frames) into the pending batch. */
+/* RESULT: takes the message (moves its frames) into the pending batch. */
 static void s_handle_result(s_server_t *srv, mg_msg_t *m, const mg_kv_t *kv, s_worker_t *w)
 {
     if (srv->n_pending == S_MAX_PENDING) s_flush_results(srv);
