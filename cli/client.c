@@ -95,8 +95,8 @@ static int s_decode(mg_client_t *c, const mg_msg_t *msg, mg_reply_t *reply)
                    "(upgrade mgctl or the coordinator so they match)", head, MG_PROTO_CLIENT);
         return -1;
     }
-    if (mg_msg_is(msg, 1, "OK")) reply->ok = 1;
-    else if (mg_msg_is(msg, 1, "ERR")) reply->ok = 0;
+    if (mg_msg_is(msg, 1, MG_REPLY_OK)) reply->ok = 1;
+    else if (mg_msg_is(msg, 1, MG_REPLY_ERR)) reply->ok = 0;
     else {
         mg_msg_str(msg, 1, head, sizeof head);
         s_error(c, "reply status is '%s', expected OK or ERR", head);

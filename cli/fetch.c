@@ -151,12 +151,12 @@ static int s_recv(s_conn_t *c, const char *cmd, mg_msg_t *m, mg_kv_t *info)
         return -S_EXIT_ERROR;
     }
     if (m->n < 3 || !mg_msg_is(m, 0, MG_PROTO_CLIENT) || mg_msg_kv(m, 2, info) != 0 ||
-        !(mg_msg_is(m, 1, "OK") || mg_msg_is(m, 1, "ERR"))) {
+        !(mg_msg_is(m, 1, MG_REPLY_OK) || mg_msg_is(m, 1, MG_REPLY_ERR))) {
         fprintf(c->err, "mgctl: bad reply to %s from %s (not an %s OK/ERR reply: is it an mg coordinator of "
                         "this version?)\n", cmd, c->o->endpoint, MG_PROTO_CLIENT);
         return -S_EXIT_ERROR;
     }
-    return mg_msg_is(m, 1, "OK") ? 0 : 1;
+    return mg_msg_is(m, 1, MG_REPLY_OK) ? 0 : 1;
 }
 
 static void s_print_err_reply(s_conn_t *c, const char *what, const mg_kv_t *info)

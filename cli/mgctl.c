@@ -375,7 +375,7 @@ static int s_wait_job(s_ctx_t *ctx, const char *job_id, const mg_kv_t *extra)
     int drawn = 0, rc;
     s_catch_sigint();
     for (;;) {
-        rc = s_interrupted ? MGCTL_EXIT_INTERRUPTED : s_call(ctx, "STATUS", &args, NULL, 0, &reply);
+        rc = s_interrupted ? MGCTL_EXIT_INTERRUPTED : s_call(ctx, MG_CMD_STATUS, &args, NULL, 0, &reply);
         if (rc) break;
         s_counts_t c = s_counts(&reply.info);
         char text[200];
@@ -397,7 +397,7 @@ static int s_wait_job(s_ctx_t *ctx, const char *job_id, const mg_kv_t *extra)
             if (ctx->json) {
                 mg_kv_clear(&args);
                 mg_kv_set(&args, "job_id", job_id);
-                int rc2 = s_call(ctx, "STATUS", &args, NULL, 0, &reply); /* now with the rows */
+                int rc2 = s_call(ctx, MG_CMD_STATUS, &args, NULL, 0, &reply); /* now with the rows */
                 if (rc2) {
                     rc = rc2;
                     break;
@@ -483,7 +483,7 @@ static int s_cmd_submit(s_ctx_t *ctx)
     mg_kv_set(&args, "name", path);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    rc = s_call(ctx, "SUBMIT", &args, bytes, len, &reply);
+    rc = s_call(ctx, MG_CMD_SUBMIT, &args, bytes, len, &reply);
     free(bytes);
     if (rc) goto out;
 
@@ -524,7 +524,7 @@ static int s_cmd_status(s_ctx_t *ctx)
     mg_kv_set(&args, "job_id", ctx->pos[0]);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    rc = s_call(ctx, "STATUS", &args, NULL, 0, &reply);
+    rc = s_call(ctx, MG_CMD_STATUS, &args, NULL, 0, &reply);
     if (rc == 0 && ctx->json) {
         mg_out_json_reply(stdout, &reply.info, reply.rows, reply.n_rows);
     } else if (rc == 0) {
@@ -594,7 +594,7 @@ static int s_drain_events(s_ctx_t *ctx, const char *job_id, int64_t *since, int 
         if (job_id) mg_kv_set(&args, "job_id", job_id);
         mg_kv_set_i64(&args, "since_id", *since);
         mg_kv_set_i64(&args, "limit", S_EVENTS_PAGE);
-        rc = s_call(ctx, "EVENTS", &args, NULL, 0, &reply);
+        rc = s_call(ctx, MG_CMD_EVENTS, &args, NULL, 0, &reply);
         if (rc) break;
         for (size_t i = 0; i < reply.n_rows; i++) {
             const mg_kv_t *ev = &reply.rows[i];
@@ -645,13 +645,13 @@ static int s_cmd_watch(s_ctx_t *ctx)
     }
     mg_reply_t reply;
     mg_reply_init(&reply);
-    if (job_id && (rc = s_call(ctx, "STATUS", &args, NULL, 0, &reply)) != 0) goto out;
+    if (job_id && (rc = s_call(ctx, MG_CMD_STATUS, &args, NULL, 0, &reply)) != 0) goto out;
     for (;;) {
         rc = s_drain_events(ctx, job_id, &since, keep_last);
         keep_last = 0;
         if (rc) break;
         if (job_id) {
-            if ((rc = s_call(ctx, "STATUS", &args, NULL, 0, &reply)) != 0) break;
+            if ((rc = s_call(ctx, MG_CMD_STATUS, &args, NULL, 0, &reply)) != 0) break;
             s_counts_t c = s_counts(&reply.info);
             if (s_finished(&c)) {
                 /* events written between the last drain and the final state */
@@ -693,7 +693,7 @@ static int s_cmd_list(s_ctx_t *ctx)
     mg_kv_set(&args, "limit", limit);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    int rc = s_call(ctx, renders ? "RENDERS" : "JOBS", &args, NULL, 0, &reply);
+    int rc = s_call(ctx, renders ? MG_CMD_RENDERS : MG_CMD_JOBS, &args, NULL, 0, &reply);
     if (rc == 0) {
         s_print_rows(ctx, &reply, renders ? "(no renders match)" : "(no jobs match)");
         if (!ctx->json) s_limit_hint(&reply, limit);
@@ -726,8 +726,8 @@ static int s_job_action(s_ctx_t *ctx, const char *command, const char *count_key
     return rc;
 }
 
-static int s_cmd_cancel(s_ctx_t *ctx) { return s_job_action(ctx, "CANCEL", "cancelled", "cancelled"); }
-static int s_cmd_retry(s_ctx_t *ctx) { return s_job_action(ctx, "RETRY", "requeued", "requeued"); }
+static int s_cmd_cancel(s_ctx_t *ctx) { return s_job_action(ctx, MG_CMD_CANCEL, "cancelled", "cancelled"); }
+static int s_cmd_retry(s_ctx_t *ctx) { return s_job_action(ctx, MG_CMD_RETRY, "requeued", "requeued"); }
 
 /* Requests that take no arguments and answer with a table. */
 static int s_simple_table(s_ctx_t *ctx, const char *command, const char *empty_note)
@@ -741,7 +741,7 @@ static int s_simple_table(s_ctx_t *ctx, const char *command, const char *empty_n
     return rc;
 }
 
-static int s_cmd_workers(s_ctx_t *ctx) { return s_simple_table(ctx, "WORKERS", "(no worker has registered yet)"); }
+static int s_cmd_workers(s_ctx_t *ctx) { return s_simple_table(ctx, MG_CMD_WORKERS, "(no worker has registered yet)"); }
 
 static int s_schedule_add(s_ctx_t *ctx)
 {
@@ -761,7 +761,7 @@ static int s_schedule_add(s_ctx_t *ctx)
     mg_job_destroy(&job);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    rc = s_call(ctx, "SCHED_ADD", &args, bytes, len, &reply);
+    rc = s_call(ctx, MG_CMD_SCHED_ADD, &args, bytes, len, &reply);
     free(bytes);
     if (rc == 0 && ctx->json) {
         mg_out_json_reply(stdout, &reply.info, reply.rows, reply.n_rows);
@@ -783,8 +783,8 @@ static int s_cmd_schedule(s_ctx_t *ctx)
     if (ctx->npos < 1) return s_usage_error(ctx, "which action? add, list, remove, pause or resume");
     const char *sub = ctx->pos[0];
     static const struct { const char *name, *command, *done; } acts[] = {
-        {"remove", "SCHED_RM", "removed"}, {"rm", "SCHED_RM", "removed"},
-        {"pause", "SCHED_PAUSE", "paused"}, {"resume", "SCHED_RESUME", "resumed"},
+        {"remove", MG_CMD_SCHED_RM, "removed"}, {"rm", MG_CMD_SCHED_RM, "removed"},
+        {"pause", MG_CMD_SCHED_PAUSE, "paused"}, {"resume", MG_CMD_SCHED_RESUME, "resumed"},
     };
     if (strcmp(sub, "add") == 0) return s_schedule_add(ctx);
     if (ctx->opt[O_CRON] || ctx->opt[O_NAME])
@@ -792,7 +792,7 @@ static int s_cmd_schedule(s_ctx_t *ctx)
     if (strcmp(sub, "list") == 0) {
         if (ctx->npos > 1) return s_usage_error(ctx, "unexpected argument '%s'", ctx->pos[1]);
         ctx->npos = 0;
-        return s_simple_table(ctx, "SCHED_LIST", "(no schedules)");
+        return s_simple_table(ctx, MG_CMD_SCHED_LIST, "(no schedules)");
     }
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
         if (strcmp(sub, acts[i].name) != 0) continue;
@@ -821,7 +821,7 @@ static int s_audit_verify(s_ctx_t *ctx)
         return s_usage_error(ctx, "'audit verify' checks the whole chain: no --job or --limit");
     mg_reply_t reply;
     mg_reply_init(&reply);
-    int rc = s_call(ctx, "AUDIT_VERIFY", NULL, NULL, 0, &reply);
+    int rc = s_call(ctx, MG_CMD_AUDIT_VERIFY, NULL, NULL, 0, &reply);
     if (rc == 0) {
         const mg_kv_t *in = &reply.info;
         int ok = mg_kv_get_i64(in, "ok", 0) == 1;
@@ -860,7 +860,7 @@ static int s_cmd_audit(s_ctx_t *ctx)
     mg_kv_set(&args, "limit", limit);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    int rc = s_call(ctx, "AUDIT", &args, NULL, 0, &reply);
+    int rc = s_call(ctx, MG_CMD_AUDIT, &args, NULL, 0, &reply);
     if (rc == 0) {
         s_print_rows(ctx, &reply, "(no audit records match)");
         if (!ctx->json) s_limit_hint(&reply, limit);
@@ -886,7 +886,7 @@ static int s_cmd_verify(s_ctx_t *ctx)
     if (tagged) mg_kv_set(&args, "render_id", tag);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    int rc = s_call(ctx, "VERIFY", &args, NULL, 0, &reply);
+    int rc = s_call(ctx, MG_CMD_VERIFY, &args, NULL, 0, &reply);
     if (rc) goto out;
 
     mg_kv_t *in = &reply.info;
@@ -951,7 +951,7 @@ static int s_cmd_ping(s_ctx_t *ctx)
     mg_reply_t reply;
     mg_reply_init(&reply);
     int64_t t0 = mg_mono_ms();
-    int rc = s_call(ctx, "PING", NULL, NULL, 0, &reply);
+    int rc = s_call(ctx, MG_CMD_PING, NULL, NULL, 0, &reply);
     int64_t rtt = mg_mono_ms() - t0;
     if (rc == 0 && ctx->json) {
         mg_out_json_reply(stdout, &reply.info, reply.rows, reply.n_rows);

@@ -62,6 +62,43 @@
 #define MG_CHUNK_DEFAULT_WINDOW 4
 #define MG_MAX_RESULT_FILE_BYTES (2LL * 1024 * 1024 * 1024)
 
+/* Worker protocol commands (frame 2 of a worker message, both directions; see above). Both
+ * sides use these names: coordinator/server.c's worker command table, worker/main.c and
+ * worker/upload.c. */
+#define MG_WCMD_READY "READY"
+#define MG_WCMD_HEARTBEAT "HEARTBEAT"
+#define MG_WCMD_LEASE "LEASE"
+#define MG_WCMD_PROGRESS "PROGRESS"
+#define MG_WCMD_CHUNK "CHUNK"
+#define MG_WCMD_CHUNK_ACK "CHUNK_ACK"
+#define MG_WCMD_RESULT "RESULT"
+#define MG_WCMD_FAIL "FAIL"
+#define MG_WCMD_ACK "ACK"
+#define MG_WCMD_CANCEL "CANCEL"
+#define MG_WCMD_DISCONNECT "DISCONNECT"
+
+/* Client commands (frame 2 of a client request), as coordinator/server.c's client command
+ * table and cli/ spell them, and the two reply words. */
+#define MG_CMD_PING "PING"
+#define MG_CMD_SUBMIT "SUBMIT"
+#define MG_CMD_STATUS "STATUS"
+#define MG_CMD_JOBS "JOBS"
+#define MG_CMD_RENDERS "RENDERS"
+#define MG_CMD_CANCEL "CANCEL"
+#define MG_CMD_RETRY "RETRY"
+#define MG_CMD_WORKERS "WORKERS"
+#define MG_CMD_SCHED_ADD "SCHED_ADD"
+#define MG_CMD_SCHED_LIST "SCHED_LIST"
+#define MG_CMD_SCHED_RM "SCHED_RM"
+#define MG_CMD_SCHED_PAUSE "SCHED_PAUSE"
+#define MG_CMD_SCHED_RESUME "SCHED_RESUME"
+#define MG_CMD_AUDIT "AUDIT"
+#define MG_CMD_AUDIT_VERIFY "AUDIT_VERIFY"
+#define MG_CMD_VERIFY "VERIFY"
+#define MG_CMD_EVENTS "EVENTS"
+#define MG_REPLY_OK "OK"
+#define MG_REPLY_ERR "ERR"
+
 /* Client commands of `mgctl fetch` (coordinator/fetch.c): FILES lists a job's delivered
  * files, FETCH reads up to MG_FETCH_MAX_BYTES of one of them per request, so no reply is
  * ever near MG_MAX_MESSAGE_BYTES whatever the file's size. */

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,24 +18,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
-#include "db.h"
-
-int mg_fetch_is_command(const char *cmd)
-{
-    return strcmp(cmd, MG_CMD_FILES) == 0 || strcmp(cmd, MG_CMD_FETCH) == 0;
-}
-
-static int s_fail(char *code, size_t codelen, const char *c, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static int s_fail(char *code, size_t codelen, const char *c, char *err, size_t errlen, const char *fmt, ...)
-{
-    mg_strlcpy(code, c, codelen);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "query.h"
 
 /* kinds: comma-separated subset of mix,stem,midi ("" = all). 0, or -1 naming the bad item. */
 static int s_check_kinds(const char *kinds, char *bad, size_t badlen)
@@ -55,71 +37,14 @@ static int s_check_kinds(const char *kinds, char *bad, size_t badlen)
     return 0;
 }
 
-static int s_files(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *frames, char *code, size_t codelen,
-                   char *err, size_t errlen)
+static int s_files(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
 {
-    sqlite3 *db = s->db;
     int64_t job_id = mg_kv_get_i64(args, "job_id", 0);
     const char *kinds = mg_kv_get_or(args, "kinds", "");
     char bad[48];
     if (s_check_kinds(kinds, bad, sizeof bad) != 0)
-        return s_fail(code, codelen, "bad_request", err, errlen, "unknown file kind '%s' (mix, stem, midi)", bad);
-    sqlite3_stmt *st = mg_db_prepare(db, "SELECT campaign, output_dir, state FROM jobs WHERE id = ?", "i", job_id);
-    if (!st) return s_fail(code, codelen, "internal", err, errlen, "cannot read job %" PRId64, job_id);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return s_fail(code, codelen, "not_found", err, errlen, "no job %" PRId64 " (see mgctl list)", job_id);
-    }
-    mg_kv_set_i64(info, "job_id", job_id);
-    mg_kv_set(info, "campaign", (const char *)sqlite3_column_text(st, 0));
-    mg_kv_set(info, "output_dir", (const char *)sqlite3_column_text(st, 1));
-    mg_kv_set(info, "state", (const char *)sqlite3_column_text(st, 2));
-    sqlite3_finalize(st);
-    mg_kv_set_i64(info, "renders", mg_db_int(db, 0, "SELECT count(*) FROM renders WHERE job_id = ?", "i", job_id));
-    mg_kv_set_i64(info, "renders_done",
-                  mg_db_int(db, 0, "SELECT count(*) FROM renders WHERE job_id = ? AND state = 'done'", "i", job_id));
-    /* Only done renders: their rows and files were committed together, so every listed file
-     * is whole. file: the path below the job's own folder, which is what the client
-     * recreates under its destination. The loudness is the render's, measured on the mix: a
-     * stem or a MIDI file has none of its own. */
-    st = mg_db_prepare(db,
-        "SELECT o.id AS output_id, o.render_id, o.path, "
-        "CASE WHEN substr(o.path, 1, length(j.output_dir) + 1) = j.output_dir || '/' "
-        "THEN substr(o.path, length(j.output_dir) + 2) ELSE o.path END AS file, "
-        "o.kind, o.part, o.format, o.sha256, o.bytes, o.duration_s, o.sample_rate, o.channels, "
-        "CASE o.kind WHEN 'mix' THEN json_extract(p.record_json, '$.integrated_lufs') END AS integrated_lufs, "
-        "r.seed, c.name AS cue, r.variation + 1 AS variation "
-        "FROM outputs o JOIN renders r ON r.id = o.render_id JOIN jobs j ON j.id = r.job_id "
-        "JOIN cues c ON c.id = r.cue_id LEFT JOIN provenance p ON p.render_id = o.render_id "
-        "WHERE r.job_id = ?1 AND r.state = 'done' AND (?2 = '' OR instr(',' || ?2 || ',', ',' || o.kind || ',') > 0) "
-        "ORDER BY o.render_id, CASE o.kind WHEN 'mix' THEN 0 WHEN 'stem' THEN 1 ELSE 2 END, o.part, o.format",
-        "is", job_id, kinds);
-    if (!st) return s_fail(code, codelen, "internal", err, errlen, "cannot list the files of job %" PRId64, job_id);
-    int rc;
-    int64_t n = 0, bytes = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        mg_kv_t row;
-        mg_kv_init(&row);
-        for (int c = 0; c < sqlite3_column_count(st); c++) {
-            const unsigned char *t = sqlite3_column_text(st, c);
-            mg_kv_set(&row, sqlite3_column_name(st, c), t ? (const char *)t : "");
-        }
-        bytes += sqlite3_column_int64(st, 8);
-        n++;
-        int added = mg_msg_add_kv(frames, &row);
-        mg_kv_clear(&row);
-        if (added != 0) {
-            sqlite3_finalize(st);
-            return s_fail(code, codelen, "internal", err, errlen, "out of memory listing job %" PRId64, job_id);
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return s_fail(code, codelen, "internal", err, errlen, "cannot list the files of job %" PRId64 ": %s", job_id,
-                      sqlite3_errmsg(db));
-    mg_kv_set_i64(info, "files", n);
-    mg_kv_set_i64(info, "bytes", bytes);
-    return 0;
+        return mg_reply_fail(r, "bad_request", "unknown file kind '%s' (mix, stem, midi)", bad);
+    return mg_query_files(s, job_id, kinds, r);
 }
 
 /* The absolute path of an outputs row, only if it resolves to a regular file inside the
@@ -137,15 +62,15 @@ static int s_climbs_out(const char *rel)
     return 0;
 }
 
-static int s_resolve(const mg_store_t *s, const char *rel, char *abs, size_t abslen, char *why, size_t whylen)
+static int s_resolve(const char *outputs_dir, const char *rel, char *abs, size_t abslen, char *why, size_t whylen)
 {
     if (s_climbs_out(rel)) {
         snprintf(why, whylen, "its recorded path '%s' is not inside the outputs folder", rel);
         return -1;
     }
     char root[PATH_MAX], joined[PATH_MAX * 2];
-    if (!realpath(s->outputs_dir, root)) {
-        snprintf(why, whylen, "the outputs folder %s is unreadable: %s", s->outputs_dir, strerror(errno));
+    if (!realpath(outputs_dir, root)) {
+        snprintf(why, whylen, "the outputs folder %s is unreadable: %s", outputs_dir, strerror(errno));
         return -1;
     }
     if (snprintf(joined, sizeof joined, "%s/%s", root, rel) >= (int)sizeof joined) {
@@ -164,87 +89,76 @@ static int s_resolve(const mg_store_t *s, const char *rel, char *abs, size_t abs
     return 0;
 }
 
-static int s_fetch(mg_store_t *s, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *frames, char *code, size_t codelen,
-                   char *err, size_t errlen)
+static int s_fetch(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
 {
     int64_t id = mg_kv_get_i64(args, "output_id", 0);
     int64_t offset = mg_kv_get_i64(args, "offset", 0);
     int64_t length = mg_kv_get_i64(args, "length", MG_FETCH_MAX_BYTES);
-    if (offset < 0 || length < 0)
-        return s_fail(code, codelen, "bad_request", err, errlen, "offset and length must be >= 0");
+    if (offset < 0 || length < 0) return mg_reply_fail(r, "bad_request", "offset and length must be >= 0");
     if (length > MG_FETCH_MAX_BYTES) length = MG_FETCH_MAX_BYTES;
-    sqlite3_stmt *st = mg_db_prepare(s->db,
-        "SELECT o.path, o.sha256, o.bytes FROM outputs o JOIN renders r ON r.id = o.render_id "
-        "WHERE o.id = ? AND r.state = 'done'", "i", id);
-    if (!st) return s_fail(code, codelen, "internal", err, errlen, "cannot read output %" PRId64, id);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return s_fail(code, codelen, "not_found", err, errlen,
-                      "no output %" PRId64 " of a done render (FILES lists a job's output ids)", id);
-    }
     char rel[4096], sha[65];
-    mg_strlcpy(rel, (const char *)sqlite3_column_text(st, 0), sizeof rel);
-    mg_strlcpy(sha, (const char *)sqlite3_column_text(st, 1), sizeof sha);
-    int64_t bytes = sqlite3_column_int64(st, 2);
-    sqlite3_finalize(st);
+    int64_t bytes = 0;
+    int found = mg_query_output(s, id, rel, sizeof rel, sha, &bytes);
+    if (found < 0) return mg_reply_fail(r, "internal", "cannot read output %" PRId64, id);
+    if (found == 0)
+        return mg_reply_fail(r, "not_found", "no output %" PRId64 " of a done render (FILES lists a job's output ids)",
+                             id);
     char abs[PATH_MAX], why[PATH_MAX * 3];
-    if (s_resolve(s, rel, abs, sizeof abs, why, sizeof why) != 0)
-        return s_fail(code, codelen, "not_found", err, errlen, "output %" PRId64 " cannot be served: %s", id, why);
+    if (s_resolve(mg_store_outputs_dir(s), rel, abs, sizeof abs, why, sizeof why) != 0)
+        return mg_reply_fail(r, "not_found", "output %" PRId64 " cannot be served: %s", id, why);
     int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW); /* abs is canonical: no link left to follow */
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         int e = errno;
         if (fd >= 0) close(fd);
-        return s_fail(code, codelen, "internal", err, errlen, "cannot open %s: %s", abs,
-                      fd < 0 ? strerror(e) : "not a regular file");
+        return mg_reply_fail(r, "internal", "cannot open %s: %s", abs, fd < 0 ? strerror(e) : "not a regular file");
     }
     if ((int64_t)sb.st_size != bytes) {
         close(fd);
-        return s_fail(code, codelen, "internal", err, errlen,
-                      "%s is %lld bytes on disk but %" PRId64 " were recorded: it changed after mg wrote it "
-                      "(check it with mgctl verify)", abs, (long long)sb.st_size, bytes);
+        return mg_reply_fail(r, "internal",
+                             "%s is %lld bytes on disk but %" PRId64 " were recorded: it changed after mg wrote it "
+                             "(check it with mgctl verify)", abs, (long long)sb.st_size, bytes);
     }
     if (offset > bytes) {
         close(fd);
-        return s_fail(code, codelen, "bad_request", err, errlen,
-                      "offset %" PRId64 " is past the end of output %" PRId64 " (%" PRId64 " bytes)", offset, id, bytes);
+        return mg_reply_fail(r, "bad_request",
+                             "offset %" PRId64 " is past the end of output %" PRId64 " (%" PRId64 " bytes)", offset, id, bytes);
     }
     if (length > bytes - offset) length = bytes - offset;
     void *buf = malloc(length ? (size_t)length : 1);
     if (!buf) {
         close(fd);
-        return s_fail(code, codelen, "internal", err, errlen, "out of memory (%" PRId64 " bytes)", length);
+        return mg_reply_fail(r, "internal", "out of memory (%" PRId64 " bytes)", length);
     }
     size_t got = 0;
     while (got < (size_t)length) {
-        ssize_t r = pread(fd, (char *)buf + got, (size_t)length - got, (off_t)(offset + (int64_t)got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
+        ssize_t k = pread(fd, (char *)buf + got, (size_t)length - got, (off_t)(offset + (int64_t)got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
             int e = errno;
             free(buf);
             close(fd);
-            return s_fail(code, codelen, "internal", err, errlen, "cannot read %s at %" PRId64 ": %s", abs,
-                          offset + (int64_t)got, r == 0 ? "file shrank" : strerror(e));
+            return mg_reply_fail(r, "internal", "cannot read %s at %" PRId64 ": %s", abs, offset + (int64_t)got,
+                                 k == 0 ? "file shrank" : strerror(e));
         }
-        got += (size_t)r;
+        got += (size_t)k;
     }
     close(fd);
-    mg_kv_set_i64(info, "output_id", id);
-    mg_kv_set(info, "path", rel);
-    mg_kv_set(info, "sha256", sha);
-    mg_kv_set_i64(info, "bytes", bytes);
-    mg_kv_set_i64(info, "offset", offset);
-    mg_kv_set_i64(info, "length", length);
-    if (mg_msg_add_owned(frames, &buf, (size_t)length) != 0) {
+    mg_kv_set_i64(&r->info, "output_id", id);
+    mg_kv_set(&r->info, "path", rel);
+    mg_kv_set(&r->info, "sha256", sha);
+    mg_kv_set_i64(&r->info, "bytes", bytes);
+    mg_kv_set_i64(&r->info, "offset", offset);
+    mg_kv_set_i64(&r->info, "length", length);
+    if (mg_msg_add_owned(&r->rows, &buf, (size_t)length) != 0) {
         free(buf);
-        return s_fail(code, codelen, "internal", err, errlen, "out of memory");
+        return mg_reply_fail(r, "internal", "out of memory");
     }
     return 0;
 }
 
-int mg_fetch_handle(mg_store_t *s, const char *cmd, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *frames,
-                    char *code, size_t codelen, char *err, size_t errlen)
+int mg_fetch_handle(mg_store_t *s, const char *cmd, const mg_kv_t *args, mg_reply_t *r)
 {
-    if (strcmp(cmd, MG_CMD_FILES) == 0) return s_files(s, args, info, frames, code, codelen, err, errlen);
-    return s_fetch(s, args, info, frames, code, codelen, err, errlen);
+    if (strcmp(cmd, MG_CMD_FILES) == 0) return s_files(s, args, r);
+    return s_fetch(s, args, r);
 }

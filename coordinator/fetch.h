@@ -15,16 +15,12 @@
 
 #include "../common/kv.h"
 #include "../common/protocol.h"
+#include "query.h"
 #include "store.h"
 
-/* Is cmd FILES or FETCH? */
-int mg_fetch_is_command(const char *cmd);
-
-/* Answers FILES or FETCH with args. On success returns 0 and has added the reply's fields to
- * info and its row / payload frames to frames (both owned by the caller, as before the call).
- * On failure returns -1 with an error code of docs/protocol.md (bad_request, not_found,
- * internal) in code and a message saying what was wrong and what to do in err. */
-int mg_fetch_handle(mg_store_t *s, const char *cmd, const mg_kv_t *args, mg_kv_t *info, mg_msg_t *frames,
-                    char *code, size_t codelen, char *err, size_t errlen);
+/* Answers FILES or FETCH with args into r: its fields and row / payload frames, or (returning
+ * -1) an ERR with a code of docs/protocol.md (bad_request, not_found, internal) and a message
+ * saying what was wrong and what to do. 0 on success. The database lookups are query.c's. */
+int mg_fetch_handle(mg_store_t *s, const char *cmd, const mg_kv_t *args, mg_reply_t *r);
 
 #endif

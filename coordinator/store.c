@@ -1,4 +1,9 @@
-/* store.c - jobs, renders, leases and results as SQLite transactions (see store.h).
+/* store.c - jobs, renders, leases, results and worker rows as SQLite transactions (see
+ * store.h). With store_sched.c (schedules) it is every write mg makes to its database; the
+ * reads that answer clients are query.c. Each exported write is one transaction: BEGIN
+ * IMMEDIATE ... COMMIT, or a single statement, which SQLite runs as its own. The *_tx helpers
+ * (and mg_store_submit_tx, store_internal.h) run inside the caller's and never commit, so no
+ * move below is ever half made.
  *
  * The lifecycle of one render (renders.state), and the function that makes each move:
  *
@@ -28,8 +33,14 @@
  * partition) can never overwrite the render's new attempt or add a second output.
  * A job is finished when none of its renders is queued or leased: 'done' if all are
  * done, 'failed' if any failed, and it stays 'cancelled' once cancelled.
+ *
+ * A lease belongs to renders.lease_worker. PROGRESS renews it (mg_store_renew); a worker that
+ * reconnects names the leases it still holds in READY, and mg_store_worker_ready renews each
+ * one whose token is current and makes it that worker's in the same transaction as the worker
+ * row, so the capacity count (mg_store_worker_leases) and mg_store_worker_lost always see the
+ * lease under the worker that has it.
  */
-#include "store.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +57,13 @@
 #include "db.h"
 #include "provenance.h"
 
+static void s_set_policy(mg_store_t *s, const mg_store_policy_t *policy)
+{
+    s->policy.max_attempts = policy && policy->max_attempts > 0 ? policy->max_attempts : 3;
+    s->policy.blocklist_after = policy && policy->blocklist_after > 0 ? policy->blocklist_after : 3;
+    s->policy.lease_ms = policy && policy->lease_ms > 0 ? policy->lease_ms : 30000;
+}
+
 mg_store_t *mg_store_open(const char *db_path, const char *outputs_dir, const mg_store_policy_t *policy,
                           char *err, size_t errlen)
 {
@@ -57,9 +75,7 @@ mg_store_t *mg_store_open(const char *db_path, const char *outputs_dir, const mg
         free(s);
         return NULL;
     }
-    s->policy.max_attempts = policy && policy->max_attempts > 0 ? policy->max_attempts : 3;
-    s->policy.blocklist_after = policy && policy->blocklist_after > 0 ? policy->blocklist_after : 3;
-    s->policy.lease_ms = policy && policy->lease_ms > 0 ? policy->lease_ms : 30000;
+    s_set_policy(s, policy);
     s->db = mg_db_open(db_path, err, errlen);
     if (!s->db) { free(s); return NULL; }
     return s;
@@ -72,6 +88,10 @@ void mg_store_close(mg_store_t **store_p)
     free(*store_p);
     *store_p = NULL;
 }
+
+const char *mg_store_outputs_dir(const mg_store_t *s) { return s->outputs_dir; }
+const mg_store_policy_t *mg_store_policy(const mg_store_t *s) { return &s->policy; }
+void mg_store_set_policy(mg_store_t *s, const mg_store_policy_t *policy) { s_set_policy(s, policy); }
 
 /* Remembers a folder for s_sync_dirty_dirs; syncs at once when the list is full. */
 static int s_dirty_dir(mg_store_t *s, const char *dir)
@@ -252,7 +272,7 @@ static void s_new_token(char out[33])
     out[32] = 0;
 }
 
-static void s_col_text(sqlite3_stmt *st, int col, char *dst, size_t dstlen)
+void mg_store_col_text(sqlite3_stmt *st, int col, char *dst, size_t dstlen)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
     mg_strlcpy(dst, t ? (const char *)t : "", dstlen);
@@ -274,19 +294,19 @@ static int s_load_spec(sqlite3 *db, int64_t render_id, mg_render_spec_t *spec)
         memset(spec, 0, sizeof *spec);
         spec->render_id = sqlite3_column_int64(st, 0);
         spec->job_id = sqlite3_column_int64(st, 1);
-        s_col_text(st, 2, spec->campaign, sizeof spec->campaign);
-        s_col_text(st, 3, spec->client, sizeof spec->client);
-        s_col_text(st, 4, spec->cue, sizeof spec->cue);
+        mg_store_col_text(st, 2, spec->campaign, sizeof spec->campaign);
+        mg_store_col_text(st, 3, spec->client, sizeof spec->client);
+        mg_store_col_text(st, 4, spec->cue, sizeof spec->cue);
         spec->variation = sqlite3_column_int(st, 5);
         spec->seed = strtoull((const char *)sqlite3_column_text(st, 6), NULL, 10);
-        s_col_text(st, 7, spec->prompt, sizeof spec->prompt);
-        s_col_text(st, 8, spec->prompt_sha256, sizeof spec->prompt_sha256);
-        s_col_text(st, 9, spec->emotions, sizeof spec->emotions);
+        mg_store_col_text(st, 7, spec->prompt, sizeof spec->prompt);
+        mg_store_col_text(st, 8, spec->prompt_sha256, sizeof spec->prompt_sha256);
+        mg_store_col_text(st, 9, spec->emotions, sizeof spec->emotions);
         spec->duration_s = sqlite3_column_double(st, 10);
         spec->tempo_bpm = sqlite3_column_double(st, 11);
-        s_col_text(st, 12, spec->key, sizeof spec->key);
-        s_col_text(st, 13, spec->instruments, sizeof spec->instruments);
-        s_col_text(st, 14, spec->stems, sizeof spec->stems);
+        mg_store_col_text(st, 12, spec->key, sizeof spec->key);
+        mg_store_col_text(st, 13, spec->instruments, sizeof spec->instruments);
+        mg_store_col_text(st, 14, spec->stems, sizeof spec->stems);
         const char *formats = (const char *)sqlite3_column_text(st, 15);
         spec->output.formats = (strstr(formats, "flac") ? MG_FORMAT_FLAC : 0) |
                                (strstr(formats, "mp3") ? MG_FORMAT_MP3 : 0) |
@@ -367,19 +387,33 @@ int mg_store_unlease(mg_store_t *s, int64_t render_id, const char *token, int64_
     return mg_db_commit(db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
 }
 
-int mg_store_renew(mg_store_t *s, int64_t render_id, const char *token, int64_t now_ms)
+/* Renews a current lease inside the caller's transaction: the render's deadline and its
+ * attempt's. worker: also make it that worker's lease (a reconnected worker reclaiming it);
+ * NULL leaves lease_worker as it is. MG_STORE_OK, MG_STORE_STALE or MG_STORE_ERR. */
+static int s_renew_tx(mg_store_t *s, int64_t render_id, const char *token, const char *worker, int64_t now_ms)
 {
     sqlite3 *db = s->db;
-    /* A single UPDATE statement is its own (immediate) transaction. */
+    int64_t deadline = now_ms + s->policy.lease_ms;
     if (mg_db_run(db,
-            "UPDATE renders SET lease_expires_ms = max(lease_expires_ms, ?) "
-            "WHERE id = ? AND state = 'leased' AND lease_token = ?",
-            "iis", now_ms + s->policy.lease_ms, render_id, token) != 0)
+            "UPDATE renders SET lease_expires_ms = max(lease_expires_ms, ?1), lease_worker = coalesce(?4, lease_worker) "
+            "WHERE id = ?2 AND state = 'leased' AND lease_token = ?3",
+            "iiss", deadline, render_id, token, worker) != 0)
         return MG_STORE_ERR;
     if (sqlite3_changes(db) != 1) return MG_STORE_STALE;
-    mg_db_run(db, "UPDATE attempts SET deadline_ms = ? WHERE lease_token = ?", "is",
-              now_ms + s->policy.lease_ms, token);
+    if (mg_db_run(db, "UPDATE attempts SET deadline_ms = ? WHERE lease_token = ?", "is", deadline, token) != 0)
+        return MG_STORE_ERR;
     return MG_STORE_OK;
+}
+
+int mg_store_renew(mg_store_t *s, int64_t render_id, const char *token, int64_t now_ms)
+{
+    if (mg_db_begin(s->db) != 0) return MG_STORE_ERR;
+    int rc = s_renew_tx(s, render_id, token, NULL, now_ms);
+    if (rc != MG_STORE_OK) {
+        mg_db_rollback(s->db);
+        return rc;
+    }
+    return mg_db_commit(s->db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
 }
 
 /* Marks the job finished if nothing of it is queued or leased any more. */
@@ -415,8 +449,8 @@ static int s_end_lease(sqlite3 *db, int64_t render_id, const char *outcome, int 
     int64_t job_id = sqlite3_column_int64(st, 0);
     int attempts = sqlite3_column_int(st, 1), max_attempts = sqlite3_column_int(st, 2);
     char token[40], worker[256];
-    s_col_text(st, 3, token, sizeof token);
-    s_col_text(st, 4, worker, sizeof worker);
+    mg_store_col_text(st, 3, token, sizeof token);
+    mg_store_col_text(st, 4, worker, sizeof worker);
     sqlite3_finalize(st);
     if (mg_db_run(db, "UPDATE attempts SET outcome = ?, ended_ms = ?, error = ? WHERE lease_token = ?", "siss",
                   outcome, now_ms, error, token) != 0)
@@ -474,53 +508,72 @@ fail:
     return MG_STORE_ERR;
 }
 
-static int s_end_leases_where(mg_store_t *s, const char *where_sql, const char *types, const void *arg,
+static int s_worker_gone_tx(sqlite3 *db, const char *name, int64_t now_ms)
+{
+    return mg_db_run(db, "UPDATE workers SET state = 'gone', last_seen_ms = max(last_seen_ms, ?) WHERE name = ?",
+                     "is", now_ms, name);
+}
+
+/* Ends every live lease matching where_sql (one parameter: an int64 or a string, by types)
+ * inside the caller's transaction. *n = how many. 0 or -1. */
+static int s_end_leases_where(sqlite3 *db, const char *where_sql, const char *types, const void *arg,
                               const char *outcome, const char *error, int64_t now_ms, int *n)
 {
-    sqlite3 *db = s->db;
     *n = 0;
-    if (mg_db_begin(db) != 0) return MG_STORE_ERR;
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT id FROM renders WHERE state = 'leased' AND %s", where_sql);
     sqlite3_stmt *st = types[0] == 'i' ? mg_db_prepare(db, sql, "i", *(const int64_t *)arg)
                                        : mg_db_prepare(db, sql, "s", (const char *)arg);
-    if (!st) goto fail;
+    if (!st) return -1;
     int64_t *ids = NULL;
     size_t count = 0, cap = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 64;
             int64_t *nids = realloc(ids, cap * sizeof *ids);
-            if (!nids) { free(ids); sqlite3_finalize(st); goto fail; }
+            if (!nids) { free(ids); sqlite3_finalize(st); return -1; }
             ids = nids;
         }
         ids[count++] = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
     for (size_t i = 0; i < count; i++) {
-        if (s_end_lease(db, ids[i], outcome, 1, error, now_ms) < 0) { free(ids); goto fail; }
+        if (s_end_lease(db, ids[i], outcome, 1, error, now_ms) < 0) { free(ids); return -1; }
     }
     free(ids);
     *n = (int)count;
-    if (count == 0) { mg_db_rollback(db); return MG_STORE_OK; }
-    return mg_db_commit(db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
-fail:
-    mg_db_rollback(db);
-    return MG_STORE_ERR;
+    return 0;
 }
 
 int mg_store_expire(mg_store_t *s, int64_t now_ms, int *n)
 {
-    return s_end_leases_where(s, "lease_expires_ms < ?", "i", &now_ms, "expired", "lease expired", now_ms, n);
+    sqlite3 *db = s->db;
+    *n = 0;
+    if (mg_db_begin(db) != 0) return MG_STORE_ERR;
+    if (s_end_leases_where(db, "lease_expires_ms < ?", "i", &now_ms, "expired", "lease expired", now_ms, n) != 0) {
+        mg_db_rollback(db);
+        *n = 0;
+        return MG_STORE_ERR;
+    }
+    if (*n == 0) { mg_db_rollback(db); return MG_STORE_OK; }
+    return mg_db_commit(db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
 }
 
 int mg_store_worker_lost(mg_store_t *s, const char *worker, const char *why, int64_t now_ms, int *n)
 {
+    sqlite3 *db = s->db;
+    *n = 0;
     char error[256];
     snprintf(error, sizeof error, "worker lost (%s)", why ? why : "no heartbeat");
-    int rc = s_end_leases_where(s, "lease_worker = ?", "s", worker, "lost", error, now_ms, n);
-    mg_store_worker_gone(s, worker, now_ms);
-    return rc;
+    if (mg_db_begin(db) != 0) return MG_STORE_ERR;
+    if (s_end_leases_where(db, "lease_worker = ?", "s", worker, "lost", error, now_ms, n) != 0 ||
+        s_worker_gone_tx(db, worker, now_ms) != 0) {
+        mg_db_rollback(db);
+        *n = 0;
+        return MG_STORE_ERR;
+    }
+    mg_db_event(db, "worker_lost", 0, 0, worker, "%s; %d lease(s) released", why ? why : "no heartbeat", *n);
+    return mg_db_commit(db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
 }
 
 int mg_store_recover(mg_store_t *s, int64_t now_ms, int *n)
@@ -700,13 +753,13 @@ static int s_complete_tx(mg_store_t *s, const mg_result_t *r, int64_t now_ms, ch
         return MG_STORE_STALE;
     }
     char state[16], token[40], out_dir[256], cue[MG_NAME_MAX + 1], attempt_outcome[16];
-    s_col_text(st, 0, state, sizeof state);
-    s_col_text(st, 1, token, sizeof token);
+    mg_store_col_text(st, 0, state, sizeof state);
+    mg_store_col_text(st, 1, token, sizeof token);
     int64_t job_id = sqlite3_column_int64(st, 2);
-    s_col_text(st, 3, out_dir, sizeof out_dir);
-    s_col_text(st, 4, cue, sizeof cue);
+    mg_store_col_text(st, 3, out_dir, sizeof out_dir);
+    mg_store_col_text(st, 4, cue, sizeof cue);
     int variation = sqlite3_column_int(st, 5);
-    s_col_text(st, 6, attempt_outcome, sizeof attempt_outcome);
+    mg_store_col_text(st, 6, attempt_outcome, sizeof attempt_outcome);
     sqlite3_finalize(st);
     if (strcmp(state, "done") == 0 && strcmp(attempt_outcome, "done") == 0) {
         mg_db_exec(db, "RELEASE result"); /* the same result again (the ACK was lost): already recorded */
@@ -916,7 +969,7 @@ int mg_store_reject_result(mg_store_t *s, int64_t render_id, const char *token, 
     }
     if (sqlite3_step(st) == SQLITE_ROW) {
         char state[16];
-        s_col_text(st, 1, state, sizeof state);
+        mg_store_col_text(st, 1, state, sizeof state);
         s_reject(db, sqlite3_column_int64(st, 0), render_id, token, worker, state, now_ms);
     }
     sqlite3_finalize(st);
@@ -925,23 +978,70 @@ int mg_store_reject_result(mg_store_t *s, int64_t render_id, const char *token, 
 
 /* ---- workers, cancel, retry ------------------------------------------------------------ */
 
-int mg_store_worker_seen(mg_store_t *s, const char *name, const char *host, int64_t pid,
-                         const char *backend, const char *device, int capacity,
-                         const char *models, int64_t now_ms)
+static int s_worker_seen_tx(sqlite3 *db, const mg_worker_info_t *w, int64_t now_ms)
 {
-    return mg_db_run(s->db,
+    return mg_db_run(db,
         "INSERT INTO workers (name, host, pid, backend, device, capacity, models, state, first_seen_ms, last_seen_ms) "
         "VALUES (?,?,?,?,?,?,?, 'ready', ?, ?) ON CONFLICT (name) DO UPDATE SET state = 'ready', "
         "backend = excluded.backend, device = excluded.device, capacity = excluded.capacity, "
         "models = excluded.models, last_seen_ms = excluded.last_seen_ms",
-        "ssissisii", name, host, pid, backend, device, (int64_t)capacity, models, now_ms, now_ms) == 0
-        ? MG_STORE_OK : MG_STORE_ERR;
+        "ssissisii", w->name, w->host, w->pid, w->backend, w->device, (int64_t)w->capacity, w->models, now_ms,
+        now_ms);
+}
+
+int mg_store_worker_seen(mg_store_t *s, const char *name, const char *host, int64_t pid,
+                         const char *backend, const char *device, int capacity,
+                         const char *models, int64_t now_ms)
+{
+    const mg_worker_info_t w = {name, host, pid, backend, device, capacity, models};
+    return s_worker_seen_tx(s->db, &w, now_ms) == 0 ? MG_STORE_OK : MG_STORE_ERR;
 }
 
 int mg_store_worker_gone(mg_store_t *s, const char *name, int64_t now_ms)
 {
-    return mg_db_run(s->db, "UPDATE workers SET state = 'gone', last_seen_ms = max(last_seen_ms, ?) WHERE name = ?",
-                     "is", now_ms, name) == 0 ? MG_STORE_OK : MG_STORE_ERR;
+    return s_worker_gone_tx(s->db, name, now_ms) == 0 ? MG_STORE_OK : MG_STORE_ERR;
+}
+
+int mg_store_worker_ready(mg_store_t *s, const mg_worker_info_t *w, const mg_held_lease_t *held, int n_held,
+                          int64_t now_ms, int *reclaimed)
+{
+    sqlite3 *db = s->db;
+    int kept = 0;
+    if (reclaimed) *reclaimed = 0;
+    if (mg_db_begin(db) != 0) return MG_STORE_ERR;
+    if (s_worker_seen_tx(db, w, now_ms) != 0) goto fail;
+    for (int i = 0; i < n_held; i++) {
+        int rc = s_renew_tx(s, held[i].render_id, held[i].lease_token, w->name, now_ms);
+        if (rc == MG_STORE_ERR) goto fail;
+        kept += rc == MG_STORE_OK;
+    }
+    mg_db_event(db, "worker_ready", 0, 0, w->name, "%s %s capacity %d", w->backend, w->device, w->capacity);
+    if (mg_db_commit(db) != 0) return MG_STORE_ERR;
+    if (reclaimed) *reclaimed = kept;
+    return MG_STORE_OK;
+fail:
+    mg_db_rollback(db);
+    return MG_STORE_ERR;
+}
+
+int mg_store_workers_last_seen(mg_store_t *s, const mg_worker_seen_t *seen, int n)
+{
+    sqlite3 *db = s->db;
+    if (n <= 0) return MG_STORE_OK;
+    if (mg_db_begin(db) != 0) return MG_STORE_ERR;
+    for (int i = 0; i < n; i++)
+        if (mg_db_run(db, "UPDATE workers SET last_seen_ms = ? WHERE name = ?", "is", seen[i].last_seen_ms,
+                      seen[i].name) != 0) {
+            mg_db_rollback(db);
+            return MG_STORE_ERR;
+        }
+    return mg_db_commit(db) == 0 ? MG_STORE_OK : MG_STORE_ERR;
+}
+
+int mg_store_worker_leases(mg_store_t *s, const char *worker)
+{
+    return (int)mg_db_int(s->db, -1, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = ?", "s",
+                          worker);
 }
 
 int mg_store_cancel_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n)

@@ -1,12 +1,17 @@
 /* store.h - the coordinator's durable state machine over SQLite: jobs, renders, leases,
- * results, provenance. Every function is one BEGIN IMMEDIATE transaction; when it returns
- * success the change is durable (synchronous=FULL). The render lifecycle is drawn at the
- * top of store.c. The network layer (server.c) calls these and never writes SQL itself.
+ * results, workers, schedules, provenance. Every write is one function here, and each is one
+ * BEGIN IMMEDIATE transaction: when it returns success the change is durable
+ * (synchronous=FULL), and a change that touches several tables (a lease renewed and given to
+ * its reconnected worker, a worker registered and its event) commits or fails as a whole.
+ * The render lifecycle is drawn at the top of store.c.
+ *
+ * mg_store_t is opaque. The store is store.c (submit, leases, results, workers, cancel,
+ * retry) and store_sched.c (schedules); the read-only client queries are query.c, which
+ * reads through the same connection. Nothing else in mg writes SQL (tests/test_layering.c).
  */
 #ifndef MG_STORE_H
 #define MG_STORE_H
 
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,15 +24,7 @@ typedef struct {
     int64_t lease_ms;        /* lease length; PROGRESS renews it (default 30 s) */
 } mg_store_policy_t;
 
-#define MG_STORE_MAX_DIRTY 64
-
-typedef struct {
-    sqlite3 *db;             /* owned */
-    char outputs_dir[4096];  /* $MG_HOME/outputs */
-    mg_store_policy_t policy;
-    char dirty[MG_STORE_MAX_DIRTY][4200]; /* folders to fsync before the next result commit */
-    int n_dirty;
-} mg_store_t;
+typedef struct mg_store mg_store_t;
 
 enum {
     MG_STORE_OK = 0,
@@ -41,7 +38,16 @@ enum {
  * (mg_store_close), or NULL with a message in err. */
 mg_store_t *mg_store_open(const char *db_path, const char *outputs_dir, const mg_store_policy_t *policy,
                           char *err, size_t errlen);
+/* Closes the database, frees *store_p and sets it to NULL. NULL is fine. */
 void mg_store_close(mg_store_t **store_p);
+
+/* The outputs folder given to mg_store_open; valid while the store is open. */
+const char *mg_store_outputs_dir(const mg_store_t *s);
+/* The policy in force (defaults filled in); valid while the store is open. */
+const mg_store_policy_t *mg_store_policy(const mg_store_t *s);
+/* Replaces the policy; a field <= 0 takes its default, as in mg_store_open. Renders already
+ * submitted keep the max_attempts they were given. */
+void mg_store_set_policy(mg_store_t *s, const mg_store_policy_t *policy);
 
 /* Stores a validated job with all its renders, or finds the job already stored under the
  * same idempotency key (then *duplicate = 1 and nothing is written). The same key with a
@@ -49,12 +55,6 @@ void mg_store_close(mg_store_t **store_p);
 int mg_store_submit(mg_store_t *s, const mg_job_t *job, const char *source_name,
                     const char *source_text, int64_t schedule_id, int64_t *job_id,
                     size_t *renders, int *duplicate, char *err, size_t errlen);
-
-/* The same inside a transaction the caller opened (mg_db_begin) and will commit or roll
- * back; used by the scheduler to create a job and its schedule_runs row atomically. */
-int mg_store_submit_tx(mg_store_t *s, const mg_job_t *job, const char *source_name,
-                       const char *source_text, int64_t schedule_id, int64_t *job_id,
-                       size_t *renders, int *duplicate, char *err, size_t errlen);
 
 typedef struct {
     int64_t render_id;
@@ -142,18 +142,57 @@ int mg_store_fail(mg_store_t *s, int64_t render_id, const char *token, const cha
 /* Ends every lease whose deadline passed (outcome 'expired'): queued again, or failed
  * after max_attempts. *n = how many. */
 int mg_store_expire(mg_store_t *s, int64_t now_ms, int *n);
-/* A worker was declared dead (why: "silent for 3000 ms", "unreachable", ...): its leases
- * end now (outcome 'lost', error "worker lost (why)"), same rules. */
+/* A worker was declared dead (why: "silent for 3000 ms", "unreachable", ...), in one
+ * transaction: its leases end now (outcome 'lost', error "worker lost (why)"), same rules;
+ * its row becomes 'gone'; event worker_lost says why and how many leases were released. */
 int mg_store_worker_lost(mg_store_t *s, const char *worker, const char *why, int64_t now_ms, int *n);
 /* At start: gives every live lease a grace period of lease_ms so workers can reconnect
  * and claim (PROGRESS / RESULT) before anything is leased again. *n = live leases. */
 int mg_store_recover(mg_store_t *s, int64_t now_ms, int *n);
 
-/* Registers or refreshes a worker row. */
+/* Registers or refreshes a worker row (state 'ready'). */
 int mg_store_worker_seen(mg_store_t *s, const char *name, const char *host, int64_t pid,
                          const char *backend, const char *device, int capacity,
                          const char *models, int64_t now_ms);
+/* Marks a worker row 'gone'. */
 int mg_store_worker_gone(mg_store_t *s, const char *name, int64_t now_ms);
+
+/* What a READY says about its worker (all borrowed). */
+typedef struct {
+    const char *name, *host;
+    int64_t pid;
+    const char *backend, *device;
+    int capacity;             /* 0: draining */
+    const char *models;
+} mg_worker_info_t;
+
+/* A lease a reconnecting worker says it still holds (READY's "held"); token borrowed. */
+typedef struct {
+    int64_t render_id;
+    const char *lease_token;
+} mg_held_lease_t;
+
+/* READY, in one transaction: the worker row as mg_store_worker_seen; every held lease whose
+ * token is still current is renewed as mg_store_renew does and becomes that worker's
+ * (renders.lease_worker), so a lease can never be renewed for one worker while still counted
+ * against another; event worker_ready. *reclaimed = leases kept (may be NULL). A held lease
+ * that is stale is skipped, not an error. MG_STORE_OK or MG_STORE_ERR (nothing written). */
+int mg_store_worker_ready(mg_store_t *s, const mg_worker_info_t *w, const mg_held_lease_t *held, int n_held,
+                          int64_t now_ms, int *reclaimed);
+
+/* When each connected worker was last heard from (its monotonic last message mapped to wall
+ * time by the caller); name borrowed. */
+typedef struct {
+    const char *name;
+    int64_t last_seen_ms;
+} mg_worker_seen_t;
+
+/* workers.last_seen_ms for n workers in one transaction: the server flushes it every few
+ * seconds rather than writing a row per heartbeat. MG_STORE_OK or MG_STORE_ERR. */
+int mg_store_workers_last_seen(mg_store_t *s, const mg_worker_seen_t *seen, int n);
+
+/* Renders leased to worker right now (its slots in use); -1 on a database error. */
+int mg_store_worker_leases(mg_store_t *s, const char *worker);
 
 /* Cancel: queued and leased renders of the job become cancelled. *n = renders cancelled.
  * MG_STORE_NOT_FOUND if no such job. */
@@ -163,5 +202,36 @@ int mg_store_retry_job(mg_store_t *s, int64_t job_id, int64_t now_ms, int *n);
 
 /* The earliest live lease deadline, or INT64_MAX. */
 int64_t mg_store_next_deadline(mg_store_t *s);
+
+/* ---- schedules (store_sched.c; the cron logic is schedule.c) ------------------------------ */
+
+/* Stores a schedule (its job file snapshot and cron expression, checked by the caller) with
+ * last_due_ms = now_ms, and event schedule_added. MG_STORE_OK (*id set) or MG_STORE_ERR
+ * with a message in err. */
+int mg_store_sched_add(mg_store_t *s, const char *cron, const char *name, const char *source_name,
+                       const char *source_text, int64_t now_ms, int64_t *id, char *err, size_t errlen);
+/* state: "active" | "paused". Resuming moves last_due_ms up to now_ms, so the runs skipped
+ * while paused are not replayed. MG_STORE_OK, MG_STORE_NOT_FOUND or MG_STORE_ERR. */
+int mg_store_sched_set_state(mg_store_t *s, int64_t id, const char *state, int64_t now_ms);
+/* MG_STORE_OK, MG_STORE_NOT_FOUND or MG_STORE_ERR. */
+int mg_store_sched_remove(mg_store_t *s, int64_t id);
+
+/* One due time of a schedule, for mg_store_sched_run. */
+typedef struct {
+    int64_t schedule_id;
+    const char *name;         /* the schedule's name, for events */
+    const char *source_name, *source_text;
+    int64_t due_ms;
+    int64_t missed;           /* earlier due times passed unrun (event schedule_missed when > 0) */
+    const mg_job_t *job;      /* the job file parsed with the run's idempotency key; NULL: invalid */
+    const char *invalid_why;  /* when job is NULL: the parser's message */
+} mg_sched_run_t;
+
+/* Runs one due time in one transaction: the job (mg_store_submit) and its schedule_runs row
+ * (primary key schedule + due time) commit together, and last_due_ms moves to due_ms. A due
+ * time already run only moves last_due_ms. A job that cannot be stored leaves no half job
+ * behind (savepoint) and the run is recorded as invalid. Returns 1 if a job was made
+ * (*job_id), 0 if not, -1 on a database error (nothing written). */
+int mg_store_sched_run(mg_store_t *s, const mg_sched_run_t *run, int64_t now_ms, int64_t *job_id);
 
 #endif

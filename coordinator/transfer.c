@@ -185,7 +185,7 @@ static void s_chunk_ack(void *router, const mg_msg_t *m, int64_t render_id, cons
     mg_msg_t out;
     mg_msg_init(&out);
     int rc = mg_msg_add(&out, m->data[0], m->size[0]) | mg_msg_add_str(&out, MG_PROTO_WORKER) |
-             mg_msg_add_str(&out, "CHUNK_ACK") | mg_msg_add_kv(&out, &kv);
+             mg_msg_add_str(&out, MG_WCMD_CHUNK_ACK) | mg_msg_add_kv(&out, &kv);
     if (rc != 0 || mg_msg_send(&out, router, 0) != 0)
         mg_warn("cannot send CHUNK_ACK for render %" PRId64 ": %s", render_id, zmq_strerror(errno));
     mg_msg_clear(&out);
@@ -290,7 +290,7 @@ int mg_transfer_chunk(mg_transfer_t *t, mg_store_t *s, void *router, const mg_ms
         return MG_TRANSFER_STALE;
     }
     /* An upload is progress: keep the lease alive as PROGRESS would, with one write per half lease. */
-    if (expires - now_ms < s->policy.lease_ms / 2) mg_store_renew(s, render_id, token, now_ms);
+    if (expires - now_ms < mg_store_policy(s)->lease_ms / 2) mg_store_renew(s, render_id, token, now_ms);
     if (!x && !(x = s_add(t, render_id, token))) {
         mg_set_error(why, whylen, "out of memory");
         return MG_TRANSFER_ERR;

@@ -49,6 +49,17 @@ static int s_teardown(void **state)
 /* ---- helpers ------------------------------------------------------------------------- */
 
 /* Submits yaml; asserts success and returns the job id. */
+/* Changes the open store's policy: max_attempts and blocklist_after when > 0, the rest kept. */
+static void s_set_policy(mg_store_t *s, int max_attempts, int blocklist_after)
+{
+    mg_store_policy_t p = *mg_store_policy(s);
+    if (max_attempts > 0) p.max_attempts = max_attempts;
+    if (blocklist_after > 0) p.blocklist_after = blocklist_after;
+    mg_store_set_policy(s, &p);
+    assert_int_equal(mg_store_policy(s)->max_attempts, p.max_attempts);
+    assert_int_equal(mg_store_policy(s)->blocklist_after, p.blocklist_after);
+}
+
 static int64_t s_submit(mg_store_t *s, const char *yaml, size_t expect_renders)
 {
     mg_job_t *job = mg_test_job_parse(yaml);
@@ -860,7 +871,7 @@ static void test_complete_write_failure(void **state)
 static void test_expire_requeue_then_fail(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.max_attempts = 2;
+    s_set_policy(f->s, 2, 0);
     static const char yaml[] = "campaign: exp\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 3\n";
     int64_t job = s_submit(f->s, yaml, 3);
     mg_lease_t l[3];
@@ -919,7 +930,7 @@ static void test_expire_requeue_then_fail(void **state)
 static void test_expire_last_render_fails_job(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.max_attempts = 1;
+    s_set_policy(f->s, 1, 0);
     static const char yaml[] = "campaign: exp1\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 2\n";
     int64_t job = s_submit(f->s, yaml, 2);
     mg_lease_t l[2];
@@ -991,7 +1002,7 @@ static void test_fail_retryable_vs_permanent(void **state)
 static void test_retry_prefers_other_worker(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.blocklist_after = 100;
+    s_set_policy(f->s, 0, 100);
     s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
     s_lease(f->s, "w1", 1, T0, l, 1);
@@ -1010,8 +1021,7 @@ static void test_retry_prefers_other_worker(void **state)
 static void test_blocklist(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.max_attempts = 10;
-    f->s->policy.blocklist_after = 2;
+    s_set_policy(f->s, 10, 2);
     static const char x_yaml[] = "campaign: bl-x\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 4\n";
     static const char y_yaml[] = "campaign: bl-y\npriority: -1\ncues:\n  - name: y\n    prompt: \"warm pads\"\n";
     int64_t jx = s_submit(f->s, x_yaml, 4);
@@ -1077,6 +1087,73 @@ static void test_worker_lost(void **state)
     /* Losing it again finds nothing. */
     assert_int_equal(mg_store_worker_lost(f->s, "A", "silent for 3000 ms", T0 + 200, &n), MG_STORE_OK);
     assert_int_equal(n, 0);
+}
+
+/* READY from a reconnected worker: the row, the leases it still holds (renewed and made its
+ * own: a lease it took over from its previous name or connection is no longer counted against
+ * another worker) and the event commit together; a stale token is skipped. The last_seen
+ * flush and worker_lost's event are store writes too. */
+static void test_worker_ready_reclaims(void **state)
+{
+    mg_test_store_t *f = *state;
+    static const char yaml[] = "campaign: ready\ncues:\n  - name: x\n    prompt: \"calm piano\"\n    variations: 3\n";
+    s_submit(f->s, yaml, 3);
+    mg_lease_t a[2];
+    s_lease(f->s, "old-name", 2, T0, a, 2);
+    assert_int_equal(mg_store_worker_leases(f->s, "old-name"), 2);
+    const mg_worker_info_t w = {"B", "host-b", 12, "cpu", "test", 2, "synth"};
+    const mg_held_lease_t held[] = {
+        {a[0].render_id, a[0].lease_token},
+        {a[1].render_id, "00000000000000000000000000000000"}, /* stale: skipped */
+        {999999, a[1].lease_token},                           /* no such render: skipped */
+    };
+    int kept = -1;
+    /* A write that fails half-way (the attempt's deadline) leaves nothing behind: no worker
+     * row, the lease still the old worker's, no event. */
+    mg_test_sql_exec(f->db, "CREATE TRIGGER full BEFORE UPDATE OF deadline_ms ON attempts "
+                            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END");
+    assert_int_equal(mg_store_worker_ready(f->s, &w, held, 1, T0 + 5000, &kept), MG_STORE_ERR);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM workers"), 0);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, a[0].render_id),
+                        "old-name");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, a[0].render_id),
+                     T0 + LEASE_MS);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM events WHERE kind = 'worker_ready'"), 0);
+    mg_test_sql_exec(f->db, "DROP TRIGGER full");
+    assert_int_equal(mg_store_worker_ready(f->s, &w, held, 3, T0 + 10000, &kept), MG_STORE_OK);
+    assert_int_equal(kept, 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, a[0].render_id),
+                        "B");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, a[0].render_id),
+                     T0 + 10000 + LEASE_MS);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT deadline_ms FROM attempts WHERE lease_token = '%s'",
+                                     a[0].lease_token),
+                     T0 + 10000 + LEASE_MS);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT lease_worker FROM renders WHERE id = %" PRId64, a[1].render_id),
+                        "old-name");
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT lease_expires_ms FROM renders WHERE id = %" PRId64, a[1].render_id),
+                     T0 + LEASE_MS);
+    assert_int_equal(mg_store_worker_leases(f->s, "B"), 1);
+    assert_int_equal(mg_store_worker_leases(f->s, "old-name"), 1);
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state || ' ' || capacity || ' ' || models FROM workers "
+                                                "WHERE name = 'B'"),
+                        "ready 2 synth");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'worker_ready' AND worker = 'B'"),
+                        "cpu test capacity 2");
+    /* The flush of last_seen_ms: one transaction for every worker named. */
+    const mg_worker_seen_t seen[] = {{"B", T0 + 20000}, {"nobody", T0 + 20000}};
+    assert_int_equal(mg_store_workers_last_seen(f->s, seen, 2), MG_STORE_OK);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT last_seen_ms FROM workers WHERE name = 'B'"), T0 + 20000);
+    assert_int_equal(mg_test_sql_int(f->db, "SELECT count(*) FROM workers"), 1);
+    /* Losing B ends the lease it reclaimed, marks it gone, and says so in one event. */
+    int n = -1;
+    assert_int_equal(mg_store_worker_lost(f->s, "B", "silent for 3000 ms", T0 + 21000, &n), MG_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(s_attempt_outcome(f->db, a[0].lease_token), "lost");
+    assert_string_equal(s_attempt_outcome(f->db, a[1].lease_token), "running");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT state FROM workers WHERE name = 'B'"), "gone");
+    assert_string_equal(mg_test_sql_text(f->db, "SELECT message FROM events WHERE kind = 'worker_lost' AND worker = 'B'"),
+                        "silent for 3000 ms; 1 lease(s) released");
 }
 
 static void test_unlease(void **state)
@@ -1165,7 +1242,7 @@ static void test_cancel_then_retry(void **state)
 static void test_retry_failed_renders(void **state)
 {
     mg_test_store_t *f = *state;
-    f->s->policy.blocklist_after = 1;
+    s_set_policy(f->s, 0, 1);
     int64_t job = s_submit(f->s, s_job3, 3);
     mg_lease_t l[3];
     s_lease(f->s, "w1", 3, T0, l, 3);
@@ -1329,6 +1406,7 @@ int main(void)
         T(test_retry_prefers_other_worker),
         T(test_blocklist),
         T(test_worker_lost),
+        T(test_worker_ready_reclaims),
         T(test_unlease),
         T(test_cancel_then_retry),
         T(test_retry_failed_renders),

@@ -126,7 +126,7 @@ static int s_progress(void *vctx, double done)
         mg_kv_set_i64(&kv, "render_id", pc->slot->render_id);
         mg_kv_set(&kv, "lease_token", pc->slot->token);
         mg_kv_setf(&kv, "done", "%.3f", done);
-        s_push(pc->push, "PROGRESS", &kv, NULL);
+        s_push(pc->push, MG_WCMD_PROGRESS, &kv, NULL);
         mg_kv_clear(&kv);
     }
     return atomic_load(&pc->slot->cancel);
@@ -159,7 +159,7 @@ static void s_fail(void *push, s_worker_t *w, s_slot_t *slot, int retryable, con
     mg_kv_t kv;
     mg_kv_init(&kv);
     s_fail_kv(&kv, w, slot, retryable, 0, message);
-    s_push(push, "FAIL", &kv, NULL);
+    s_push(push, MG_WCMD_FAIL, &kv, NULL);
     mg_kv_clear(&kv);
 }
 
@@ -255,7 +255,7 @@ static void s_render_one(s_worker_t *w, void *push, s_slot_t *slot)
     mg_msg_init(&ptr);
     mg_msg_add(&ptr, &up, sizeof up);
     s_mark_delivering(w, slot);
-    s_push(push, "RESULT", &kv, &ptr);
+    s_push(push, MG_WCMD_RESULT, &kv, &ptr);
     mg_msg_clear(&ptr);
     mg_kv_clear(&kv);
 }
@@ -341,7 +341,7 @@ static void s_send_ready(s_conn_t *c)
     }
     pthread_mutex_unlock(&w->lock);
     mg_kv_set(&kv, "held", held);
-    s_send(c, "READY", &kv);
+    s_send(c, MG_WCMD_READY, &kv);
     mg_kv_clear(&kv);
 }
 
@@ -409,7 +409,7 @@ static void s_on_lease(s_conn_t *c, const mg_msg_t *m)
             mg_kv_set(&kv, "worker", w->name);
             mg_kv_set_i64(&kv, "retryable", 0);
             mg_kv_set(&kv, "message", "worker could not decode the render spec");
-            s_send(c, "FAIL", &kv);
+            s_send(c, MG_WCMD_FAIL, &kv);
             mg_kv_clear(&kv);
         } else if (!s_slot_by_render(w, render_id, token)) {
             pthread_mutex_lock(&w->lock);
@@ -471,8 +471,8 @@ static void s_on_coordinator(s_conn_t *c, const mg_msg_t *m, int *reconnect)
     mg_kv_t kv;
     mg_kv_init(&kv);
     if (m->n > 2) mg_msg_kv(m, 2, &kv);
-    if (strcmp(cmd, "LEASE") == 0) s_on_lease(c, m);
-    else if (strcmp(cmd, "ACK") == 0) {
+    if (strcmp(cmd, MG_WCMD_LEASE) == 0) s_on_lease(c, m);
+    else if (strcmp(cmd, MG_WCMD_ACK) == 0) {
         s_slot_t *s = s_slot_by_render(c->w, mg_kv_get_i64(&kv, "render_id", 0), mg_kv_get_or(&kv, "lease_token", ""));
         if (s) {
             if (!mg_kv_get_i64(&kv, "accepted", 0))
@@ -480,18 +480,18 @@ static void s_on_coordinator(s_conn_t *c, const mg_msg_t *m, int *reconnect)
                         mg_kv_get_or(&kv, "reason", ""));
             s_slot_release(c->w, s);
         }
-    } else if (strcmp(cmd, "CHUNK_ACK") == 0) {
+    } else if (strcmp(cmd, MG_WCMD_CHUNK_ACK) == 0) {
         s_slot_t *s = s_slot_by_render(c->w, mg_kv_get_i64(&kv, "render_id", 0), mg_kv_get_or(&kv, "lease_token", ""));
         if (s && s->upload) {
             int64_t now = mg_mono_ms();
             mg_upload_on_chunk_ack(s->upload, &kv, now);
             if (mg_upload_pump(s->upload, c->dealer, now) > 0) c->last_send = now;
         }
-    } else if (strcmp(cmd, "CANCEL") == 0) s_on_cancel(c, &kv);
-    else if (strcmp(cmd, "DISCONNECT") == 0) {
+    } else if (strcmp(cmd, MG_WCMD_CANCEL) == 0) s_on_cancel(c, &kv);
+    else if (strcmp(cmd, MG_WCMD_DISCONNECT) == 0) {
         mg_warn("coordinator says DISCONNECT: %s", mg_kv_get_or(&kv, "reason", ""));
         *reconnect = 1;
-    } else if (strcmp(cmd, "HEARTBEAT") != 0) mg_warn("unknown command '%s' from the coordinator: ignored", cmd);
+    } else if (strcmp(cmd, MG_WCMD_HEARTBEAT) != 0) mg_warn("unknown command '%s' from the coordinator: ignored", cmd);
     mg_kv_clear(&kv);
 }
 
@@ -513,11 +513,11 @@ static void s_on_outcome(s_conn_t *c, mg_msg_t *m)
     mg_msg_kv(m, 2, &kv);
     s_slot_t *s = s_slot_by_render(c->w, mg_kv_get_i64(&kv, "render_id", 0), mg_kv_get_or(&kv, "lease_token", ""));
     mg_kv_clear(&kv);
-    if (strcmp(cmd, "PROGRESS") == 0) {
+    if (strcmp(cmd, MG_WCMD_PROGRESS) == 0) {
         if (c->dealer && mg_msg_send(m, c->dealer, ZMQ_DONTWAIT) == 0) c->last_send = mg_mono_ms();
         return;
     }
-    if (strcmp(cmd, "RESULT") == 0) {
+    if (strcmp(cmd, MG_WCMD_RESULT) == 0) {
         mg_upload_t *up = s_outcome_upload(m);
         if (!s) {
             mg_upload_destroy(&up); /* cancelled meanwhile */
@@ -809,7 +809,7 @@ int main(int argc, char **argv)
                 mg_kv_init(&kv);
                 s_fail_kv(&kv, &w, s, 1, 1, "worker shutting down before starting this render");
                 mg_msg_add_str(&s->outbox, MG_PROTO_WORKER);
-                mg_msg_add_str(&s->outbox, "FAIL");
+                mg_msg_add_str(&s->outbox, MG_WCMD_FAIL);
                 mg_msg_add_kv(&s->outbox, &kv);
                 mg_kv_clear(&kv);
                 if (c.dealer) mg_msg_send(&s->outbox, c.dealer, ZMQ_DONTWAIT);
@@ -859,7 +859,7 @@ int main(int argc, char **argv)
             continue;
         }
         if (c.dealer && c.heard) backoff_ms = 1000; /* the coordinator answered: healthy again */
-        if (c.dealer && now - c.last_send >= c.heartbeat_ms) s_send(&c, "HEARTBEAT", NULL);
+        if (c.dealer && now - c.last_send >= c.heartbeat_ms) s_send(&c, MG_WCMD_HEARTBEAT, NULL);
         /* An outcome without an ACK for a while (lost in a reconnect): send it again; uploads
          * send what their window and their timers allow. */
         for (int i = 0; c.dealer && i < S_MAX_SLOTS; i++) {
@@ -875,7 +875,7 @@ int main(int argc, char **argv)
         mg_kv_t kv;
         mg_kv_init(&kv);
         mg_kv_set(&kv, "reason", "worker stopping");
-        s_send(&c, "DISCONNECT", &kv);
+        s_send(&c, MG_WCMD_DISCONNECT, &kv);
         mg_kv_clear(&kv);
         usleep(100 * 1000); /* let the DISCONNECT leave (linger is 0) */
         zmq_close(c.dealer);
@@ -887,7 +887,7 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&w.lock);
     for (int i = 0; i < w.capacity; i++) pthread_join(threads[i], NULL);
     while (mg_msg_recv(&m, pull, ZMQ_DONTWAIT) == 0) {
-        if (mg_msg_is(&m, 1, "RESULT")) {
+        if (mg_msg_is(&m, 1, MG_WCMD_RESULT)) {
             mg_upload_t *up = s_outcome_upload(&m);
             mg_upload_destroy(&up);
         }

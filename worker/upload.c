@@ -182,7 +182,7 @@ static int s_send_chunk(mg_upload_t *up, void *dealer, int file, uint64_t offset
     mg_kv_set_u64(&kv, "offset", offset);
     mg_kv_set_u64(&kv, "size", up->size[file]);
     mg_kv_set_i64(&kv, "seq", up->seq);
-    int rc = s_send_frames(dealer, "CHUNK", &kv, up->data[file] + offset, len, 1, NULL);
+    int rc = s_send_frames(dealer, MG_WCMD_CHUNK, &kv, up->data[file] + offset, len, 1, NULL);
     mg_kv_clear(&kv);
     return rc;
 }
@@ -191,7 +191,7 @@ static int s_send_result(mg_upload_t *up, void *dealer)
 {
     mg_kv_set_i64(&up->meta, "files", up->n_files);
     mg_kv_set_i64(&up->meta, "seq", up->seq);
-    return s_send_frames(dealer, "RESULT", &up->meta, NULL, 0, 0, &up->file_kvs);
+    return s_send_frames(dealer, MG_WCMD_RESULT, &up->meta, NULL, 0, 0, &up->file_kvs);
 }
 
 int mg_upload_pump(mg_upload_t *up, void *dealer, int64_t now_ms)
