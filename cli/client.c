@@ -43,24 +43,24 @@ mg_client_t *mg_client_new(const char *endpoint, int timeout_ms, char *err, size
 {
     mg_client_t *c = calloc(1, sizeof *c);
     if (!c) {
-        snprintf(err, errlen, "out of memory");
+        mg_set_error(err, errlen, "out of memory");
         return NULL;
     }
     c->timeout_ms = timeout_ms;
     c->ctx = zmq_ctx_new();
     if (!c->ctx) {
-        snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        mg_set_error(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
         free(c);
         return NULL;
     }
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!c->sock || mg_socket_setup(c->sock, timeout_ms) != 0) {
-        snprintf(err, errlen, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
+        mg_set_error(err, errlen, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         mg_client_destroy(&c);
         return NULL;
     }
     if (zmq_connect(c->sock, endpoint) != 0) {
-        snprintf(err, errlen,
+        mg_set_error(err, errlen,
                  "cannot connect to '%s': %s (expected tcp://HOST:PORT or ipc://PATH)", endpoint,
                  zmq_strerror(errno));
         mg_client_destroy(&c);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/util.h"
+
 static const char *s_field_names[5] = {"minute", "hour", "day of month", "month", "day of week"};
 static const int s_lo[5] = {0, 0, 1, 1, 0}, s_hi[5] = {59, 23, 31, 12, 7};
 
@@ -46,7 +48,7 @@ static int s_field(const char *text, int f, uint64_t *bits, int *star, char *err
             if (a == b && !item_star) b = s_hi[f] == 7 ? 6 : s_hi[f]; /* "5/15" = 5-59/15, as cronie */
         }
         if (a < s_lo[f] || a > s_hi[f] || b < s_lo[f] || b > s_hi[f] || b < a) {
-            snprintf(err, errlen, "field %d (%s): '%s' is out of range %d-%d", f + 1, s_field_names[f], text,
+            mg_set_error(err, errlen, "field %d (%s): '%s' is out of range %d-%d", f + 1, s_field_names[f], text,
                      s_lo[f], s_hi[f]);
             return -1;
         }
@@ -56,7 +58,7 @@ static int s_field(const char *text, int f, uint64_t *bits, int *star, char *err
         goto bad;
     }
 bad:
-    snprintf(err, errlen, "field %d (%s): cannot read '%s' (use *, N, A-B, */N, A-B/N or lists)", f + 1,
+    mg_set_error(err, errlen, "field %d (%s): cannot read '%s' (use *, N, A-B, */N, A-B/N or lists)", f + 1,
              s_field_names[f], text);
     return -1;
 }
@@ -65,7 +67,7 @@ int mg_cron_parse(const char *expr, mg_cron_t *cron, char *err, size_t errlen)
 {
     memset(cron, 0, sizeof *cron);
     char buf[256];
-    if (strlen(expr) >= sizeof buf) { snprintf(err, errlen, "cron expression too long"); return -1; }
+    if (strlen(expr) >= sizeof buf) { mg_set_error(err, errlen, "cron expression too long"); return -1; }
     strcpy(buf, expr);
     char *fields[6];
     int n = 0;
@@ -75,7 +77,7 @@ int mg_cron_parse(const char *expr, mg_cron_t *cron, char *err, size_t errlen)
         fields[n++] = t;
     }
     if (n != 5) {
-        snprintf(err, errlen, "'%s': a cron expression has 5 fields (minute hour day-of-month month day-of-week)", expr);
+        mg_set_error(err, errlen, "'%s': a cron expression has 5 fields (minute hour day-of-month month day-of-week)", expr);
         return -1;
     }
     uint64_t bits[5];

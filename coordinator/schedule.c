@@ -26,12 +26,12 @@ int mg_sched_add(mg_store_t *s, const char *cron, const char *name, const char *
     mg_cron_t c;
     char cerr[256];
     if (mg_cron_parse(cron, &c, cerr, sizeof cerr) != 0) {
-        snprintf(err, errlen, "--cron: %s", cerr);
+        mg_set_error(err, errlen, "--cron: %s", cerr);
         return -1;
     }
     *next_due_ms = mg_cron_next(&c, now_ms);
     if (*next_due_ms < 0) {
-        snprintf(err, errlen, "--cron '%s' never fires", cron);
+        mg_set_error(err, errlen, "--cron '%s' never fires", cron);
         return -1;
     }
     mg_job_t *job = NULL;

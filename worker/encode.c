@@ -93,16 +93,16 @@ static int s_sf_encode(const char *what, int major, const float *pcm, size_t fra
     *data = NULL;
     *len = 0;
     if (!pcm || frames == 0) {
-        snprintf(err, errlen, "%s encode: no samples to encode", what);
+        mg_set_error(err, errlen, "%s encode: no samples to encode", what);
         return -1;
     }
     if (channels < 1 || channels > 2 || rate < 1000 || rate > 655350) {
-        snprintf(err, errlen, "%s encode: unsupported layout %d Hz x %d channels", what, rate,
+        mg_set_error(err, errlen, "%s encode: unsupported layout %d Hz x %d channels", what, rate,
                  channels);
         return -1;
     }
     if (bits != 16 && bits != 24) {
-        snprintf(err, errlen, "%s encode: bit depth %d not supported (use 16 or 24)", what, bits);
+        mg_set_error(err, errlen, "%s encode: bit depth %d not supported (use 16 or 24)", what, bits);
         return -1;
     }
     mg_membuf_t mb = {0};
@@ -113,7 +113,7 @@ static int s_sf_encode(const char *what, int major, const float *pcm, size_t fra
     info.format = major | (bits == 24 ? SF_FORMAT_PCM_24 : SF_FORMAT_PCM_16);
     SNDFILE *sf = sf_open_virtual(&vio, SFM_WRITE, &info, &mb);
     if (!sf) {
-        snprintf(err, errlen, "%s encode: libsndfile cannot open a %d Hz x %d, %d-bit stream: %s",
+        mg_set_error(err, errlen, "%s encode: libsndfile cannot open a %d Hz x %d, %d-bit stream: %s",
                  what, rate, channels, bits, sf_strerror(NULL));
         free(mb.data);
         return -1;
@@ -134,21 +134,21 @@ static int s_sf_encode(const char *what, int major, const float *pcm, size_t fra
         inst.loops[0].end = (unsigned)loop_frames; /* libsndfile stores end - 1: the last frame, inclusive */
         inst.loops[0].count = 0;                    /* forever */
         if (sf_command(sf, SFC_SET_INSTRUMENT, &inst, sizeof inst) != SF_TRUE) {
-            snprintf(err, errlen, "%s encode: libsndfile would not take the loop points", what);
+            mg_set_error(err, errlen, "%s encode: libsndfile would not take the loop points", what);
             rc = -1;
         }
     }
     if (rc == 0) rc = s_sf_write_pcm(sf, pcm, frames, channels, bits);
     if (rc != 0 && !*err)
-        snprintf(err, errlen, "%s encode: libsndfile write failed: %s", what,
+        mg_set_error(err, errlen, "%s encode: libsndfile write failed: %s", what,
                  mb.oom ? "out of memory" : sf_strerror(sf));
     /* Closing finalises the stream (FLAC: STREAMINFO with length and MD5; WAV: sizes). */
     if (sf_close(sf) != 0 && rc == 0) {
-        snprintf(err, errlen, "%s encode: libsndfile close failed", what);
+        mg_set_error(err, errlen, "%s encode: libsndfile close failed", what);
         rc = -1;
     }
     if (rc == 0 && mb.oom) {
-        snprintf(err, errlen, "%s encode: out of memory", what);
+        mg_set_error(err, errlen, "%s encode: out of memory", what);
         rc = -1;
     }
     if (rc != 0) {
@@ -193,7 +193,7 @@ static unsigned char *s_vorbis_comment(const mg_kv_t *tags, size_t *out_len, cha
     for (size_t i = 0; i < n; i++) {
         const char *k = tags->pairs[i].key, *v = tags->pairs[i].value;
         if (!k || !*k) {
-            snprintf(err, errlen, "flac tags: tag %zu has an empty name", i + 1);
+            mg_set_error(err, errlen, "flac tags: tag %zu has an empty name", i + 1);
             return NULL;
         }
         size_t c = strlen(k) + 1 + (v ? strlen(v) : 0);
@@ -201,7 +201,7 @@ static unsigned char *s_vorbis_comment(const mg_kv_t *tags, size_t *out_len, cha
         total += 4 + c;
     }
     if (total > S_FLAC_MAX_BLOCK) {
-        snprintf(err, errlen,
+        mg_set_error(err, errlen,
                  "flac tags: Vorbis comments too large for one metadata block (over %d bytes); "
                  "shorten the tag values",
                  S_FLAC_MAX_BLOCK);
@@ -209,7 +209,7 @@ static unsigned char *s_vorbis_comment(const mg_kv_t *tags, size_t *out_len, cha
     }
     unsigned char *body = malloc(total), *p = body;
     if (!body) {
-        snprintf(err, errlen, "flac tags: out of memory");
+        mg_set_error(err, errlen, "flac tags: out of memory");
         return NULL;
     }
     s_le32(p, (uint32_t)(sizeof vendor - 1));
@@ -245,7 +245,7 @@ static int s_flac_set_tags(unsigned char **data, size_t *len, const mg_kv_t *tag
     const unsigned char *in = *data;
     size_t n = *len;
     if (n < 8 || memcmp(in, "fLaC", 4) != 0) {
-        snprintf(err, errlen, "flac tags: encoder output does not start with \"fLaC\"");
+        mg_set_error(err, errlen, "flac tags: encoder output does not start with \"fLaC\"");
         return -1;
     }
     /* First pass: validate the block chain and find where audio frames start. */
@@ -253,19 +253,19 @@ static int s_flac_set_tags(unsigned char **data, size_t *len, const mg_kv_t *tag
     int last = 0, first = 1;
     while (!last) {
         if (pos + 4 > n) {
-            snprintf(err, errlen, "flac tags: metadata block header truncated at byte %zu", pos);
+            mg_set_error(err, errlen, "flac tags: metadata block header truncated at byte %zu", pos);
             return -1;
         }
         int type = in[pos] & 0x7F;
         last = in[pos] & 0x80;
         size_t bl = ((size_t)in[pos + 1] << 16) | ((size_t)in[pos + 2] << 8) | in[pos + 3];
         if (type == 127 || pos + 4 + bl > n) {
-            snprintf(err, errlen, "flac tags: bad metadata block (type %d, %zu bytes) at byte %zu",
+            mg_set_error(err, errlen, "flac tags: bad metadata block (type %d, %zu bytes) at byte %zu",
                      type, bl, pos);
             return -1;
         }
         if (first && type != S_FLAC_STREAMINFO) {
-            snprintf(err, errlen, "flac tags: first metadata block is type %d, not STREAMINFO",
+            mg_set_error(err, errlen, "flac tags: first metadata block is type %d, not STREAMINFO",
                      type);
             return -1;
         }
@@ -282,7 +282,7 @@ static int s_flac_set_tags(unsigned char **data, size_t *len, const mg_kv_t *tag
     unsigned char *out = malloc(out_len);
     if (!out) {
         free(vc);
-        snprintf(err, errlen, "flac tags: out of memory (%zu bytes)", out_len);
+        mg_set_error(err, errlen, "flac tags: out of memory (%zu bytes)", out_len);
         return -1;
     }
     memcpy(out, "fLaC", 4);

@@ -16,6 +16,8 @@
 #include <libavutil/channel_layout.h>
 #include <libswresample/swresample.h>
 
+#include "../common/util.h"
+
 /* ---- MP3 ------------------------------------------------------------------------- */
 
 /* The write callback takes a const buffer from FFmpeg 7 (libavformat 61) on. */
@@ -73,7 +75,7 @@ static int s_averr(char *err, size_t errlen, const char *where, int code)
 {
     char msg[AV_ERROR_MAX_STRING_SIZE];
     av_strerror(code, msg, sizeof msg);
-    snprintf(err, errlen, "mp3 encode: %s: %s", where, msg);
+    mg_set_error(err, errlen, "mp3 encode: %s: %s", where, msg);
     return -1;
 }
 
@@ -97,20 +99,20 @@ int mg_encode_mp3(const float *pcm, size_t frames, int rate, int channels, int b
     *data = NULL;
     *len = 0;
     if (!pcm || frames == 0) {
-        snprintf(err, errlen, "mp3 encode: no samples to encode");
+        mg_set_error(err, errlen, "mp3 encode: no samples to encode");
         return -1;
     }
     if (channels < 1 || channels > 2) {
-        snprintf(err, errlen, "mp3 encode: %d channels not supported (1 or 2)", channels);
+        mg_set_error(err, errlen, "mp3 encode: %d channels not supported (1 or 2)", channels);
         return -1;
     }
     if (bitrate_kbps < 8 || bitrate_kbps > 320) {
-        snprintf(err, errlen, "mp3 encode: bitrate %d kbps out of range (8..320)", bitrate_kbps);
+        mg_set_error(err, errlen, "mp3 encode: bitrate %d kbps out of range (8..320)", bitrate_kbps);
         return -1;
     }
     const AVCodec *codec = avcodec_find_encoder_by_name("libmp3lame");
     if (!codec) {
-        snprintf(err, errlen, "mp3 encode: libavcodec was built without libmp3lame "
+        mg_set_error(err, errlen, "mp3 encode: libavcodec was built without libmp3lame "
                               "(install an FFmpeg build with --enable-libmp3lame)");
         return -1;
     }
@@ -118,7 +120,7 @@ int mg_encode_mp3(const float *pcm, size_t frames, int rate, int channels, int b
     for (const int *r = codec->supported_samplerates; r && *r; r++)
         if (*r == rate) rate_ok = 1;
     if (!rate_ok) {
-        snprintf(err, errlen, "mp3 encode: %d Hz is not an MPEG audio rate (8000..48000 family); "
+        mg_set_error(err, errlen, "mp3 encode: %d Hz is not an MPEG audio rate (8000..48000 family); "
                               "resample first", rate);
         return -1;
     }
@@ -240,7 +242,7 @@ int mg_encode_mp3(const float *pcm, size_t frames, int rate, int channels, int b
     return 0;
 
 oom:
-    snprintf(err, errlen, "mp3 encode: out of memory");
+    mg_set_error(err, errlen, "mp3 encode: out of memory");
 fail:
     s_mp3_free(&m);
     return -1;
@@ -281,7 +283,7 @@ static void s_decerr(char *err, size_t errlen, const char *where, int code)
 {
     char msg[AV_ERROR_MAX_STRING_SIZE];
     av_strerror(code, msg, sizeof msg);
-    snprintf(err, errlen, "mp3 decode: %s: %s", where, msg);
+    mg_set_error(err, errlen, "mp3 decode: %s: %s", where, msg);
 }
 
 /* Appends an FLTP or FLT frame to the interleaved buffer *pcm (capacity *cap frames).
@@ -349,7 +351,7 @@ int mg_decode_mp3(const unsigned char *data, size_t len, float **pcm, size_t *fr
     }
     const AVCodec *dec = avcodec_find_decoder(ic->streams[si]->codecpar->codec_id);
     if (!dec || !(dc = avcodec_alloc_context3(dec))) {
-        snprintf(err, errlen, "mp3 decode: libavcodec has no mp3 decoder");
+        mg_set_error(err, errlen, "mp3 decode: libavcodec has no mp3 decoder");
         goto done;
     }
     if ((r = avcodec_parameters_to_context(dc, ic->streams[si]->codecpar)) < 0) {
@@ -380,7 +382,7 @@ int mg_decode_mp3(const unsigned char *data, size_t len, float **pcm, size_t *fr
             if ((fr->format != AV_SAMPLE_FMT_FLTP && fr->format != AV_SAMPLE_FMT_FLT) ||
                 fr->ch_layout.nb_channels != ch) {
                 const char *fmt = av_get_sample_fmt_name(fr->format);
-                snprintf(err, errlen, "mp3 decode: the decoder gives %s x %d channels, not float "
+                mg_set_error(err, errlen, "mp3 decode: the decoder gives %s x %d channels, not float "
                          "x %d", fmt ? fmt : "?", fr->ch_layout.nb_channels, ch);
                 av_frame_unref(fr);
                 goto done;
@@ -393,7 +395,7 @@ int mg_decode_mp3(const unsigned char *data, size_t len, float **pcm, size_t *fr
         }
     }
     if (n == 0) {
-        snprintf(err, errlen, "mp3 decode: the file holds no audio");
+        mg_set_error(err, errlen, "mp3 decode: the file holds no audio");
         goto done;
     }
     *pcm = out;
@@ -404,7 +406,7 @@ int mg_decode_mp3(const unsigned char *data, size_t len, float **pcm, size_t *fr
     rc = 0;
     goto done;
 oom:
-    snprintf(err, errlen, "mp3 decode: out of memory");
+    mg_set_error(err, errlen, "mp3 decode: out of memory");
 done:
     free(out);
     av_frame_free(&fr);

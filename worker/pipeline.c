@@ -233,7 +233,7 @@ static int s_resample(const float *in, size_t frames, int ch, int in_rate, int o
         return 0;
     }
     if (frames > INT32_MAX / 4 || want > INT32_MAX / 4) {
-        snprintf(err, errlen, "pipeline: %zu frames is too long to resample", frames);
+        mg_set_error(err, errlen, "pipeline: %zu frames is too long to resample", frames);
         return -1;
     }
     SwrContext *swr = NULL;
@@ -244,7 +244,7 @@ static int s_resample(const float *in, size_t frames, int ch, int in_rate, int o
     if (r < 0 || (r = swr_init(swr)) < 0) {
         swr_free(&swr);
         av_channel_layout_uninit(&lay);
-        snprintf(err, errlen, "pipeline: libswresample cannot convert %d Hz to %d Hz (%d channels)",
+        mg_set_error(err, errlen, "pipeline: libswresample cannot convert %d Hz to %d Hz (%d channels)",
                  in_rate, out_rate, ch);
         return -1;
     }
@@ -269,7 +269,7 @@ static int s_resample(const float *in, size_t frames, int ch, int in_rate, int o
     swr_free(&swr);
     if (got < 0) {
         free(buf);
-        snprintf(err, errlen, "pipeline: resampling %d Hz to %d Hz failed", in_rate, out_rate);
+        mg_set_error(err, errlen, "pipeline: resampling %d Hz to %d Hz failed", in_rate, out_rate);
         return -1;
     }
     if (have < want)
@@ -278,7 +278,7 @@ static int s_resample(const float *in, size_t frames, int ch, int in_rate, int o
     *out_frames = want;
     return 0;
 oom:
-    snprintf(err, errlen, "pipeline: out of memory resampling %zu frames", frames);
+    mg_set_error(err, errlen, "pipeline: out of memory resampling %zu frames", frames);
     return -1;
 }
 
@@ -290,7 +290,7 @@ static int s_loudness(const float *pcm, size_t frames, int ch, int rate, double 
 {
     ebur128_state *st = ebur128_init((unsigned)ch, (unsigned long)rate, EBUR128_MODE_I);
     if (!st) {
-        snprintf(err, errlen, "pipeline: libebur128 cannot measure %d Hz x %d", rate, ch);
+        mg_set_error(err, errlen, "pipeline: libebur128 cannot measure %d Hz x %d", rate, ch);
         return -1;
     }
     if (ch == 1) ebur128_set_channel(st, 0, EBUR128_DUAL_MONO);
@@ -301,7 +301,7 @@ static int s_loudness(const float *pcm, size_t frames, int ch, int rate, double 
                  : -1;
     ebur128_destroy(&st);
     if (rc != 0) {
-        snprintf(err, errlen, "pipeline: libebur128 failed to measure loudness");
+        mg_set_error(err, errlen, "pipeline: libebur128 failed to measure loudness");
         return -1;
     }
     *lufs = isfinite(l) ? l : S_SILENCE_DB;
@@ -570,7 +570,7 @@ static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t fra
     if (s_loudness(src + off * (size_t)ch, meas, ch, rate, &l0, err, errlen) != 0) return -1;
     float *src_env = malloc(frames * sizeof *src_env);
     if (!src_env) {
-        snprintf(err, errlen, "pipeline: out of memory in the limiter");
+        mg_set_error(err, errlen, "pipeline: out of memory in the limiter");
         return -1;
     }
     float src_level = s_tp_envelope(m, src, frames, ch);
@@ -587,7 +587,7 @@ static int s_normalise(s_tp_meter_t *m, const float *src, float *dst, size_t fra
         for (size_t i = 0; i < ns; i++) dst[i] = src[i] * g;
         if (s_limit_true_peak(m, dst, frames, ch, rate, src_env, g, src_level, ceiling_db, tp) !=
             0) {
-            snprintf(err, errlen, "pipeline: out of memory in the limiter");
+            mg_set_error(err, errlen, "pipeline: out of memory in the limiter");
             goto done;
         }
         if (s_loudness(dst + off * (size_t)ch, meas, ch, rate, lufs, err, errlen) != 0) goto done;
@@ -688,7 +688,7 @@ static int s_encode_mp3_tp(const float *pcm, size_t total, size_t off, size_t fr
     rc = 0;
     goto done;
 oom:
-    snprintf(err, errlen, "out of memory for the mp3 true-peak check (%zu frames)", frames);
+    mg_set_error(err, errlen, "out of memory for the mp3 true-peak check (%zu frames)", frames);
 done:
     if (rc != 0) {
         free(*data);
@@ -768,7 +768,7 @@ static int s_step(s_steps_t *st, char *err, size_t errlen)
     st->done++;
     if (!st->fn) return 0;
     if (st->fn(st->ctx, st->total > 0 ? (double)st->done / st->total : 1.0)) {
-        snprintf(err, errlen, "cancelled");
+        mg_set_error(err, errlen, "cancelled");
         return -1;
     }
     return 0;
@@ -784,7 +784,7 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
     for (int k = 0; k < 3; k++) {
         if (!(o->formats & order[k])) continue;
         if (out->n_files >= MG_PIPELINE_MAX_FILES) {
-            snprintf(err, errlen, "pipeline: render %lld would deliver more than %d files",
+            mg_set_error(err, errlen, "pipeline: render %lld would deliver more than %d files",
                      (long long)spec->render_id, MG_PIPELINE_MAX_FILES);
             return -1;
         }
@@ -818,7 +818,7 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
                                     &mtotal, ferr, sizeof ferr);
                 free(wrapped);
                 if (rr != 0) {
-                    snprintf(err, errlen, "pipeline: render %lld: mp3: %s", (long long)spec->render_id, ferr);
+                    mg_set_error(err, errlen, "pipeline: render %lld: mp3: %s", (long long)spec->render_id, ferr);
                     return -1;
                 }
                 mp = mp3pcm;
@@ -826,14 +826,14 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
                 mframes = lp.frames_out;
                 if (moff + mframes > mtotal) {
                     free(mp3pcm);
-                    snprintf(err, errlen, "pipeline: render %lld: the mp3's loop wrap-around came out short; "
+                    mg_set_error(err, errlen, "pipeline: render %lld: the mp3's loop wrap-around came out short; "
                              "this is a pipeline bug", (long long)spec->render_id);
                     return -1;
                 }
             } else if (mrate != rate) {
                 if (s_resample(pcm, frames, ch, rate, mrate, &mp3pcm, &mframes, ferr,
                                sizeof ferr) != 0) {
-                    snprintf(err, errlen, "pipeline: render %lld: mp3: %s",
+                    mg_set_error(err, errlen, "pipeline: render %lld: mp3: %s",
                              (long long)spec->render_id, ferr);
                     return -1;
                 }
@@ -871,7 +871,7 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
         }
         mg_kv_clear(&ft);
         if (r != 0) {
-            snprintf(err, errlen, "pipeline: render %lld: %s%s%s %s output failed: %s",
+            mg_set_error(err, errlen, "pipeline: render %lld: %s%s%s %s output failed: %s",
                      (long long)spec->render_id, kind, *part ? " " : "", part,
                      s_format_name(order[k]), ferr);
             return -1;
@@ -882,7 +882,7 @@ static int s_encode_formats(const mg_render_spec_t *spec, const float *pcm, size
     }
     return 0;
 oom:
-    snprintf(err, errlen, "pipeline: render %lld: out of memory for the tags", (long long)spec->render_id);
+    mg_set_error(err, errlen, "pipeline: render %lld: out of memory for the tags", (long long)spec->render_id);
     return -1;
 }
 
@@ -895,7 +895,7 @@ static int s_to_output_rate(const mg_audio_t *audio, int only, const s_loop_plan
     size_t wrap = lp ? lp->wrap : 0;
     float *mix = s_mixdown(audio, ch, only, wrap);
     if (!mix) {
-        snprintf(err, errlen, "pipeline: out of memory mixing %zu frames", audio->frames);
+        mg_set_error(err, errlen, "pipeline: out of memory mixing %zu frames", audio->frames);
         return -1;
     }
     s_remove_dc(mix, audio->frames + 2 * wrap, ch, audio->sample_rate);
@@ -920,12 +920,12 @@ static int s_stem_files(const mg_render_spec_t *spec, const mg_audio_t *audio, i
     if (s_to_output_rate(audio, s, lp, ch, rate, &x, &xf, err, errlen) != 0) return -1;
     for (size_t i = 0; i < xf * (size_t)ch; i++) x[i] *= gain;
     if (s_tp_init(&m, xf) != 0) {
-        snprintf(err, errlen, "pipeline: out of memory (%zu frames)", xf);
+        mg_set_error(err, errlen, "pipeline: out of memory (%zu frames)", xf);
         goto done;
     }
     float level = s_tp_envelope(&m, x, xf, ch), tp;
     if (s_limit_true_peak(&m, x, xf, ch, rate, m.env, 1.0f, level, S_CEILING_DB, &tp) != 0) {
-        snprintf(err, errlen, "pipeline: out of memory in the limiter");
+        mg_set_error(err, errlen, "pipeline: out of memory in the limiter");
         goto done;
     }
     s_tp_free(&m);
@@ -956,30 +956,30 @@ int mg_pipeline_run_progress(const mg_render_spec_t *spec, const mg_audio_t *aud
     unsigned deliver = o->deliver ? o->deliver : MG_DELIVER_MIX;
     if (!audio || audio->n_stems < 1 || !audio->stems || audio->frames == 0 ||
         audio->sample_rate < 1000) {
-        snprintf(err, errlen, "pipeline: render %lld produced no audio (stems %d, frames %zu, "
+        mg_set_error(err, errlen, "pipeline: render %lld produced no audio (stems %d, frames %zu, "
                  "rate %d); this is a renderer bug",
                  (long long)spec->render_id, audio ? audio->n_stems : 0,
                  audio ? audio->frames : (size_t)0, audio ? audio->sample_rate : 0);
         return -1;
     }
     if (ch < 1 || ch > 2 || rate < 8000 || rate > 192000) {
-        snprintf(err, errlen, "pipeline: render %lld asks for %d Hz x %d channels; supported are "
+        mg_set_error(err, errlen, "pipeline: render %lld asks for %d Hz x %d channels; supported are "
                  "8000..192000 Hz, 1 or 2 channels",
                  (long long)spec->render_id, rate, ch);
         return -1;
     }
     if ((o->formats & (MG_FORMAT_FLAC | MG_FORMAT_MP3 | MG_FORMAT_WAV)) == 0) {
-        snprintf(err, errlen, "pipeline: render %lld requests no known output format (mask 0x%x)",
+        mg_set_error(err, errlen, "pipeline: render %lld requests no known output format (mask 0x%x)",
                  (long long)spec->render_id, o->formats);
         return -1;
     }
     if ((deliver & MG_DELIVER_STEMS) && audio->n_stems > MG_PIPELINE_MAX_STEMS) {
-        snprintf(err, errlen, "pipeline: render %lld has %d stems; at most %d can be delivered",
+        mg_set_error(err, errlen, "pipeline: render %lld has %d stems; at most %d can be delivered",
                  (long long)spec->render_id, audio->n_stems, MG_PIPELINE_MAX_STEMS);
         return -1;
     }
     if ((deliver & MG_DELIVER_MIDI) && (!audio->midi || audio->midi_len == 0)) {
-        snprintf(err, errlen, "pipeline: render %lld asks for MIDI (output.deliver) but its "
+        mg_set_error(err, errlen, "pipeline: render %lld asks for MIDI (output.deliver) but its "
                  "renderer wrote no score; render it with 'wavernn' or 'synth'",
                  (long long)spec->render_id);
         return -1;
@@ -1001,13 +1001,13 @@ int mg_pipeline_run_progress(const mg_render_spec_t *spec, const mg_audio_t *aud
     if (s_to_output_rate(audio, -1, lp, ch, rate, &src, &xframes, err, errlen) != 0) goto done;
     size_t frames = loop ? plan.frames_out : xframes; /* the delivered length, wrap cut off */
     if (loop && wrap_out + frames > xframes) {
-        snprintf(err, errlen, "pipeline: render %lld: the loop's wrap-around came out %zu frames short; "
+        mg_set_error(err, errlen, "pipeline: render %lld: the loop's wrap-around came out %zu frames short; "
                  "this is a pipeline bug", (long long)spec->render_id, wrap_out + frames - xframes);
         goto done;
     }
     pcm = malloc(xframes * (size_t)ch * sizeof *pcm);
     if (!pcm || s_tp_init(&meter, xframes) != 0) {
-        snprintf(err, errlen, "pipeline: out of memory (%zu frames)", xframes);
+        mg_set_error(err, errlen, "pipeline: out of memory (%zu frames)", xframes);
         goto done;
     }
     float tp, gain = 1.0f;
@@ -1049,7 +1049,7 @@ int mg_pipeline_run_progress(const mg_render_spec_t *spec, const mg_audio_t *aud
         f->kind = "midi";
         f->data = malloc(audio->midi_len);
         if (!f->data) {
-            snprintf(err, errlen, "pipeline: out of memory for the MIDI file");
+            mg_set_error(err, errlen, "pipeline: out of memory for the MIDI file");
             goto done;
         }
         memcpy(f->data, audio->midi, audio->midi_len);

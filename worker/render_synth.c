@@ -764,7 +764,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     char cerr[256] = "";
     mg_score_t *score = mg_compose(spec, cerr, sizeof cerr);
     if (!score) {
-        snprintf(err, errlen, "synth: %s", cerr);
+        mg_set_error(err, errlen, "synth: %s", cerr);
         return MG_RENDER_ERR_PERMANENT;
     }
     int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems;
@@ -778,7 +778,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     s_synth_t *s = calloc(1, sizeof *s);
     mg_stem_t *stems = calloc((size_t)ns, sizeof *stems);
     if (!s || !stems) {
-        snprintf(err, errlen, "synth: out of memory");
+        mg_set_error(err, errlen, "synth: out of memory");
         goto done;
     }
     s->frames = len;
@@ -792,7 +792,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
             if (st->notes[j].start_s > last_onset) last_onset = st->notes[j].start_s;
         stems[k].samples = calloc(len, sizeof(float));
         if (!stems[k].samples) {
-            snprintf(err, errlen, "synth: out of memory for %d stems of %zu samples", ns, len);
+            mg_set_error(err, errlen, "synth: out of memory for %d stems of %zu samples", ns, len);
             goto done;
         }
         mg_strlcpy(stems[k].name, st->name, sizeof stems[k].name);
@@ -808,13 +808,13 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull;
         s->noise = (uint32_t)(z ^ (z >> 32)) | 1u;
         if (s_play_stem(s, st, loop_s, stems[k].samples, &done_notes, total, step, progress, progress_ctx) != 0) {
-            snprintf(err, errlen, "synth: cancelled at note %d of %d", done_notes, total);
+            mg_set_error(err, errlen, "synth: cancelled at note %d of %d", done_notes, total);
             rc = MG_RENDER_ERR_CANCELLED;
             goto done;
         }
         float wet = s_voice_wet[s_voice_for(st)];
         if (wet > 0.0f && s_reverb(stems[k].samples, len, wet) != 0) {
-            snprintf(err, errlen, "synth: out of memory in the reverb");
+            mg_set_error(err, errlen, "synth: out of memory in the reverb");
             goto done;
         }
         /* A loop: every voice and the room are linear in the notes, so the tail added onto the
@@ -826,23 +826,23 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         mg_stem_level(stems[k].samples, frames, S_RATE, st->n_notes ? vsum / st->n_notes : 100.0, HUGE_VAL);
     }
     if (mg_stems_mix_guard(stems, ns, frames) != 0) {
-        snprintf(err, errlen, "synth: out of memory in the mix guard");
+        mg_set_error(err, errlen, "synth: out of memory in the mix guard");
         goto done;
     }
     if (progress && progress(progress_ctx, 1.0) != 0) {
-        snprintf(err, errlen, "synth: cancelled after the last note");
+        mg_set_error(err, errlen, "synth: cancelled after the last note");
         rc = MG_RENDER_ERR_CANCELLED;
         goto done;
     }
     out->decision_json = mg_score_decision_json(score);
     if (!out->decision_json) {
-        snprintf(err, errlen, "synth: out of memory for the decision record");
+        mg_set_error(err, errlen, "synth: out of memory for the decision record");
         goto done;
     }
     /* The score as MIDI, when the job delivers it: the notes the audio plays. */
     if ((spec->output.deliver & MG_DELIVER_MIDI) &&
         mg_score_write_midi(score, &out->midi, &out->midi_len) != 0) {
-        snprintf(err, errlen, "synth: out of memory for the MIDI file");
+        mg_set_error(err, errlen, "synth: out of memory for the MIDI file");
         goto done;
     }
     out->sample_rate = S_RATE;

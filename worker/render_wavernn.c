@@ -131,24 +131,24 @@ mg_renderer_t *mg_renderer_wavernn_new(const mg_wavernn_opts_t *opts, char *err,
 {
     const char *path = opts->model_path;
     if (!path || !*path) {
-        snprintf(err, errlen, "no model file given");
+        mg_set_error(err, errlen, "no model file given");
         return NULL;
     }
     if (!(opts->temperature > 0.0 && opts->temperature <= 10.0)) {
-        snprintf(err, errlen, "temperature must be in (0, 10], got %g", opts->temperature);
+        mg_set_error(err, errlen, "temperature must be in (0, 10], got %g", opts->temperature);
         return NULL;
     }
     if (opts->threads < 1 || opts->threads > MG_WR_MAX_BATCH) {
-        snprintf(err, errlen, "render_threads must be 1..%d, got %d", MG_WR_MAX_BATCH, opts->threads);
+        mg_set_error(err, errlen, "render_threads must be 1..%d, got %d", MG_WR_MAX_BATCH, opts->threads);
         return NULL;
     }
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        snprintf(err, errlen, "%s: cannot open the model file: %s", path, strerror(errno));
+        mg_set_error(err, errlen, "%s: cannot open the model file: %s", path, strerror(errno));
         return NULL;
     }
     if (S_ISDIR(sb.st_mode)) {
-        snprintf(err, errlen, "%s: is a folder, not a model file (%s)", path, MG_WAVERNN_MODEL_FILE);
+        mg_set_error(err, errlen, "%s: is a folder, not a model file (%s)", path, MG_WAVERNN_MODEL_FILE);
         return NULL;
     }
     /* Read once, hash and parse the same bytes: a file replaced meanwhile cannot make the
@@ -156,13 +156,13 @@ mg_renderer_t *mg_renderer_wavernn_new(const mg_wavernn_opts_t *opts, char *err,
     size_t len = 0;
     char *bytes = mg_read_file(path, &len);
     if (!bytes) {
-        snprintf(err, errlen, "%s: cannot read the model file: %s", path, strerror(errno));
+        mg_set_error(err, errlen, "%s: cannot read the model file: %s", path, strerror(errno));
         return NULL;
     }
     s_wavernn_t *w = calloc(1, sizeof *w);
     if (!w) {
         free(bytes);
-        snprintf(err, errlen, "%s: out of memory", path);
+        mg_set_error(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     mg_sha256_hex(bytes, len, w->r.model_sha256);
@@ -179,7 +179,7 @@ mg_renderer_t *mg_renderer_wavernn_new(const mg_wavernn_opts_t *opts, char *err,
     if (!w->attribution) {
         mg_wavernn_destroy(&w->model);
         free(w);
-        snprintf(err, errlen, "%s: out of memory", path);
+        mg_set_error(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     mg_strlcpy(w->path, path, sizeof w->path);
@@ -202,7 +202,7 @@ mg_renderer_t *mg_renderer_wavernn_new(const mg_wavernn_opts_t *opts, char *err,
         char cerr[512] = "";
         w->cu = opts->cuda->api->open(m, cerr, sizeof cerr);
         if (!w->cu) {
-            snprintf(err, errlen, "%s: the CUDA plugin %s cannot take the model: %s", path, opts->cuda->path, cerr);
+            mg_set_error(err, errlen, "%s: the CUDA plugin %s cannot take the model: %s", path, opts->cuda->path, cerr);
             mg_wavernn_destroy(&w->model);
             free(w->attribution);
             free(w);
@@ -503,7 +503,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     char cerr[256] = "";
     mg_score_t *score = mg_compose(spec, cerr, sizeof cerr);
     if (!score) {
-        snprintf(err, errlen, "wavernn: %s", cerr);
+        mg_set_error(err, errlen, "wavernn: %s", cerr);
         return MG_RENDER_ERR_PERMANENT;
     }
     int rc = MG_RENDER_ERR_RETRYABLE, ns = score->n_stems, cancelled = 0, fell_back = 0;
@@ -521,11 +521,11 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
     mg_wavernn_note_t **notes = calloc((size_t)ns, sizeof *notes);
     int *order = calloc((size_t)ns, sizeof *order);  /* the stems with notes: the batch */
     if (!stems || !wst || !notes || !order) {
-        snprintf(err, errlen, "wavernn: out of memory");
+        mg_set_error(err, errlen, "wavernn: out of memory");
         goto done;
     }
     if (ns > 256) { /* a bound on the batch; streams are the stem indices */
-        snprintf(err, errlen, "wavernn: %d stems, the renderer keys at most 256 per render", ns);
+        mg_set_error(err, errlen, "wavernn: %d stems, the renderer keys at most 256 per render", ns);
         rc = MG_RENDER_ERR_PERMANENT;
         goto done;
     }
@@ -536,7 +536,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         stems[k].samples = calloc(cap, sizeof(float));
         notes[k] = malloc(((size_t)st->n_notes * (1 + reps) + 1) * sizeof *notes[k]);
         if (!stems[k].samples || !notes[k]) {
-            snprintf(err, errlen, "wavernn: out of memory for %d stems of %zu samples", ns, cap);
+            mg_set_error(err, errlen, "wavernn: out of memory for %d stems of %zu samples", ns, cap);
             goto done;
         }
         mg_strlcpy(stems[k].name, st->name, sizeof stems[k].name);
@@ -548,7 +548,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         int program = st->is_drum ? MG_WR_DRUM_KIT : st->program;
         int cls = mg_wavernn_class(w->model, program);
         if (cls < 0) {
-            snprintf(err, errlen, "wavernn: stem '%s' (%s): GM program %d has no class in model %s", st->name,
+            mg_set_error(err, errlen, "wavernn: stem '%s' (%s): GM program %d has no class in model %s", st->name,
                      st->instrument, program, w->model->name);
             rc = MG_RENDER_ERR_PERMANENT;
             goto done;
@@ -575,7 +575,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         order[nb++] = k;
     }
     if (progress && progress(progress_ctx, 0.05) != 0) {
-        snprintf(err, errlen, "wavernn: cancelled before the model ran");
+        mg_set_error(err, errlen, "wavernn: cancelled before the model ran");
         rc = MG_RENDER_ERR_CANCELLED;
         goto done;
     }
@@ -591,12 +591,12 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         }
         double lo = 0.05 + 0.85 * done_samples / total, hi = 0.05 + 0.85 * (done_samples + samples) / total;
         if (s_run_batch(w, spec->render_id, batch, n, lo, hi, progress, progress_ctx, &cancelled, &fell_back) != 0) {
-            snprintf(err, errlen, "wavernn: the model could not run a batch of %d stems (out of memory?)", n);
+            mg_set_error(err, errlen, "wavernn: the model could not run a batch of %d stems (out of memory?)", n);
             goto done;
         }
         done_samples += samples;
         if (cancelled) {
-            snprintf(err, errlen, "wavernn: cancelled (taking effect after the model's batch of %d stems, "
+            mg_set_error(err, errlen, "wavernn: cancelled (taking effect after the model's batch of %d stems, "
                      "which cannot be interrupted)", n);
             rc = MG_RENDER_ERR_CANCELLED;
             goto done;
@@ -608,7 +608,7 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         float *x = stems[k].samples;
         size_t len = wst[k].n_samples, bad = s_first_nonfinite(x, len);
         if (bad < len) {
-            snprintf(err, errlen, "wavernn: model %s (%s) wrote %g at sample %zu of stem '%s' (%s, class %d): "
+            mg_set_error(err, errlen, "wavernn: model %s (%s) wrote %g at sample %zu of stem '%s' (%s, class %d): "
                      "the model file is broken; render with --renderer synth until it is replaced",
                      w->model->name, w->path, (double)x[bad], bad, st->name, st->instrument, wst[k].cls);
             rc = MG_RENDER_ERR_PERMANENT;
@@ -639,23 +639,23 @@ static int s_render(const mg_renderer_t *self, const mg_render_spec_t *spec, mg_
         mg_stem_level(x, frames, MG_WR_SR, vsum / st->n_notes, S_MAX_GAIN);
     }
     if (!w->raw && mg_stems_mix_guard(stems, ns, frames) != 0) {
-        snprintf(err, errlen, "wavernn: out of memory in the mix guard");
+        mg_set_error(err, errlen, "wavernn: out of memory in the mix guard");
         goto done;
     }
     if (progress && progress(progress_ctx, 1.0) != 0) {
-        snprintf(err, errlen, "wavernn: cancelled after the model ran");
+        mg_set_error(err, errlen, "wavernn: cancelled after the model ran");
         rc = MG_RENDER_ERR_CANCELLED;
         goto done;
     }
     out->decision_json = mg_score_decision_json(score);
     if (!out->decision_json) {
-        snprintf(err, errlen, "wavernn: out of memory for the decision record");
+        mg_set_error(err, errlen, "wavernn: out of memory for the decision record");
         goto done;
     }
     /* The score as MIDI, when the job delivers it: the notes the audio plays. */
     if ((spec->output.deliver & MG_DELIVER_MIDI) &&
         mg_score_write_midi(score, &out->midi, &out->midi_len) != 0) {
-        snprintf(err, errlen, "wavernn: out of memory for the MIDI file");
+        mg_set_error(err, errlen, "wavernn: out of memory for the MIDI file");
         goto done;
     }
     if (fell_back) { /* the provenance must name where the audio was really made */
