@@ -9,24 +9,24 @@
  *   render threads (capacity of them): take QUEUED slots (mutex + condvar), render + pipeline,
  *                                 PUSH the outcome to the main thread.
  *
- * The main thread's connection (Paranoid Pirate), with the function that makes each move:
+ * The connection (Paranoid Pirate), each move with the function that makes it:
  *
- *                 s_connect: new DEALER, READY listing the leases still held ("held"),
- *                 resend the outbox's FAILs and the uploads from what was acknowledged
- *    CONNECTING -------------------------------------------------------------> READY
- *    (no socket,  <-------------------------------------------------------------  |  any message:
- *     waiting for    s_disconnect: silent for heartbeat_ms x liveness, or a     |  liveness reset,
- *     backoff)       DISCONNECT from the coordinator; close the socket, wait    |  backoff back to
- *                    backoff, which doubles from backoff_ms up to backoff_max_ms|  backoff_ms
- *                    (a connect that fails waits and doubles the same way)       +--<
+ *                  s_connect: a new DEALER; READY with the leases still held ("held"); the
+ *                  outbox's FAILs and the uploads sent again from what was acknowledged
+ *   CONNECTING   ------------------------------------------------------------->   READY
+ *   (no socket;  <-------------------------------------------------------------   |   ^
+ *    waits out    s_disconnect: heartbeat_ms x liveness without a message, or a   |   |
+ *    the backoff) DISCONNECT from the coordinator; the backoff doubles from       +---+ any message:
+ *                 backoff_ms up to backoff_max_ms (a socket that cannot be made     liveness reset,
+ *                 waits and doubles the same way)                                   backoff = backoff_ms
  *
- * and across both, once mg_worker_stop is called (s_start_drain):
+ * Across both, from mg_worker_stop on (the loop of mg_worker_run):
  *
- *    SERVING --stop--> DRAINING: READY with capacity 0 (sent again on each reconnect), unstarted
- *                      leases handed back (FAIL handback=1, kept in the outbox until their ACK),
- *                      renders finish and their results are delivered until ACKed
- *    DRAINING --nothing queued, rendering or delivering; or drain_ms over--> GONE:
- *                      DISCONNECT if connected, render threads joined, mg_worker_run returns
+ *   SERVING --s_start_drain--> DRAINING: READY with capacity 0 (again on each reconnect); the
+ *                   unstarted leases handed back (FAIL handback=1, in the outbox until ACKed);
+ *                   running renders finish, their results are delivered until ACKed
+ *   DRAINING --nothing queued, rendering or delivering, or drain_ms over: s_gone--> GONE:
+ *                   DISCONNECT when connected, render threads joined, mg_worker_run returns
  *
  * A result travels as an upload (upload.c): its files in CHUNKs under a window of unacknowledged
  * bytes, then the RESULT with their metadata. The upload, like a FAIL in the outbox, stays until
@@ -526,7 +526,8 @@ mg_worker_t *mg_worker_new(const mg_worker_config_t *cfg, const mg_renderer_t *r
     if (!renderer) bad = "no renderer";
     else if (!cfg->endpoint || !*cfg->endpoint || strlen(cfg->endpoint) >= sizeof ((mg_worker_t *)0)->endpoint)
         bad = "endpoint missing or too long";
-    else if (cfg->capacity < 1 || cfg->capacity > MG_WORKER_MAX_CAPACITY) bad = "capacity out of 1..64";
+    else if (cfg->capacity < 1 || cfg->capacity > MG_WORKER_MAX_CAPACITY)
+        bad = "capacity out of 1..MG_WORKER_MAX_CAPACITY";
     else if (cfg->heartbeat_ms < 2 || cfg->liveness < 1) bad = "heartbeat_ms must be >= 2 and liveness >= 1";
     else if (cfg->drain_ms < 0) bad = "drain_ms must be >= 0";
     else if (cfg->backoff_ms < 1 || cfg->backoff_max_ms < cfg->backoff_ms)

@@ -28,7 +28,7 @@ typedef struct {
     const char *endpoint;   /* the coordinator (MG_DEFAULT_ENDPOINT); copied */
     const char *name;       /* the worker's name; NULL or "": host:pid:random; copied */
     int capacity;           /* render threads, 1..MG_WORKER_MAX_CAPACITY (1) */
-    int heartbeat_ms;       /* >= 1 (MG_DEFAULT_HEARTBEAT_MS); the poll wakes every half of it */
+    int heartbeat_ms;       /* >= 2 (MG_DEFAULT_HEARTBEAT_MS); the poll wakes every half of it */
     int liveness;           /* the coordinator is gone after heartbeat_ms x liveness of silence
                                (MG_DEFAULT_LIVENESS) */
     int drain_ms;           /* after mg_worker_stop, how long renders may take to finish and be
