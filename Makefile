@@ -131,6 +131,13 @@ $(WORKER_TEST_BIN): $(BUILD)/obj-test/worker/main.o $(BUILD)/obj-test/worker/ren
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBCOORD) $(LIBWORKER) $(LIBMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+# test_worker runs libmgworker's loop in-process with the test renderer, so it links that
+# renderer's object from obj-test/ (bin/mg-worker never does).
+$(BUILD)/obj/tests/test_worker.o: CFLAGS += -DMG_TEST_RENDERER
+$(BUILD)/tests/test_worker: $(BUILD)/obj/tests/test_worker.o $(BUILD)/obj-test/worker/render_test.o $(TESTLIB_OBJ) \
+                            $(LIBCOORD) $(LIBWORKER) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOORD) $(LIBWORKER) $(LIBMG)
 	@mkdir -p $(dir $@)

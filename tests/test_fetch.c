@@ -29,17 +29,9 @@
 #include "common/kv.h"
 #include "common/protocol.h"
 #include "common/util.h"
+#include "tests/testlib.h"
 
 #define S_OUT 65536
-
-typedef struct {
-    char home[256];
-    char endpoint[64];
-    char bin[256], build[256];
-    pid_t coordinator, worker;
-    char err[S_OUT]; /* stderr of the last s_mgctl */
-    int n_dest;
-} s_farm_t;
 
 static const char *s_job1 =
     "campaign: ftest\n"
@@ -57,108 +49,6 @@ static const char *s_job2 =
 
 /* ---- the farm ---------------------------------------------------------------------------- */
 
-static pid_t s_spawn(const s_farm_t *f, char *const argv[], const char *const *env, const char *log_name)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[512];
-        snprintf(log, sizeof log, "%s/%s.log", f->home, log_name);
-        if (!freopen(log, "a", stderr)) _exit(127);
-        if (!freopen("/dev/null", "w", stdout)) _exit(127);
-        setenv("MG_HOME", f->home, 1);
-        setenv("MG_ENDPOINT", f->endpoint, 1);
-        for (int i = 0; env && env[i]; i++) putenv(strdup(env[i]));
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return pid;
-}
-
-static void s_reap(pid_t pid)
-{
-    if (pid <= 0) return;
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-/* Runs mgctl (cwd: dir, or the farm's home) with the farm's environment. Returns its exit
- * code, its stdout in out and its stderr in f->err. */
-static int s_mgctl(s_farm_t *f, char *out, size_t outlen, const char *dir, const char *fmt, ...)
-{
-    char args[2048], cmd[4096], errpath[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(errpath, sizeof errpath, "%s/mgctl.err", f->home);
-    snprintf(cmd, sizeof cmd, "cd '%s' && MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' %s 2>'%s'", dir ? dir : f->home,
-             f->home, f->endpoint, f->bin, args, errpath);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = 0;
-    char sink[4096];
-    if (out && outlen) {
-        n = fread(out, 1, outlen - 1, p);
-        out[n] = 0;
-    }
-    while (fread(sink, 1, sizeof sink, p) > 0) {
-    }
-    int st = pclose(p);
-    size_t elen = 0;
-    char *e = mg_read_file(errpath, &elen);
-    snprintf(f->err, sizeof f->err, "%s", e ? e : "");
-    free(e);
-    if (getenv("MG_TEST_VERBOSE")) fprintf(stderr, "$ mgctl %s\n%s%s", args, out ? out : "", f->err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static sqlite3 *s_db(const s_farm_t *f, int writable)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/mg.db", f->home);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-/* One integer from a query (printf-style SQL); -1 if no row. */
-static int64_t s_q(const s_farm_t *f, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3 *db = s_db(f, 0);
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    else if (!st)
-        fprintf(stderr, "query failed: %s: %s\n", sql, sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-/* A change to the coordinator's database while it runs (WAL: it sees it at its next read). */
-static void s_exec(const s_farm_t *f, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3 *db = s_db(f, 1);
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fprintf(stderr, "%s: %s\n", sql, msg ? msg : "?");
-    assert_null(msg);
-    sqlite3_close(db);
-}
-
 static void s_write(const char *path, const void *data, size_t len)
 {
     FILE *fp = fopen(path, "wb");
@@ -174,64 +64,36 @@ static int s_exists(const char *path)
 }
 
 /* A fresh, not yet existing destination folder under the farm's home. */
-static void s_new_dest(s_farm_t *f, char *dest, size_t len)
+static void s_new_dest(const mg_test_farm_t *f, char *dest, size_t len)
 {
-    snprintf(dest, len, "%s/dest-%d", f->home, f->n_dest++);
+    static int n;
+    snprintf(dest, len, "%s/dest-%d", f->home, n++);
 }
 
 static int s_group_setup(void **state)
 {
-    s_farm_t *f = calloc(1, sizeof *f);
-    snprintf(f->home, sizeof f->home, "/tmp/mg-fetch-XXXXXX");
-    if (!mkdtemp(f->home)) return -1;
-    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 40000 + (getpid() * 11) % 20000);
-    const char *bin = getenv("MG_BIN"), *build = getenv("MG_BUILD");
-    snprintf(f->bin, sizeof f->bin, "%s", bin ? bin : "bin");
-    snprintf(f->build, sizeof f->build, "%s", build ? build : "build");
-    /* the test process's relative paths stop working once mgctl runs in another folder */
-    char cwd[256];
-    if (!getcwd(cwd, sizeof cwd)) return -1;
-    if (f->bin[0] != '/') { char t[256]; snprintf(t, sizeof t, "%s", f->bin); snprintf(f->bin, sizeof f->bin, "%.120s/%.120s", cwd, t); }
-    if (f->build[0] != '/') { char t[256]; snprintf(t, sizeof t, "%s", f->build); snprintf(f->build, sizeof f->build, "%.120s/%.120s", cwd, t); }
-    char coord[512], worker[512];
-    snprintf(coord, sizeof coord, "%s/mg-coordinator", f->bin);
-    snprintf(worker, sizeof worker, "%s/tests/mg-worker-test", f->build);
-    char *cargv[] = {coord, "--heartbeat-ms", "100", "--liveness", "3", "--max-attempts", "1", NULL};
-    char *wargv[] = {worker, "--renderer", "test", "--capacity", "2", "--heartbeat-ms", "100", "--name", "w0", NULL};
-    const char *wenv[] = {"MG_TEST_FAIL_PERMANENT_CUE=bad", NULL};
-    f->coordinator = s_spawn(f, cargv, NULL, "coordinator");
-    f->worker = s_spawn(f, wargv, wenv, "worker");
+    mg_test_farm_t *f = mg_test_farm_new("fetch");
+    static const char *const cargs[] = {"--heartbeat-ms", "100", "--liveness", "3", "--max-attempts", "1", NULL};
+    static const char *const wargs[] = {"--capacity", "2", "--heartbeat-ms", "100", "--name", "w0", NULL};
+    static const char *const wenv[] = {"MG_TEST_FAIL_PERMANENT_CUE=bad", NULL};
+    mg_test_farm_start_coordinator(f, cargs, NULL);
+    mg_test_farm_start_worker(f, "worker", wargs, wenv);
     char path[512], out[S_OUT];
+    mg_test_farm_write(f, "job1.yaml", s_job1);
     snprintf(path, sizeof path, "%s/job1.yaml", f->home);
-    s_write(path, s_job1, strlen(s_job1));
-    int rc = s_mgctl(f, out, sizeof out, NULL, "submit '%s' --wait --timeout 20000", path);
+    int rc = mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s' --wait --timeout 20000", path);
     if (rc != 0) {
         fprintf(stderr, "job 1: submit --wait exited %d: %s%s (logs in %s)\n", rc, out, f->err, f->home);
         return -1;
     }
+    mg_test_farm_write(f, "job2.yaml", s_job2);
     snprintf(path, sizeof path, "%s/job2.yaml", f->home);
-    s_write(path, s_job2, strlen(s_job2));
-    rc = s_mgctl(f, out, sizeof out, NULL, "submit '%s' --wait --timeout 20000", path);
+    rc = mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s' --wait --timeout 20000", path);
     if (rc != 5) { /* cue bad fails: "finished with failures" */
         fprintf(stderr, "job 2: submit --wait exited %d, expected 5: %s%s (logs in %s)\n", rc, out, f->err, f->home);
         return -1;
     }
     *state = f;
-    return 0;
-}
-
-static int s_group_teardown(void **state)
-{
-    s_farm_t *f = *state;
-    if (!f) return 0;
-    s_reap(f->worker);
-    s_reap(f->coordinator);
-    if (!getenv("MG_KEEP_TEST_HOME")) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->home);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", f->home);
-    }
-    free(f);
     return 0;
 }
 
@@ -252,7 +114,7 @@ static const char *s_json(const char *json, const char *path, char *buf, size_t 
     else if (sqlite3_errcode(db) != SQLITE_ROW && sqlite3_errcode(db) != SQLITE_DONE)
         fail_msg("not JSON (%s): %.300s", sqlite3_errmsg(db), json);
     sqlite3_finalize(st);
-    sqlite3_close(db);
+    mg_test_db_close(&db);
     return buf;
 }
 
@@ -284,15 +146,16 @@ static const char *s_json_row(const char *json, const char *rel, const char *key
 
 /* Every file of job 1 of the given kinds ("" all) is in dest, byte for byte the
  * coordinator's, and only those are. Returns how many were checked. */
-static int s_assert_fetched(const s_farm_t *f, const char *dest, const char *kind)
+static int s_assert_fetched(const mg_test_farm_t *f, const char *dest, const char *kind)
 {
-    sqlite3 *db = s_db(f, 0);
+    sqlite3 *db = mg_test_farm_db(f);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT o.path, o.sha256, o.kind, j.output_dir FROM outputs o JOIN renders r ON r.id = "
-                         "o.render_id JOIN jobs j ON j.id = r.job_id WHERE r.job_id = 1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT o.path, o.sha256, o.kind, j.output_dir FROM outputs o JOIN renders r ON r.id = "
+                           "o.render_id JOIN jobs j ON j.id = r.job_id WHERE r.job_id = 1",
+                           -1, &st, NULL),
+        SQLITE_OK);
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *path = (const char *)sqlite3_column_text(st, 0);
@@ -321,13 +184,13 @@ static int s_assert_fetched(const s_farm_t *f, const char *dest, const char *kin
         n++;
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
+    mg_test_db_close(&db);
     return n;
 }
 
 /* dest/manifest.json: one entry per file present, each with every field, each matching the
  * coordinator's outputs, renders and provenance rows. Returns the number of entries. */
-static int s_assert_manifest(const s_farm_t *f, const char *dest)
+static int s_assert_manifest(const mg_test_farm_t *f, const char *dest)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/manifest.json", dest);
@@ -339,9 +202,10 @@ static int s_assert_manifest(const s_farm_t *f, const char *dest)
     assert_string_equal(s_json(doc, "$.campaign", buf, sizeof buf), "ftest");
     /* Every entry joined to its outputs row by file name; a field missing from an entry is
      * SQL NULL from json_type (a JSON null is the text 'null'). */
-    sqlite3 *db = s_db(f, 0);
+    sqlite3 *db = mg_test_farm_db(f);
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
+    int rc = sqlite3_prepare_v2(
+        db,
         "SELECT json_extract(m.value, '$.file'), "
         "  (SELECT count(*) FROM json_each(m.value)), "
         "  json_type(m.value, '$.kind') IS NOT NULL AND json_type(m.value, '$.part') IS NOT NULL AND "
@@ -382,7 +246,7 @@ static int s_assert_manifest(const s_farm_t *f, const char *dest)
         n++;
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
+    mg_test_db_close(&db);
     free(doc);
     return n;
 }
@@ -391,7 +255,7 @@ static int s_assert_manifest(const s_farm_t *f, const char *dest)
 
 /* Sends [MGC01][cmd][args] and waits for the reply into m. Returns 1 for OK, 0 for ERR (info
  * has code and message). */
-static int s_request(const s_farm_t *f, const char *cmd, const mg_kv_t *args, mg_msg_t *m, mg_kv_t *info)
+static int s_request(const mg_test_farm_t *f, const char *cmd, const mg_kv_t *args, mg_msg_t *m, mg_kv_t *info)
 {
     void *ctx = zmq_ctx_new();
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
@@ -414,9 +278,8 @@ static int s_request(const s_farm_t *f, const char *cmd, const mg_kv_t *args, mg
 }
 
 /* FETCH of output id from offset; returns 1 OK / 0 ERR, with code and message copied out. */
-static int s_fetch_raw(const s_farm_t *f, int64_t id, int64_t offset, int64_t length, char *code, char *msg,
-                       size_t msglen, size_t *payload)
-{
+static int s_fetch_raw(const mg_test_farm_t *f, int64_t id, int64_t offset, int64_t length, char *code, char *msg,
+                       size_t msglen, size_t *payload) {
     mg_kv_t args, info;
     mg_kv_init(&args);
     mg_kv_init(&info);
@@ -439,17 +302,20 @@ static int s_fetch_raw(const s_farm_t *f, int64_t id, int64_t offset, int64_t le
 
 static void test_round_trip(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char dest[512], out[S_OUT], buf[128];
     s_new_dest(f, dest, sizeof dest);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.files"), 12);
     assert_int_equal(s_json_i64(out, "$.fetched"), 12);
     assert_int_equal(s_json_i64(out, "$.failed"), 0);
-    assert_int_equal(s_json_i64(out, "$.bytes"),
-                     s_q(f, "SELECT sum(bytes) FROM outputs o JOIN renders r ON r.id = o.render_id WHERE r.job_id = 1"));
+    assert_int_equal(
+        s_json_i64(out, "$.bytes"),
+        mg_test_farm_sql_int(
+            f, "SELECT sum(bytes) FROM outputs o JOIN renders r ON r.id = o.render_id WHERE r.job_id = 1"));
     assert_string_equal(s_json_row(out, "a/a-v01.wav", "status", buf, sizeof buf), "fetched");
-    assert_true(s_q(f, "SELECT bytes FROM outputs WHERE path = 'ftest/a/a-v01.wav'") > MG_FETCH_MAX_BYTES);
+    assert_true(mg_test_farm_sql_int(f, "SELECT bytes FROM outputs WHERE path = 'ftest/a/a-v01.wav'") >
+                MG_FETCH_MAX_BYTES);
     assert_int_equal(s_assert_fetched(f, dest, ""), 12);
     assert_int_equal(s_assert_manifest(f, dest), 12);
     /* The file names keep the outputs' layout: <cue>/<cue>-vNN[.<stem>].<ext>. */
@@ -460,12 +326,12 @@ static void test_round_trip(void **state)
 
 static void test_text_output_and_default_dest(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char dir[512], out[S_OUT], p[700];
     s_new_dest(f, dir, sizeof dir);
     assert_int_equal(mkdir(dir, 0755), 0);
     /* job 2: its render of cue bad failed, so only cue ok's file comes */
-    assert_int_equal(s_mgctl(f, out, sizeof out, dir, "fetch 2"), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, dir, "fetch 2"), 0);
     assert_non_null(strstr(out, "fetched  ok/ok-v01.flac"));
     assert_non_null(strstr(out, "1 fetched"));
     assert_null(strstr(out, "bad"));
@@ -479,12 +345,12 @@ static void test_text_output_and_default_dest(void **state)
 
 static void test_second_run_skips(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char dest[512], out[S_OUT];
     s_new_dest(f, dest, sizeof dest);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 12);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 0);
     assert_int_equal(s_json_i64(out, "$.skipped"), 12);
     assert_int_equal(s_json_i64(out, "$.bytes"), 0);
@@ -493,7 +359,7 @@ static void test_second_run_skips(void **state)
     char p[700];
     snprintf(p, sizeof p, "%s/b/b-v01.flac", dest);
     s_write(p, "edited", 6);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 1);
     assert_int_equal(s_json_i64(out, "$.skipped"), 11);
     assert_int_equal(s_assert_fetched(f, dest, ""), 12);
@@ -501,10 +367,10 @@ static void test_second_run_skips(void **state)
 
 static void test_resume_from_part(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char dest[512], out[S_OUT], final[700], part[710], buf[64];
     s_new_dest(f, dest, sizeof dest);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s'", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s'", dest), 0);
     snprintf(final, sizeof final, "%s/a/a-v01.wav", dest);
     snprintf(part, sizeof part, "%s.part", final);
     size_t len = 0;
@@ -515,7 +381,7 @@ static void test_resume_from_part(void **state)
     size_t half = len / 2;
     s_write(part, whole, half);
     assert_int_equal(unlink(final), 0);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 1);
     assert_int_equal(s_json_i64(out, "$.skipped"), 11);
     assert_int_equal(s_json_i64(out, "$.bytes"), (int64_t)(len - half));
@@ -533,7 +399,7 @@ static void test_resume_from_part(void **state)
     s_write(part, whole, half);
     whole[100] ^= 0x5a;
     assert_int_equal(unlink(final), 0);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 1);
     assert_int_equal(s_json_i64(out, "$.bytes"), (int64_t)(len - half + len));
     assert_non_null(strstr(f->err, "from the start"));
@@ -543,7 +409,7 @@ static void test_resume_from_part(void **state)
 
 /* Runs fetch into a fresh folder with one coordinator file damaged by damage(), then puts
  * the file back. The damaged file must fail and be nowhere under its final name. */
-static void s_check_damaged(s_farm_t *f, const char *rel, int keep_size)
+static void s_check_damaged(mg_test_farm_t *f, const char *rel, int keep_size)
 {
     char src[700], saved[760], dest[512], out[S_OUT], p[800], buf[64];
     snprintf(src, sizeof src, "%s/outputs/ftest/%s", f->home, rel);
@@ -558,7 +424,7 @@ static void s_check_damaged(s_farm_t *f, const char *rel, int keep_size)
     assert_int_equal(rename(src, saved), 0);
     s_write(src, bad, keep_size ? len : len + 16);
     s_new_dest(f, dest, sizeof dest);
-    int rc = s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest);
+    int rc = mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest);
     assert_int_equal(rename(saved, src), 0); /* back before any assertion can end the test */
     assert_int_equal(rc, 1);
     assert_int_equal(s_json_i64(out, "$.failed"), 1);
@@ -577,14 +443,14 @@ static void s_check_damaged(s_farm_t *f, const char *rel, int keep_size)
     free(orig);
     free(bad);
     /* with the coordinator's file whole again, the next run brings the missing one only */
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 1);
     assert_int_equal(s_assert_fetched(f, dest, ""), 12);
 }
 
 static void test_corrupt_on_coordinator(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     s_check_damaged(f, "b/b-v01.flac", 1);  /* same size, other bytes: the sha256 check */
     s_check_damaged(f, "a/a-v01.wav", 1);   /* the same, over two FETCH ranges */
     s_check_damaged(f, "b/b-v02.wav", 0);   /* grown: the coordinator refuses to serve it */
@@ -592,58 +458,60 @@ static void test_corrupt_on_coordinator(void **state)
 
 static void test_kind_filter(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char dest[512], out[S_OUT];
     s_new_dest(f, dest, sizeof dest);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind stem --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind stem --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.files"), 6);
     assert_int_equal(s_json_i64(out, "$.fetched"), 6);
     assert_int_equal(s_assert_fetched(f, dest, "stem"), 6);
     assert_int_equal(s_assert_manifest(f, dest), 6);
     /* then the mixes: the manifest lists both, the stems as kept */
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.fetched"), 6);
     assert_int_equal(s_json_i64(out, "$.kept"), 6);
     assert_int_equal(s_assert_manifest(f, dest), 12);
     /* the job file's spelling, and a list */
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind stems,mix --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind stems,mix --json", dest),
+                     0);
     assert_int_equal(s_json_i64(out, "$.skipped"), 12);
     /* no MIDI in this job: nothing to do, and that is not an error */
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind midi --json", dest), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind midi --json", dest), 0);
     assert_int_equal(s_json_i64(out, "$.files"), 0);
     assert_int_equal(s_assert_manifest(f, dest), 12);
 }
 
 static void test_usage_and_unknown_job(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char dest[512], out[S_OUT];
     s_new_dest(f, dest, sizeof dest);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mixx", dest), 2);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mixx", dest), 2);
     assert_non_null(strstr(f->err, "unknown kind 'mixx'"));
     assert_non_null(strstr(f->err, "did you mean 'mix'"));
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix,,stem", dest), 2);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind wav", dest), 2);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix,,stem", dest), 2);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind wav", dest), 2);
     assert_false(s_exists(dest));
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch"), 2);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch abc"), 2);
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 99 --dest '%s' --json", dest), 1);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch"), 2);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch abc"), 2);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 99 --dest '%s' --json", dest), 1);
     assert_string_equal(out, ""); /* errors are not JSON */
     assert_non_null(strstr(f->err, "no job 99"));
     assert_non_null(strstr(f->err, "not_found"));
     assert_false(s_exists(dest));
     /* nobody listening: exit 3 */
-    assert_int_equal(s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --endpoint tcp://127.0.0.1:1 --timeout 300",
-                             dest), 3);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL,
+                                        "fetch 1 --dest '%s' --endpoint tcp://127.0.0.1:1 --timeout 300", dest),
+                     3);
 }
 
 static void test_protocol_refusals(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char code[32], msg[4096];
     size_t payload = 0;
-    int64_t wav = s_q(f, "SELECT id FROM outputs WHERE path = 'ftest/a/a-v01.wav'");
-    int64_t bytes = s_q(f, "SELECT bytes FROM outputs WHERE id = %lld", (long long)wav);
+    int64_t wav = mg_test_farm_sql_int(f, "SELECT id FROM outputs WHERE path = 'ftest/a/a-v01.wav'");
+    int64_t bytes = mg_test_farm_sql_int(f, "SELECT bytes FROM outputs WHERE id = %lld", (long long)wav);
     assert_true(wav > 0);
     /* a range is capped at MG_FETCH_MAX_BYTES, and the last one is short */
     assert_int_equal(s_fetch_raw(f, wav, 0, 100LL * 1024 * 1024, code, msg, sizeof msg, &payload), 1);
@@ -677,13 +545,13 @@ static void test_protocol_refusals(void **state)
     assert_string_equal(mg_kv_get_or(&info, "code", ""), "not_found");
 
     /* Only done renders: render 3 marked failed drops its 4 files from FILES and FETCH. */
-    int64_t r3 = s_q(f, "SELECT id FROM outputs WHERE render_id = 3 LIMIT 1");
-    s_exec(f, "UPDATE renders SET state = 'failed' WHERE id = 3");
+    int64_t r3 = mg_test_farm_sql_int(f, "SELECT id FROM outputs WHERE render_id = 3 LIMIT 1");
+    mg_test_farm_sql_exec(f, "UPDATE renders SET state = 'failed' WHERE id = 3");
     mg_kv_set(&args, "job_id", "1");
     int ok = s_request(f, "FILES", &args, &m, &info);
     size_t rows = m.n - 3;
     int fetch_ok = s_fetch_raw(f, r3, 0, 100, code, msg, sizeof msg, &payload);
-    s_exec(f, "UPDATE renders SET state = 'done' WHERE id = 3");
+    mg_test_farm_sql_exec(f, "UPDATE renders SET state = 'done' WHERE id = 3");
     assert_int_equal(ok, 1);
     assert_int_equal(rows, 8);
     assert_int_equal(fetch_ok, 0);
@@ -695,17 +563,17 @@ static void test_protocol_refusals(void **state)
 
 static void test_path_outside_outputs_refused(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     char code[32], msg[4096], dest[512], out[S_OUT], buf[64];
-    int64_t id = s_q(f, "SELECT id FROM outputs WHERE path = 'ftest/b/b-v02.flac'");
+    int64_t id = mg_test_farm_sql_int(f, "SELECT id FROM outputs WHERE path = 'ftest/b/b-v02.flac'");
     assert_true(id > 0);
 
     /* 1. a row whose recorded path climbs out of the outputs folder */
-    s_exec(f, "UPDATE outputs SET path = 'ftest/../../mg.db' WHERE id = %lld", (long long)id);
+    mg_test_farm_sql_exec(f, "UPDATE outputs SET path = 'ftest/../../mg.db' WHERE id = %lld", (long long)id);
     int ok = s_fetch_raw(f, id, 0, 100, code, msg, sizeof msg, NULL);
     s_new_dest(f, dest, sizeof dest);
-    int rc = s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix --json", dest);
-    s_exec(f, "UPDATE outputs SET path = 'ftest/b/b-v02.flac' WHERE id = %lld", (long long)id);
+    int rc = mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix --json", dest);
+    mg_test_farm_sql_exec(f, "UPDATE outputs SET path = 'ftest/b/b-v02.flac' WHERE id = %lld", (long long)id);
     assert_int_equal(ok, 0);
     assert_string_equal(code, "not_found");
     assert_non_null(strstr(msg, "not inside the outputs folder"));
@@ -729,7 +597,7 @@ static void test_path_outside_outputs_refused(void **state)
     assert_int_equal(symlink(secret, src), 0);
     ok = s_fetch_raw(f, id, 0, 100, code, msg, sizeof msg, NULL);
     s_new_dest(f, dest, sizeof dest);
-    rc = s_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix --json", dest);
+    rc = mg_test_farm_mgctl(f, out, sizeof out, NULL, "fetch 1 --dest '%s' --kind mix --json", dest);
     assert_int_equal(unlink(src), 0);
     assert_int_equal(rename(saved, src), 0);
     assert_int_equal(ok, 0);
@@ -757,5 +625,5 @@ int main(void)
         cmocka_unit_test(test_protocol_refusals),
         cmocka_unit_test(test_path_outside_outputs_refused),
     };
-    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
+    return cmocka_run_group_tests(tests, s_group_setup, mg_test_farm_teardown);
 }

@@ -22,152 +22,50 @@
 #include "common/util.h"
 #include "tests/testlib.h"
 
-#define S_MAX_PROCS 8
-
-typedef struct {
-    char home[256];
-    char endpoint[64];
-    char bin[256], build[256];
-    pid_t coordinator;
-    pid_t workers[S_MAX_PROCS];
-    int n_workers;
-} s_farm_t;
-
-/* Starts argv[0] with extra "NAME=value" environment entries (NULL-terminated). */
-static pid_t s_spawn(const s_farm_t *f, char *const argv[], const char *const *env, const char *log_name)
+/* worker-N with capacity and the renderer's MG_TEST_* knobs in env; the farm's index. */
+static int s_start_worker(mg_test_farm_t *f, int capacity, const char *const *env)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[512];
-        snprintf(log, sizeof log, "%s/%s.log", f->home, log_name);
-        if (!freopen(log, "a", stderr)) _exit(127);
-        if (!freopen("/dev/null", "w", stdout)) _exit(127);
-        setenv("MG_HOME", f->home, 1);
-        setenv("MG_ENDPOINT", f->endpoint, 1);
-        setenv("MG_LOG_LEVEL", "3", 1);
-        for (int i = 0; env && env[i]; i++) putenv(strdup(env[i]));
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return pid;
-}
-
-static void s_start_coordinator(s_farm_t *f)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/mg-coordinator", f->bin);
-    char *argv[] = {path, "--heartbeat-ms", "100", "--liveness", "3", "--lease-ms", "1500", "--max-attempts", "3",
-                    "--blocklist-after", "3", NULL};
-    f->coordinator = s_spawn(f, argv, NULL, "coordinator");
-    assert_true(f->coordinator > 0);
-}
-
-/* env: extra variables for the test renderer (MG_TEST_*). Returns the worker's index. */
-static int s_start_worker(s_farm_t *f, int capacity, const char *const *env)
-{
-    char path[512], cap[16], name[32];
-    snprintf(path, sizeof path, "%s/tests/mg-worker-test", f->build);
+    char cap[16], name[32];
     snprintf(cap, sizeof cap, "%d", capacity);
     snprintf(name, sizeof name, "worker-%d", f->n_workers);
-    char *argv[] = {path, "--renderer", "test", "--capacity", cap, "--heartbeat-ms", "100", "--liveness", "3",
-                    "--drain-s", "10", "--name", name, NULL};
-    assert_true(f->n_workers < S_MAX_PROCS);
-    f->workers[f->n_workers] = s_spawn(f, argv, env, name);
-    assert_true(f->workers[f->n_workers] > 0);
-    return f->n_workers++;
+    const char *args[] = {"--capacity", cap,  "--heartbeat-ms", "100", "--liveness", "3",
+                          "--drain-s",  "10", "--name",         name,  NULL};
+    return mg_test_farm_start_worker(f, name, args, env);
 }
 
-static void s_reap(pid_t pid)
+static void s_start_coordinator(mg_test_farm_t *f)
 {
-    if (pid <= 0) return;
-    kill(pid, SIGCONT);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-/* Runs mgctl with the farm's environment; returns its exit code and its output in out. */
-static int s_mgctl(const s_farm_t *f, char *out, size_t outlen, const char *fmt, ...)
-{
-    char args[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    int status;
-    char *o = mg_test_run(&status, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' %s 2>&1", f->home, f->endpoint, f->bin,
-                          args);
-    if (out && outlen) mg_strlcpy(out, o, outlen);
-    free(o);
-    return status;
-}
-
-/* The test's own connection to the coordinator's database. */
-static sqlite3 *s_db(const s_farm_t *f)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/mg.db", f->home);
-    return mg_test_db_open(path);
-}
-
-/* One integer from a query (printf-style SQL); MG_TEST_SQL_NONE if no row. */
-static int64_t s_q(const s_farm_t *f, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3 *db = s_db(f);
-    int64_t v = mg_test_sql_int(db, "%s", sql);
-    mg_test_db_close(&db);
-    return v;
-}
-
-/* Polls until the query returns want, or fails the test after timeout_ms. */
-static void s_wait_for(const s_farm_t *f, int64_t want, int timeout_ms, const char *sql)
-{
-    int64_t got = -2;
-    for (int t = 0; t < timeout_ms; t += 50) {
-        got = s_q(f, "%s", sql);
-        if (got == want) return;
-        mg_test_sleep_ms(50);
-    }
-    fprintf(stderr, "timed out after %d ms waiting for [%s] = %lld (last %lld); logs in %s\n", timeout_ms, sql,
-            (long long)want, (long long)got, f->home);
-    fail();
-}
-
-static void s_write(const s_farm_t *f, const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", f->home, name);
-    mg_test_file_write(path, text);
+    static const char *const args[] = {"--heartbeat-ms", "100", "--liveness",        "3", "--lease-ms", "1500",
+                                       "--max-attempts", "3",   "--blocklist-after", "3", NULL};
+    mg_test_farm_start_coordinator(f, args, NULL);
 }
 
 static int s_setup(void **state)
 {
-    s_farm_t *f = calloc(1, sizeof *f);
-    mg_test_tmpdir_make(f->home, sizeof f->home, "integration");
-    /* A port per test process and test, so parallel runs do not collide. */
-    static int n;
-    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 7 + n++ * 13) % 20000);
-    const char *build = getenv("MG_BUILD");
-    snprintf(f->bin, sizeof f->bin, "%s", mg_test_bin());
-    snprintf(f->build, sizeof f->build, "%s", build ? build : "build");
+    mg_test_farm_t *f = mg_test_farm_new("integration");
+    f->log_level = "3";
+    f->mgctl_err_in_out = 1;
     s_start_coordinator(f);
     *state = f;
     return 0;
 }
 
-static int s_teardown(void **state)
+/* Waits until HOME/<name>.log has a line with text, or fails the test after timeout_ms. The
+ * database shows a lease once the coordinator has committed it, which can be before the worker
+ * has read the LEASE: a signal meant for a worker that is rendering waits for its log line. */
+static void s_wait_log(const mg_test_farm_t *f, const char *name, const char *text, int timeout_ms)
 {
-    s_farm_t *f = *state;
-    for (int i = 0; i < f->n_workers; i++) s_reap(f->workers[i]);
-    s_reap(f->coordinator);
-    mg_test_tmpdir_remove(f->home);
-    free(f);
-    return 0;
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s.log", f->home, name);
+    for (int t = 0; t < timeout_ms; t += 20) {
+        size_t len = 0;
+        char *log = mg_read_file(path, &len);
+        int found = log && strstr(log, text);
+        free(log);
+        if (found) return;
+        mg_test_sleep_ms(20);
+    }
+    fail_msg("no '%s' in %s within %d ms", text, path, timeout_ms);
 }
 
 static const char *s_job4 =
@@ -178,20 +76,24 @@ static const char *s_job4 =
     "  - name: b\n    prompt: \"happy ukulele\"\n    emotions: [happy]\n    duration: 2\n    variations: 2\n";
 
 /* Every render of job 1 has exactly one output per format and the chain is intact. */
-static void s_assert_job_complete(const s_farm_t *f, int64_t job, int64_t renders, int64_t formats)
+static void s_assert_job_complete(mg_test_farm_t *f, int64_t job, int64_t renders, int64_t formats)
 {
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE job_id = %lld AND state = 'done'", (long long)job),
-                     renders);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM outputs o JOIN renders r ON r.id = o.render_id WHERE r.job_id = %lld",
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE job_id = %lld AND state = 'done'", (long long)job),
+        renders);
+    assert_int_equal(mg_test_farm_sql_int(
+                         f, "SELECT count(*) FROM outputs o JOIN renders r ON r.id = o.render_id WHERE r.job_id = %lld",
                          (long long)job),
                      renders * formats);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM provenance p JOIN renders r ON r.id = p.render_id "
-                            "WHERE r.job_id = %lld", (long long)job),
+    assert_int_equal(mg_test_farm_sql_int(f,
+                                          "SELECT count(*) FROM provenance p JOIN renders r ON r.id = p.render_id "
+                                          "WHERE r.job_id = %lld",
+                                          (long long)job),
                      renders);
     char out[4096];
-    assert_int_equal(s_mgctl(f, out, sizeof out, "audit verify"), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "audit verify"), 0);
     /* Files on disk are the ones recorded (no late overwrite). */
-    sqlite3 *db = s_db(f);
+    sqlite3 *db = mg_test_farm_db(f);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT path, sha256 FROM outputs", -1, &st, NULL), SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -206,22 +108,22 @@ static void s_assert_job_complete(const s_farm_t *f, int64_t job, int64_t render
 
 static void test_normal_job_two_workers(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *env[] = {"MG_TEST_RENDER_MS=100", NULL};
     s_start_worker(f, 2, env);
     s_start_worker(f, 2, env);
-    s_write(f, "job.yaml", s_job4);
+    mg_test_farm_write(f, "job.yaml", s_job4);
     char out[8192], path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s' --wait", path), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s' --wait", path), 0);
     s_assert_job_complete(f, 1, 4, 2);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'"), 1);
     /* Both workers took part. */
-    assert_int_equal(s_q(f, "SELECT count(DISTINCT worker) FROM attempts WHERE outcome = 'done'"), 2);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(DISTINCT worker) FROM attempts WHERE outcome = 'done'"), 2);
     /* mgctl verify knows an output, and spots a modified copy. */
     char file[700], copy[700];
     snprintf(file, sizeof file, "%s/outputs/itest/a/a-v01.flac", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "verify '%s'", file), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "verify '%s'", file), 0);
     assert_non_null(strstr(out, "itest"));
     snprintf(copy, sizeof copy, "%s/altered.flac", f->home);
     size_t len = 0;
@@ -231,172 +133,190 @@ static void test_normal_job_two_workers(void **state)
     bytes[len - 100] ^= 0x55; /* flip bits in the audio frames, keep the tags */
     assert_int_equal(mg_write_file_atomic(copy, bytes, len), 0);
     free(bytes);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "verify '%s'", copy), 8);
-    s_write(f, "stranger.flac", "not audio at all");
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "verify '%s'", copy), 8);
+    mg_test_farm_write(f, "stranger.flac", "not audio at all");
     snprintf(copy, sizeof copy, "%s/stranger.flac", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "verify '%s'", copy), 9);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "verify '%s'", copy), 9);
 }
 
 static void test_worker_sigkill_mid_render(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *slow[] = {"MG_TEST_RENDER_MS=3000", NULL};
     int a = s_start_worker(f, 2, slow);
-    s_write(f, "job.yaml", s_job4);
+    mg_test_farm_write(f, "job.yaml", s_job4);
     char path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, NULL, 0, "submit '%s'", path), 0);
-    s_wait_for(f, 2, 5000, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'worker-0'");
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
+    mg_test_farm_wait_sql(f, 2, 5000,
+                          "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'worker-0'");
     kill(f->workers[a], SIGKILL);
     waitpid(f->workers[a], NULL, 0);
     f->workers[a] = 0;
     const char *fast[] = {"MG_TEST_RENDER_MS=50", NULL};
     s_start_worker(f, 2, fast);
     s_start_worker(f, 2, fast);
-    s_wait_for(f, 1, 15000, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'");
+    mg_test_farm_wait_sql(f, 1, 15000, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'");
     s_assert_job_complete(f, 1, 4, 2);
     /* The killed worker's two attempts are recorded as lost (or expired). */
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND outcome IN ('lost', 'expired')"),
-                     2);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE outcome = 'done'"), 4);
+    assert_int_equal(
+        mg_test_farm_sql_int(
+            f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND outcome IN ('lost', 'expired')"),
+        2);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE outcome = 'done'"), 4);
 }
 
 static void test_worker_sigstop_late_result_rejected(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *slow[] = {"MG_TEST_RENDER_MS=1500", NULL};
     int a = s_start_worker(f, 1, slow);
-    s_write(f, "job.yaml",
-            "campaign: stop\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
-            "cues:\n  - name: only\n    prompt: \"tense strings\"\n    duration: 1\n    variations: 1\n");
+    mg_test_farm_write(f, "job.yaml",
+                       "campaign: stop\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
+                       "cues:\n  - name: only\n    prompt: \"tense strings\"\n    duration: 1\n    variations: 1\n");
     char path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, NULL, 0, "submit '%s'", path), 0);
-    s_wait_for(f, 1, 5000, "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'worker-0'");
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
+    mg_test_farm_wait_sql(f, 1, 5000,
+                          "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'worker-0'");
+    s_wait_log(f, "worker-0", "leased render 1 ", 5000);
     kill(f->workers[a], SIGSTOP);
     /* Past heartbeat x liveness: the coordinator declares worker-0 lost, worker-1 renders. */
     const char *fast[] = {"MG_TEST_RENDER_MS=50", NULL};
     s_start_worker(f, 1, fast);
-    s_wait_for(f, 1, 10000, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'");
+    mg_test_farm_wait_sql(f, 1, 10000, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'");
     kill(f->workers[a], SIGCONT);
     /* worker-0 wakes up, finishes the stale render and sends it: rejected. */
-    s_wait_for(f, 1, 10000, "SELECT count(*) FROM events WHERE kind = 'result_rejected' AND worker = 'worker-0'");
+    mg_test_farm_wait_sql(f, 1, 10000,
+                          "SELECT count(*) FROM events WHERE kind = 'result_rejected' AND worker = 'worker-0'");
     s_assert_job_complete(f, 1, 1, 1);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND outcome = 'lost'"), 1);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-1' AND outcome = 'done'"), 1);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND outcome = 'lost'"), 1);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-1' AND outcome = 'done'"), 1);
     /* The output row still belongs to worker-1's attempt. */
-    assert_int_equal(s_q(f, "SELECT count(*) FROM provenance WHERE worker = 'worker-1'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM provenance WHERE worker = 'worker-1'"), 1);
 }
 
 static void test_coordinator_sigkill_restart(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *env[] = {"MG_TEST_RENDER_MS=400", NULL};
     s_start_worker(f, 2, env);
     s_start_worker(f, 2, env);
-    s_write(f, "job.yaml",
-            "campaign: crash\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
-            "cues:\n  - name: c\n    prompt: \"warm pads\"\n    duration: 1\n    variations: 12\n");
-    s_write(f, "job2.yaml",
-            "campaign: after\noutput:\n  formats: [wav]\n  sample_rate: 8000\n  channels: 1\n"
-            "cues:\n  - name: d\n    prompt: \"drums\"\n    duration: 1\n    variations: 3\n");
+    mg_test_farm_write(f, "job.yaml",
+                       "campaign: crash\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
+                       "cues:\n  - name: c\n    prompt: \"warm pads\"\n    duration: 1\n    variations: 12\n");
+    mg_test_farm_write(f, "job2.yaml",
+                       "campaign: after\noutput:\n  formats: [wav]\n  sample_rate: 8000\n  channels: 1\n"
+                       "cues:\n  - name: d\n    prompt: \"drums\"\n    duration: 1\n    variations: 3\n");
     char path[512], path2[512], out[4096];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
     snprintf(path2, sizeof path2, "%s/job2.yaml", f->home);
-    assert_int_equal(s_mgctl(f, NULL, 0, "submit '%s'", path), 0);
-    s_wait_for(f, 1, 10000, "SELECT count(*) > 1 FROM renders WHERE state = 'done'");
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
+    mg_test_farm_wait_sql(f, 1, 10000, "SELECT count(*) > 1 FROM renders WHERE state = 'done'");
     /* An acknowledged submission right before the crash must survive it. */
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s'", path2), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s'", path2), 0);
     kill(f->coordinator, SIGKILL);
     waitpid(f->coordinator, NULL, 0);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs"), 2);
     mg_test_sleep_ms(300);
     s_start_coordinator(f);
-    s_wait_for(f, 2, 20000, "SELECT count(*) FROM jobs WHERE state = 'done'");
+    mg_test_farm_wait_sql(f, 2, 20000, "SELECT count(*) FROM jobs WHERE state = 'done'");
     s_assert_job_complete(f, 1, 12, 1);
     s_assert_job_complete(f, 2, 3, 1);
 }
 
 static void test_always_failing_render(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *env[] = {"MG_TEST_RENDER_MS=20", "MG_TEST_FAIL_CUE=bad", NULL};
     s_start_worker(f, 2, env);
     s_start_worker(f, 2, env);
-    s_write(f, "job.yaml",
-            "campaign: fails\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
-            "cues:\n  - name: bad\n    prompt: \"broken\"\n    duration: 1\n    variations: 1\n"
-            "  - name: good\n    prompt: \"fine\"\n    duration: 1\n    variations: 3\n");
+    mg_test_farm_write(f, "job.yaml",
+                       "campaign: fails\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
+                       "cues:\n  - name: bad\n    prompt: \"broken\"\n    duration: 1\n    variations: 1\n"
+                       "  - name: good\n    prompt: \"fine\"\n    duration: 1\n    variations: 3\n");
     char path[512], out[8192];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s' --wait", path), 5);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'failed'"), 1);
-    assert_int_equal(s_q(f, "SELECT attempts FROM renders r JOIN cues c ON c.id = r.cue_id WHERE c.name = 'bad' "
-                            "AND r.state = 'failed' AND r.last_error LIKE '%%always fails%%'"),
-                     3);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders r JOIN cues c ON c.id = r.cue_id WHERE c.name = 'good' "
-                            "AND r.state = 'done'"),
-                     3);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM audit_failures WHERE cue = 'bad' AND outcome = 'failed'"), 3);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s' --wait", path), 5);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'failed'"), 1);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT attempts FROM renders r JOIN cues c ON c.id = r.cue_id WHERE c.name = 'bad' "
+                                "AND r.state = 'failed' AND r.last_error LIKE '%%always fails%%'"),
+        3);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM renders r JOIN cues c ON c.id = r.cue_id WHERE c.name = 'good' "
+                                "AND r.state = 'done'"),
+        3);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM audit_failures WHERE cue = 'bad' AND outcome = 'failed'"), 3);
 }
 
 static void test_bad_worker_blocklisted(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     /* worker-0 fails every render of cue x; worker-1 is healthy and slower to start. */
     const char *bad[] = {"MG_TEST_RENDER_MS=10", "MG_TEST_FAIL_CUE=x", NULL};
     s_start_worker(f, 1, bad);
-    s_write(f, "job.yaml",
-            "campaign: block\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
-            "cues:\n  - name: x\n    prompt: \"p\"\n    duration: 1\n    variations: 4\n");
+    mg_test_farm_write(f, "job.yaml",
+                       "campaign: block\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
+                       "cues:\n  - name: x\n    prompt: \"p\"\n    duration: 1\n    variations: 4\n");
     char path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, NULL, 0, "submit '%s'", path), 0);
-    s_wait_for(f, 1, 10000, "SELECT count(*) FROM worker_job_failures WHERE worker = 'worker-0' AND blocked = 1");
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
+    mg_test_farm_wait_sql(f, 1, 10000,
+                          "SELECT count(*) FROM worker_job_failures WHERE worker = 'worker-0' AND blocked = 1");
     const char *good[] = {"MG_TEST_RENDER_MS=10", NULL};
     s_start_worker(f, 1, good);
-    s_wait_for(f, 1, 15000, "SELECT count(*) FROM jobs WHERE id = 1 AND state IN ('done', 'failed')");
+    mg_test_farm_wait_sql(f, 1, 15000, "SELECT count(*) FROM jobs WHERE id = 1 AND state IN ('done', 'failed')");
     /* The bad node failed some renders, but none of the job's renders failed for good
      * unless it alone used up all their attempts before the blocklist. */
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND outcome = 'failed'"), 3);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 4);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND attempt_no > 0 AND "
-                            "leased_ms > (SELECT min(at_ms) FROM events WHERE kind = 'worker_blocklisted')"),
-                     0);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND outcome = 'failed'"), 3);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 4);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE worker = 'worker-0' AND attempt_no > 0 AND "
+                                "leased_ms > (SELECT min(at_ms) FROM events WHERE kind = 'worker_blocklisted')"),
+        0);
 }
 
 static void test_duplicate_submission(void **state)
 {
-    s_farm_t *f = *state;
-    s_write(f, "job.yaml", s_job4);
+    mg_test_farm_t *f = *state;
+    mg_test_farm_write(f, "job.yaml", s_job4);
     char path[512], out[4096];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s'", path), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s'", path), 0);
     /* Same content, other comments and layout: same canonical form, same job. */
     char *again = malloc(strlen(s_job4) + 64);
     sprintf(again, "# resubmitted\n%s\n\n", s_job4);
-    s_write(f, "job-again.yaml", again);
+    mg_test_farm_write(f, "job-again.yaml", again);
     free(again);
     snprintf(path, sizeof path, "%s/job-again.yaml", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s' --json", path), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s' --json", path), 0);
     assert_non_null(strstr(out, "\"duplicate\": \"1\""));
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs"), 1);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders"), 4);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders"), 4);
     /* Same explicit key, different content: refused, nothing stored. */
-    s_write(f, "k1.yaml", "campaign: k\nidempotency_key: fixed-key\ncues:\n  - name: a\n    prompt: one\n    duration: 1\n");
-    s_write(f, "k2.yaml", "campaign: k\nidempotency_key: fixed-key\ncues:\n  - name: a\n    prompt: two\n    duration: 1\n");
+    mg_test_farm_write(
+        f, "k1.yaml",
+        "campaign: k\nidempotency_key: fixed-key\ncues:\n  - name: a\n    prompt: one\n    duration: 1\n");
+    mg_test_farm_write(
+        f, "k2.yaml",
+        "campaign: k\nidempotency_key: fixed-key\ncues:\n  - name: a\n    prompt: two\n    duration: 1\n");
     snprintf(path, sizeof path, "%s/k1.yaml", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s'", path), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s'", path), 0);
     snprintf(path, sizeof path, "%s/k2.yaml", f->home);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "submit '%s'", path), 1);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s'", path), 1);
     assert_non_null(strstr(out, "fixed-key"));
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs"), 2);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM cues WHERE prompt = 'two'"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM cues WHERE prompt = 'two'"), 0);
 }
 
 static void test_bad_job_files(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *cases[][2] = {
         {"campaign: x\ncues:\n  - name: a\n    prompt: p\n    tempoo: 120\n", ":5:5: unknown key 'tempoo'"},
         {"campaign: x\ncues:\n  - name: a\n    prompt: \"\"\n", ":4:13:"},
@@ -409,51 +329,52 @@ static void test_bad_job_files(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32], path[512], out[4096];
         snprintf(name, sizeof name, "bad%zu.yaml", i);
-        s_write(f, name, cases[i][0]);
+        mg_test_farm_write(f, name, cases[i][0]);
         snprintf(path, sizeof path, "%s/%s", f->home, name);
-        int rc = s_mgctl(f, out, sizeof out, "submit '%s'", path);
+        int rc = mg_test_farm_mgctl(f, out, sizeof out, NULL, "submit '%s'", path);
         if (rc != 4 || !strstr(out, cases[i][1]) || !strstr(out, name)) {
             fprintf(stderr, "case %zu: exit %d, output:\n%s\n(expected exit 4 and '%s')\n", i, rc, out, cases[i][1]);
             fail();
         }
     }
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs"), 0);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders"), 0);
 }
 
 static void test_cancel_and_retry(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *slow[] = {"MG_TEST_RENDER_MS=2000", NULL};
     s_start_worker(f, 2, slow);
-    s_write(f, "job.yaml", s_job4);
+    mg_test_farm_write(f, "job.yaml", s_job4);
     char path[512], out[4096];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, NULL, 0, "submit '%s'", path), 0);
-    s_wait_for(f, 2, 5000, "SELECT count(*) FROM renders WHERE state = 'leased'");
-    assert_int_equal(s_mgctl(f, out, sizeof out, "cancel 1"), 0);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'cancelled'"), 4);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM jobs WHERE state = 'cancelled'"), 1);
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
+    mg_test_farm_wait_sql(f, 2, 5000, "SELECT count(*) FROM renders WHERE state = 'leased'");
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "cancel 1"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'cancelled'"), 4);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM jobs WHERE state = 'cancelled'"), 1);
     mg_test_sleep_ms(2500); /* the workers drop their renders; nothing is written */
-    assert_int_equal(s_q(f, "SELECT count(*) FROM outputs"), 0);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'leased'"), 0);
-    assert_int_equal(s_mgctl(f, out, sizeof out, "retry 1"), 0);
-    s_wait_for(f, 1, 15000, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'");
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'leased'"), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, out, sizeof out, NULL, "retry 1"), 0);
+    mg_test_farm_wait_sql(f, 1, 15000, "SELECT count(*) FROM jobs WHERE id = 1 AND state = 'done'");
     s_assert_job_complete(f, 1, 4, 2);
 }
 
 static void test_worker_sigterm_drains(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     const char *env[] = {"MG_TEST_RENDER_MS=800", NULL};
     int a = s_start_worker(f, 1, env);
-    s_write(f, "job.yaml",
-            "campaign: drain\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
-            "cues:\n  - name: c\n    prompt: p\n    duration: 1\n    variations: 1\n");
+    mg_test_farm_write(f, "job.yaml",
+                       "campaign: drain\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"
+                       "cues:\n  - name: c\n    prompt: p\n    duration: 1\n    variations: 1\n");
     char path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    assert_int_equal(s_mgctl(f, NULL, 0, "submit '%s'", path), 0);
-    s_wait_for(f, 1, 5000, "SELECT count(*) FROM renders WHERE state = 'leased'");
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
+    mg_test_farm_wait_sql(f, 1, 5000, "SELECT count(*) FROM renders WHERE state = 'leased'");
+    s_wait_log(f, "worker-0", "leased render 1 ", 5000);
     kill(f->workers[a], SIGTERM);
     int st = 0;
     assert_int_equal(waitpid(f->workers[a], &st, 0), f->workers[a]);
@@ -461,24 +382,25 @@ static void test_worker_sigterm_drains(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     /* It finished the render it had before leaving. */
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 1);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM workers WHERE name = 'worker-0' AND state = 'gone'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM workers WHERE name = 'worker-0' AND state = 'gone'"),
+                     1);
 }
 
 int main(void)
 {
     mg_log_init("test_integration");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_normal_job_two_workers, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_worker_sigkill_mid_render, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_worker_sigstop_late_result_rejected, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_coordinator_sigkill_restart, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_always_failing_render, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_bad_worker_blocklisted, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_duplicate_submission, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_bad_job_files, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_and_retry, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_worker_sigterm_drains, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_normal_job_two_workers, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sigkill_mid_render, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sigstop_late_result_rejected, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_coordinator_sigkill_restart, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_always_failing_render, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_worker_blocklisted, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_submission, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_job_files, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_retry, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sigterm_drains, s_setup, mg_test_farm_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 #include "common/jobspec.h"
 #include "common/protocol.h"
 #include "common/util.h"
+#include "tests/testlib.h"
 #include "worker/upload.h"
 
 #define S_BIG_BYTES (210u << 20)     /* the >200 MiB result */
@@ -37,76 +38,26 @@
 #define S_MAX_HWM_KIB (150 * 1024)   /* the coordinator's peak RSS bound */
 #define S_SEED 42u
 
-typedef struct {
-    char home[256];
-    char endpoint[64];
-    char bin[256], build[256];
-    pid_t coordinator;
-    pid_t worker;
-} s_farm_t;
-
-static void s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static double s_now_s(void) { return (double)mg_mono_ms() / 1000.0; }
 
-static pid_t s_spawn(const s_farm_t *f, char *const argv[], const char *const *env, const char *log_name)
+static void s_start_coordinator(mg_test_farm_t *f, const char *lease_ms)
 {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[512];
-        snprintf(log, sizeof log, "%s/%s.log", f->home, log_name);
-        if (!freopen(log, "a", stderr)) _exit(127);
-        if (!freopen("/dev/null", "w", stdout)) _exit(127);
-        setenv("MG_HOME", f->home, 1);
-        setenv("MG_ENDPOINT", f->endpoint, 1);
-        setenv("MG_LOG_LEVEL", "2", 1);
-        for (int i = 0; env && env[i]; i++) putenv(strdup(env[i]));
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return pid;
-}
-
-static void s_start_coordinator(s_farm_t *f, const char *lease_ms)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/mg-coordinator", f->bin);
-    char *argv[] = {path, "--heartbeat-ms", "100", "--liveness", "3", "--lease-ms", (char *)lease_ms,
-                    "--max-attempts", "3", NULL};
+    const char *args[] = {"--heartbeat-ms", "100", "--liveness", "3", "--lease-ms", lease_ms,
+                          "--max-attempts", "3",   NULL};
     /* Under AddressSanitizer (make SAN=...) freed blocks wait in a quarantine of 256 MiB by
      * default, which alone would pass the memory bound: keep it small. Other builds ignore it. */
     static char asan[512];
     const char *prev = getenv("ASAN_OPTIONS");
     snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%squarantine_size_mb=8", prev ? prev : "", prev && *prev ? ":" : "");
     const char *env[] = {asan, NULL};
-    f->coordinator = s_spawn(f, argv, env, "coordinator");
-    assert_true(f->coordinator > 0);
+    mg_test_farm_start_coordinator(f, args, env);
 }
 
-static void s_start_worker(s_farm_t *f, const char *const *env)
+static void s_start_worker(mg_test_farm_t *f, const char *const *env)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/tests/mg-worker-test", f->build);
-    char *argv[] = {path, "--renderer", "test", "--capacity", "1", "--heartbeat-ms", "100", "--liveness", "3",
-                    "--name", "worker-0", NULL};
-    f->worker = s_spawn(f, argv, env, "worker-0");
-    assert_true(f->worker > 0);
-}
-
-static void s_reap(pid_t *pid)
-{
-    if (*pid <= 0) return;
-    kill(*pid, SIGCONT);
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
+    static const char *const args[] = {"--capacity", "1",      "--heartbeat-ms", "100", "--liveness",
+                                       "3",          "--name", "worker-0",       NULL};
+    mg_test_farm_start_worker(f, "worker-0", args, env);
 }
 
 /* Peak resident set (VmHWM) of a live process, KiB; -1 if unreadable. */
@@ -123,82 +74,12 @@ static long s_vmhwm_kib(pid_t pid)
     return kib;
 }
 
-static int s_mgctl(const s_farm_t *f, const char *fmt, ...)
-{
-    char args[1024], cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' %s >>'%s/mgctl.log' 2>&1", f->home,
-             f->endpoint, f->bin, args, f->home);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int64_t s_q(const s_farm_t *f, const char *fmt, ...)
-{
-    char sql[2048], path[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    snprintf(path, sizeof path, "%s/mg.db", f->home);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return -1;
-    }
-    sqlite3_busy_timeout(db, 2000);
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-/* The first column of the first row as text into out ("" if none). */
-static void s_qs(const s_farm_t *f, char *out, size_t outlen, const char *sql)
+static void s_submit(mg_test_farm_t *f, const char *yaml)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/mg.db", f->home);
-    out[0] = 0;
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-            sqlite3_column_text(st, 0))
-            snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-}
-
-static void s_wait_for(const s_farm_t *f, int64_t want, int timeout_ms, const char *sql)
-{
-    int64_t got = -2;
-    for (int t = 0; t < timeout_ms; t += 20) {
-        got = s_q(f, "%s", sql);
-        if (got == want) return;
-        s_sleep_ms(20);
-    }
-    fprintf(stderr, "timed out after %d ms waiting for [%s] = %lld (last %lld); logs in %s\n", timeout_ms, sql,
-            (long long)want, (long long)got, f->home);
-    fail();
-}
-
-static void s_submit(const s_farm_t *f, const char *yaml)
-{
-    char path[512];
+    mg_test_farm_write(f, "job.yaml", yaml);
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(yaml, fp);
-    fclose(fp);
-    assert_int_equal(s_mgctl(f, "submit '%s'", path), 0);
+    assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
 }
 
 /* Regular files under dir (recursively), the names' count; skips the transfers folder when
@@ -223,7 +104,7 @@ static int s_count_files(const char *dir, int skip_transfers)
     return n;
 }
 
-static int s_transfer_files(const s_farm_t *f)
+static int s_transfer_files(const mg_test_farm_t *f)
 {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/outputs/.transfers", f->home);
@@ -231,7 +112,7 @@ static int s_transfer_files(const s_farm_t *f)
 }
 
 /* Size of the one file in .transfers, or -1 when there is none. */
-static long long s_transfer_size(const s_farm_t *f)
+static long long s_transfer_size(const mg_test_farm_t *f)
 {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/outputs/.transfers", f->home);
@@ -278,29 +159,9 @@ static void s_expected_sha(uint64_t seed, size_t n, char hex[65])
 
 static int s_setup(void **state)
 {
-    s_farm_t *f = calloc(1, sizeof *f);
-    snprintf(f->home, sizeof f->home, "/tmp/mg-xtest-XXXXXX");
-    if (!mkdtemp(f->home)) return -1;
-    static int n;
-    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 11 + n++ * 17) % 20000);
-    const char *bin = getenv("MG_BIN"), *build = getenv("MG_BUILD");
-    snprintf(f->bin, sizeof f->bin, "%s", bin ? bin : "bin");
-    snprintf(f->build, sizeof f->build, "%s", build ? build : "build");
+    mg_test_farm_t *f = mg_test_farm_new("transfer");
+    f->log_level = "2";
     *state = f;
-    return 0;
-}
-
-static int s_teardown(void **state)
-{
-    s_farm_t *f = *state;
-    s_reap(&f->worker);
-    s_reap(&f->coordinator);
-    if (!getenv("MG_KEEP_TEST_HOME")) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->home);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", f->home);
-    }
-    free(f);
     return 0;
 }
 
@@ -311,27 +172,27 @@ static const char *s_big_job =
 
 /* The render's first output is the test renderer's n pseudo-random bytes, on disk byte for
  * byte (size and sha256 of the file, independently rebuilt), and nothing is left in transit. */
-static void s_assert_big_output(const s_farm_t *f, size_t n)
+static void s_assert_big_output(const mg_test_farm_t *f, size_t n)
 {
     char want[65], rel[600], path[1024], got[65];
     s_expected_sha(S_SEED, n, want);
-    assert_int_equal(s_q(f, "SELECT bytes FROM outputs WHERE format = 'flac'"), (int64_t)n);
-    s_qs(f, got, sizeof got, "SELECT sha256 FROM outputs WHERE format = 'flac'");
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT bytes FROM outputs WHERE format = 'flac'"), (int64_t)n);
+    snprintf(got, sizeof got, "%s", mg_test_farm_sql_text(f, "SELECT sha256 FROM outputs WHERE format = 'flac'"));
     assert_string_equal(got, want);
-    s_qs(f, rel, sizeof rel, "SELECT path FROM outputs WHERE format = 'flac'");
+    snprintf(rel, sizeof rel, "%s", mg_test_farm_sql_text(f, "SELECT path FROM outputs WHERE format = 'flac'"));
     snprintf(path, sizeof path, "%s/outputs/%s", f->home, rel);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal((long long)st.st_size, (long long)n);
     assert_int_equal(mg_sha256_file_hex(path, got), 0);
     assert_string_equal(got, want);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM outputs"), 2); /* and the mp3 */
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM outputs"), 2); /* and the mp3 */
     assert_int_equal(s_transfer_files(f), 0);
 }
 
 static void test_big_result_chunked(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     s_start_coordinator(f, "5000"); /* making and hashing 210 MiB is part of the render: no progress calls */
     char bytes[64];
     snprintf(bytes, sizeof bytes, "MG_TEST_RESULT_BYTES=%u", S_BIG_BYTES);
@@ -339,21 +200,21 @@ static void test_big_result_chunked(void **state)
     s_start_worker(f, env);
     s_submit(f, s_big_job);
     double t0 = s_now_s();
-    s_wait_for(f, 1, 120000, "SELECT count(*) FROM renders WHERE state = 'done'");
+    mg_test_farm_wait_sql(f, 1, 120000, "SELECT count(*) FROM renders WHERE state = 'done'");
     double secs = s_now_s() - t0;
-    long coord_kib = s_vmhwm_kib(f->coordinator), worker_kib = s_vmhwm_kib(f->worker);
+    long coord_kib = s_vmhwm_kib(f->coordinator), worker_kib = s_vmhwm_kib(f->workers[0]);
     printf("# %u MiB result: submit to recorded %.2f s (%.0f MB/s including the render); VmHWM coordinator "
            "%.1f MiB, worker %.1f MiB\n",
            S_BIG_BYTES >> 20, secs, S_BIG_BYTES / 1e6 / secs, coord_kib / 1024.0, worker_kib / 1024.0);
     assert_true(coord_kib > 0);
     assert_true(coord_kib < S_MAX_HWM_KIB);
     s_assert_big_output(f, S_BIG_BYTES);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE outcome = 'done'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE outcome = 'done'"), 1);
 }
 
 static void test_coordinator_restart_mid_transfer(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     s_start_coordinator(f, "5000");
     char bytes[64];
     snprintf(bytes, sizeof bytes, "MG_TEST_RESULT_BYTES=%u", S_RESTART_BYTES);
@@ -373,7 +234,7 @@ static void test_coordinator_restart_mid_transfer(void **state)
     printf("# coordinator killed with %lld of %u bytes of the file received\n", left, S_RESTART_BYTES);
     assert_true(left >= (8 << 20));
     assert_true(left < (long long)S_RESTART_BYTES);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 0);
     /* An orphan of some older transfer: the restarted coordinator removes it too. */
     char orphan[600];
     snprintf(orphan, sizeof orphan, "%s/outputs/.transfers/999-0123456789abcdef-00.part", f->home);
@@ -382,10 +243,10 @@ static void test_coordinator_restart_mid_transfer(void **state)
     fputs("left behind", fp);
     fclose(fp);
     s_start_coordinator(f, "5000");
-    s_wait_for(f, 1, 60000, "SELECT count(*) FROM renders WHERE state = 'done'");
+    mg_test_farm_wait_sql(f, 1, 60000, "SELECT count(*) FROM renders WHERE state = 'done'");
     assert_int_equal(access(orphan, F_OK), -1);
     s_assert_big_output(f, S_RESTART_BYTES);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts"), 1); /* the same lease, finished */
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts"), 1); /* the same lease, finished */
 }
 
 /* ---- a worker played by this test ---------------------------------------------------------- */
@@ -420,7 +281,7 @@ static void s_fake_ready(s_fake_t *w)
     mg_kv_clear(&kv);
 }
 
-static void s_fake_start(s_fake_t *w, const s_farm_t *f)
+static void s_fake_start(s_fake_t *w, const mg_test_farm_t *f)
 {
     w->ctx = zmq_ctx_new();
     w->sock = zmq_socket(w->ctx, ZMQ_DEALER);
@@ -607,7 +468,7 @@ static const char *s_small_job =
 
 static void test_stale_lease_chunks_refused(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     s_start_coordinator(f, "1500");
     s_fake_t w;
     s_fake_start(&w, f);
@@ -628,9 +489,10 @@ static void test_stale_lease_chunks_refused(void **state)
     s_fake_chunk(&w, rid, t1, 0, 0, A, 1, a, MIB);
     s_expect_chunk_ack(&w, MIB, 0);
     assert_int_equal(s_transfer_size(f), MIB);
-    s_sleep_ms(500);
-    s_wait_for(f, 1, 3000, "SELECT count(*) FROM attempts WHERE outcome = 'lost'");
-    for (int t = 0; t < 3000 && s_transfer_files(f) > 0; t += 20) s_sleep_ms(20);
+    mg_test_sleep_ms(500);
+    mg_test_farm_wait_sql(f, 1, 3000, "SELECT count(*) FROM attempts WHERE outcome = 'lost'");
+    for (int t = 0; t < 3000 && s_transfer_files(f) > 0; t += 20)
+        mg_test_sleep_ms(20);
     assert_int_equal(s_transfer_files(f), 0);
 
     /* The render is leased again (the fake worker re-registers); lease 1's chunks are refused. */
@@ -641,7 +503,7 @@ static void test_stale_lease_chunks_refused(void **state)
     s_fake_chunk(&w, rid, t1, 0, 2 * MIB, A, 3, a + 2 * MIB, MIB);
     s_expect_ack(&w, 0, "stale lease token");
     assert_int_equal(s_transfer_files(f), 0);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM events WHERE kind = 'result_rejected'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM events WHERE kind = 'result_rejected'"), 1);
 
     /* Lease 2: duplicates and overlaps are idempotent, a gap is answered resend=1. */
     s_fake_chunk(&w, rid, t2, 0, 0, A, 1, a, MIB);
@@ -666,9 +528,9 @@ static void test_stale_lease_chunks_refused(void **state)
     s_fake_result(&w, rid, t2, A, asha, B, bsha);
     s_expect_ack(&w, 1, "recorded");
 
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 1);
     char rel[600], path[1024], got[65];
-    s_qs(f, rel, sizeof rel, "SELECT path FROM outputs WHERE format = 'flac'");
+    snprintf(rel, sizeof rel, "%s", mg_test_farm_sql_text(f, "SELECT path FROM outputs WHERE format = 'flac'"));
     snprintf(path, sizeof path, "%s/outputs/%s", f->home, rel);
     assert_int_equal(mg_sha256_file_hex(path, got), 0);
     assert_string_equal(got, asha);
@@ -682,7 +544,7 @@ static void test_stale_lease_chunks_refused(void **state)
 
 static void test_corrupt_chunk_not_recorded(void **state)
 {
-    s_farm_t *f = *state;
+    mg_test_farm_t *f = *state;
     s_start_coordinator(f, "1500");
     s_fake_t w;
     s_fake_start(&w, f);
@@ -706,9 +568,11 @@ static void test_corrupt_chunk_not_recorded(void **state)
     s_expect_chunk_ack(&w, B, 0);
     s_fake_result(&w, rid, tok, A, asha, B, bsha);
     s_expect_ack(&w, 0, "sha256");
-    assert_int_equal(s_q(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 0);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM attempts WHERE outcome = 'failed' AND error LIKE '%%sha256%%'"), 1);
-    assert_int_equal(s_q(f, "SELECT count(*) FROM outputs"), 0);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'done'"), 0);
+    assert_int_equal(
+        mg_test_farm_sql_int(f, "SELECT count(*) FROM attempts WHERE outcome = 'failed' AND error LIKE '%%sha256%%'"),
+        1);
+    assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM outputs"), 0);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/outputs", f->home);
     assert_int_equal(s_count_files(dir, 1), 0); /* nothing under a final name */
@@ -768,7 +632,8 @@ static void s_expect_sent(s_pair_t *p, const char *want_cmd, int64_t want_file, 
     int64_t file, sq;
     uint64_t offset;
     size_t len;
-    for (int t = 0; t < 100 && !s_sent(p, &m, cmd, &file, &offset, &len, &sq); t++) s_sleep_ms(2);
+    for (int t = 0; t < 100 && !s_sent(p, &m, cmd, &file, &offset, &len, &sq); t++)
+        mg_test_sleep_ms(2);
     assert_string_equal(cmd, want_cmd);
     assert_int_equal(file, want_file);
     if (strcmp(want_cmd, "CHUNK") == 0) {
@@ -787,7 +652,7 @@ static void s_expect_nothing_sent(s_pair_t *p)
     int64_t file, sq;
     uint64_t offset;
     size_t len;
-    s_sleep_ms(5);
+    mg_test_sleep_ms(5);
     if (s_sent(p, &m, cmd, &file, &offset, &len, &sq)) {
         fprintf(stderr, "unexpected %s file %lld offset %llu\n", cmd, (long long)file, (unsigned long long)offset);
         fail();
@@ -898,10 +763,10 @@ int main(void)
 {
     mg_log_init("test_transfer");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_big_result_chunked, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_coordinator_restart_mid_transfer, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_stale_lease_chunks_refused, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_chunk_not_recorded, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_big_result_chunked, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_coordinator_restart_mid_transfer, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_lease_chunks_refused, s_setup, mg_test_farm_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_chunk_not_recorded, s_setup, mg_test_farm_teardown),
         cmocka_unit_test(test_upload_window_and_go_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

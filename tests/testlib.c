@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -462,5 +463,221 @@ void mg_test_store_destroy(mg_test_store_t **t_p)
     mg_test_tmpdir_remove(t->dir);
     free(t);
     *t_p = NULL;
+}
+#endif
+
+#ifndef MG_TEST_KERNELS_ONLY
+/* ---- a farm ---------------------------------------------------------------------------- */
+
+/* dst = src made absolute against the current folder: mgctl may run in another one. */
+static void s_abs_path(char *dst, size_t len, const char *src)
+{
+    char cwd[256];
+    if (src[0] == '/' || !getcwd(cwd, sizeof cwd)) snprintf(dst, len, "%s", src);
+    else snprintf(dst, len, "%s/%s", cwd, src);
+}
+
+mg_test_farm_t *mg_test_farm_new(const char *name)
+{
+    mg_test_farm_t *f = calloc(1, sizeof *f);
+    if (!f) s_fail("out of memory");
+    mg_test_tmpdir_make(f->home, sizeof f->home, name);
+    /* A port per test process and farm, so test binaries run side by side do not collide. */
+    static int n;
+    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 7 + n++ * 13) % 20000);
+    const char *build = getenv("MG_BUILD");
+    s_abs_path(f->bin, sizeof f->bin, mg_test_bin());
+    s_abs_path(f->build, sizeof f->build, build && *build ? build : "build");
+    return f;
+}
+
+void mg_test_farm_destroy(mg_test_farm_t **f_p)
+{
+    if (!f_p || !*f_p) return;
+    mg_test_farm_t *f = *f_p;
+    for (int i = 0; i < f->n_workers; i++) mg_test_farm_reap(&f->workers[i]);
+    mg_test_farm_reap(&f->coordinator);
+    mg_test_tmpdir_remove(f->home);
+    free(f);
+    *f_p = NULL;
+}
+
+int mg_test_farm_teardown(void **state)
+{
+    mg_test_farm_t *f = *state;
+    mg_test_farm_destroy(&f);
+    *state = NULL;
+    return 0;
+}
+
+pid_t mg_test_farm_spawn(const mg_test_farm_t *f, char *const argv[], const char *const *env, const char *log_name)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[512];
+        snprintf(log, sizeof log, "%s/%s.log", f->home, log_name);
+        if (!freopen(log, "a", stderr)) _exit(127);
+        if (!freopen("/dev/null", "w", stdout)) _exit(127);
+        setenv("MG_HOME", f->home, 1);
+        setenv("MG_ENDPOINT", f->endpoint, 1);
+        if (f->log_level) setenv("MG_LOG_LEVEL", f->log_level, 1);
+        for (int i = 0; env && env[i]; i++) putenv(strdup(env[i]));
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Starts program with the options args (NULL-terminated, at most 30). */
+static pid_t s_farm_start(const mg_test_farm_t *f, const char *program, const char *const *pre,
+                          const char *const *args, const char *const *env, const char *log_name)
+{
+    char *argv[48];
+    int n = 0;
+    argv[n++] = (char *)program;
+    for (int i = 0; pre && pre[i]; i++) argv[n++] = (char *)pre[i];
+    for (int i = 0; args && args[i]; i++) {
+        if (n >= 46) s_fail("more than %d options for %s", 44, program);
+        argv[n++] = (char *)args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = mg_test_farm_spawn(f, argv, env, log_name);
+    if (pid <= 0) s_fail("cannot start %s: %s", program, strerror(errno));
+    return pid;
+}
+
+void mg_test_farm_start_coordinator(mg_test_farm_t *f, const char *const *args, const char *const *env)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/mg-coordinator", f->bin);
+    f->coordinator = s_farm_start(f, path, NULL, args, env, "coordinator");
+}
+
+int mg_test_farm_start_worker(mg_test_farm_t *f, const char *log_name, const char *const *args,
+                              const char *const *env)
+{
+    if (f->n_workers >= MG_TEST_FARM_MAX_WORKERS) s_fail("more than %d workers", MG_TEST_FARM_MAX_WORKERS);
+    char path[600];
+    snprintf(path, sizeof path, "%s/tests/mg-worker-test", f->build);
+    static const char *const pre[] = {"--renderer", "test", NULL};
+    f->workers[f->n_workers] = s_farm_start(f, path, pre, args, env, log_name);
+    return f->n_workers++;
+}
+
+void mg_test_farm_reap(pid_t *pid)
+{
+    if (*pid <= 0) return;
+    kill(*pid, SIGCONT);
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+int mg_test_farm_mgctl(mg_test_farm_t *f, char *out, size_t outlen, const char *dir, const char *fmt, ...)
+{
+    char args[2048], cmd[8192], errpath[300];
+    va_list ap;
+    va_start(ap, fmt);
+    if ((size_t)vsnprintf(args, sizeof args, fmt, ap) >= sizeof args) s_fail("mgctl arguments too long: %.200s", args);
+    va_end(ap);
+    snprintf(errpath, sizeof errpath, "%s/mgctl.err", f->home);
+    int n = snprintf(cmd, sizeof cmd, "cd '%s' && MG_HOME='%s' MG_ENDPOINT='%s' '%s/mgctl' %s ", dir ? dir : f->home,
+                     f->home, f->endpoint, f->bin, args);
+    if (!out) snprintf(cmd + n, sizeof cmd - (size_t)n, ">>'%s/mgctl.log' 2>&1", f->home);
+    else snprintf(cmd + n, sizeof cmd - (size_t)n, "2>'%s'", errpath);
+    f->err[0] = 0;
+    if (!out) {
+        int st = mg_test_sh("%s", cmd);
+        if (getenv("MG_TEST_VERBOSE"))
+            fprintf(stderr, "$ mgctl %s (exit %d, output in %s/mgctl.log)\n", args, st, f->home);
+        return st;
+    }
+    int st;
+    char *o = mg_test_run(&st, "%s", cmd);
+    snprintf(out, outlen, "%s", o);
+    free(o);
+    size_t elen = 0;
+    char *e = mg_read_file(errpath, &elen);
+    snprintf(f->err, sizeof f->err, "%s", e ? e : "");
+    free(e);
+    if (f->mgctl_err_in_out) {
+        size_t used = strlen(out);
+        if (used + 1 < outlen) snprintf(out + used, outlen - used, "%s", f->err);
+    }
+    if (getenv("MG_TEST_VERBOSE")) fprintf(stderr, "$ mgctl %s (exit %d)\n%s%s", args, st, out, f->err);
+    return st;
+}
+
+void mg_test_farm_write(const mg_test_farm_t *f, const char *name, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", f->home, name);
+    mg_test_file_write(path, text);
+}
+
+sqlite3 *mg_test_farm_db(const mg_test_farm_t *f)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/mg.db", f->home);
+    return mg_test_db_open(path);
+}
+
+/* The query fmt formatted into sql[0..len). */
+static void s_farm_sql(char *sql, size_t len, const char *fmt, va_list ap)
+{
+    if ((size_t)vsnprintf(sql, len, fmt, ap) >= len) s_fail("SQL longer than %zu bytes: %.200s", len, sql);
+}
+
+int64_t mg_test_farm_sql_int(const mg_test_farm_t *f, const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    s_farm_sql(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *db = mg_test_farm_db(f);
+    int64_t v = mg_test_sql_int(db, "%s", sql);
+    mg_test_db_close(&db);
+    return v;
+}
+
+const char *mg_test_farm_sql_text(const mg_test_farm_t *f, const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    s_farm_sql(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *db = mg_test_farm_db(f);
+    const char *v = mg_test_sql_text(db, "%s", sql);
+    mg_test_db_close(&db);
+    return v;
+}
+
+void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    s_farm_sql(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *db = mg_test_farm_db(f);
+    mg_test_sql_exec(db, "%s", sql);
+    mg_test_db_close(&db);
+}
+
+void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql)
+{
+    int64_t got = -2;
+    for (int t = 0; t < timeout_ms; t += 20) {
+        got = mg_test_farm_sql_int(f, "%s", sql);
+        if (got == want) return;
+        mg_test_sleep_ms(20);
+    }
+    s_fail("timed out after %d ms waiting for [%s] = %lld (last %lld); logs in %s", timeout_ms, sql, (long long)want,
+           (long long)got, f->home);
 }
 #endif

@@ -2,7 +2,7 @@
  * Makefile: files of the repository found from the root or from tests/, the tolerance check of
  * float arrays (CPU and CUDA tests alike) and the golden model fixture, time, temp folders and
  * files, shell commands, and (not on the GPU machine) SQL on a connection of the test's own,
- * job files and a store in a temp folder.
+ * job files, a store in a temp folder, and a farm of real coordinator and worker processes.
  *
  * A helper that cannot do its part (a folder that cannot be made, SQL that does not prepare)
  * fails the running test with the reason, as the cmocka assertion in the test would; the
@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kernels/model_file.h"
 #include "kernels/wavernn.h"
@@ -169,6 +170,75 @@ void mg_test_store_open(mg_test_store_t *t);
 /* Closes the store and the connection, removes the folder (mg_test_tmpdir_remove), frees *t_p
  * and sets it to NULL. NULL is fine. */
 void mg_test_store_destroy(mg_test_store_t **t_p);
+
+/* ---- a farm: real processes on loopback ----------------------------------------------- */
+
+/* A coordinator (bin/mg-coordinator) and test workers ($MG_BUILD/tests/mg-worker-test, the
+ * product worker with the test renderer) as child processes sharing one MG_HOME in a temp
+ * folder, each writing its log to HOME/<log name>.log; the test drives them with mgctl and
+ * reads the coordinator's database with a connection of its own (WAL). */
+#define MG_TEST_FARM_MAX_WORKERS 8
+
+typedef struct {
+    char home[256];                  /* MG_HOME of every process: a temp folder */
+    char endpoint[64];               /* tcp://127.0.0.1:PORT, a port per test process and farm */
+    char bin[512], build[512];       /* $MG_BIN and $MG_BUILD (bin, build), made absolute */
+    const char *log_level;           /* MG_LOG_LEVEL of the processes; NULL: not set */
+    int mgctl_err_in_out;            /* mg_test_farm_mgctl also appends standard error to out */
+    pid_t coordinator;               /* 0: none running */
+    pid_t workers[MG_TEST_FARM_MAX_WORKERS];
+    int n_workers;                   /* started so far (a reaped one stays counted, as 0) */
+    char err[65536];                 /* standard error of the last mg_test_farm_mgctl */
+} mg_test_farm_t;
+
+/* A farm in the new folder "mg-test-<name>-XXXXXX" (mg_test_tmpdir_make), nothing started.
+ * Fails the test if it cannot. The caller owns it (mg_test_farm_destroy). */
+mg_test_farm_t *mg_test_farm_new(const char *name);
+/* Kills what still runs (mg_test_farm_reap), removes the folder (mg_test_tmpdir_remove),
+ * frees *f_p and sets it to NULL. NULL is fine. */
+void mg_test_farm_destroy(mg_test_farm_t **f_p);
+/* The cmocka teardown of a test or group whose setup left a farm in *state: destroys it. */
+int mg_test_farm_teardown(void **state);
+
+/* Starts argv[0] (argv NULL-terminated) with MG_HOME, MG_ENDPOINT, MG_LOG_LEVEL (when
+ * f->log_level) and the "NAME=value" entries of env (NULL-terminated, or NULL), its standard
+ * error into HOME/<log_name>.log, its standard output to /dev/null. Returns its pid. */
+pid_t mg_test_farm_spawn(const mg_test_farm_t *f, char *const argv[], const char *const *env,
+                         const char *log_name);
+/* Starts bin/mg-coordinator with the options args (NULL-terminated, or NULL) and env as above,
+ * logging to coordinator.log; sets f->coordinator. Fails the test if it cannot. */
+void mg_test_farm_start_coordinator(mg_test_farm_t *f, const char *const *args, const char *const *env);
+/* Starts the test worker with "--renderer test" and the options args, logging to
+ * <log_name>.log; returns its index in f->workers. Fails the test if it cannot. */
+int mg_test_farm_start_worker(mg_test_farm_t *f, const char *log_name, const char *const *args,
+                              const char *const *env);
+/* Ends the process *pid (SIGCONT, for a stopped one, then SIGKILL), waits for it and sets
+ * *pid to 0. Nothing when *pid <= 0. */
+void mg_test_farm_reap(pid_t *pid);
+
+/* Runs bin/mgctl with the farm's MG_HOME and MG_ENDPOINT in folder dir (NULL: the home) with
+ * the arguments fmt (printf-style; the caller quotes paths). Its standard output goes into
+ * out[0..outlen) (NUL-terminated, truncated), followed by its standard error when
+ * f->mgctl_err_in_out; its standard error always into f->err. With out NULL both are appended
+ * to HOME/mgctl.log instead. MG_TEST_VERBOSE set: every call is echoed on stderr. Returns the
+ * exit status, -1 if mgctl did not exit. */
+int mg_test_farm_mgctl(mg_test_farm_t *f, char *out, size_t outlen, const char *dir, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Writes text to HOME/name (created or truncated). Fails the test if it cannot. */
+void mg_test_farm_write(const mg_test_farm_t *f, const char *name, const char *text);
+
+/* The test's own connection to HOME/mg.db (mg_test_db_open: the file must exist). */
+sqlite3 *mg_test_farm_db(const mg_test_farm_t *f);
+/* mg_test_sql_int, mg_test_sql_text and mg_test_sql_exec on a connection opened for the one
+ * query (so each sees what the coordinator committed last). */
+int64_t mg_test_farm_sql_int(const mg_test_farm_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *mg_test_farm_sql_text(const mg_test_farm_t *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Polls the query sql every 20 ms until its first value is want; after timeout_ms fails the
+ * test, naming the query, the last value and where the logs are. */
+void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql);
 #endif
 
 #endif
