@@ -442,7 +442,7 @@ int mg_worker_run(mg_worker_t *w)
     int rc = 0;
     for (;;) {
         int64_t now = mg_mono_ms();
-        if (w->stop && !w->draining) {
+        if (atomic_load(&w->stop) && !w->draining) {
             s_start_drain(w);
             drain_deadline = now + w->cfg.drain_ms;
         }
@@ -509,9 +509,12 @@ int mg_worker_run(mg_worker_t *w)
     return rc;
 }
 
+/* A store to a lock-free atomic and write(2) are all a signal handler may do here. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "mg_worker_stop needs a lock-free atomic_int");
+
 void mg_worker_stop(mg_worker_t *w)
 {
-    w->stop = 1;
+    atomic_store(&w->stop, 1);
     ssize_t n = write(w->wake[1], "s", 1); /* full pipe (EAGAIN): a wake-up is already waiting */
     (void)n;
 }

@@ -6,7 +6,6 @@
 #define MG_WORKER_IMPL_H
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -47,7 +46,7 @@ struct mg_worker {
     pthread_mutex_t lock;
     pthread_cond_t work;          /* a slot became QUEUED, or stopping */
     int stopping;                 /* guarded by lock: render threads exit */
-    volatile sig_atomic_t stop;   /* mg_worker_stop was called */
+    atomic_int stop;              /* mg_worker_stop was called (lock-free: signal-safe too) */
     int wake[2];                  /* self-pipe: mg_worker_stop writes a byte, the poll wakes */
     int ran;                      /* mg_worker_run was called */
     /* The coordinator connection (main thread only). */
