@@ -21,7 +21,13 @@ typedef struct {
     mg_slot_t *slot;
     mg_worker_t *w;
     int64_t last_progress;
+    double from, span; /* this phase's share of the render: done reported = from + span * done */
 } s_progress_ctx_t;
+
+/* The render reports 0..S_RENDER_SHARE of a render's progress, the pipeline (mix, loudness,
+ * every file's encoding, which takes minutes for a long cue with stems) the rest; both renew
+ * the lease. */
+#define S_RENDER_SHARE 0.9
 
 /* PUSHes [MG_PROTO_WORKER, cmd, kv, extra's frames...] to the main thread; takes the frames of
  * *extra (NULL: none), leaving it empty. */
@@ -42,8 +48,8 @@ static void s_push(void *push, const char *cmd, const mg_kv_t *kv, mg_msg_t *ext
     mg_msg_clear(&m);
 }
 
-/* The renderer's progress callback: a PROGRESS (which renews the lease) at most once a second,
- * and the slot's cancel flag as the answer. */
+/* The renderer's and the pipeline's progress callback: a PROGRESS (which renews the lease) at
+ * most once a second, and the slot's cancel flag as the answer. */
 static int s_progress(void *vctx, double done)
 {
     s_progress_ctx_t *pc = vctx;
@@ -54,8 +60,8 @@ static int s_progress(void *vctx, double done)
         mg_kv_init(&kv);
         mg_kv_set_i64(&kv, "render_id", pc->slot->render_id);
         mg_kv_set(&kv, "lease_token", pc->slot->token);
-        mg_kv_setf(&kv, "done", "%.3f", done);
-        s_push(pc->push, "PROGRESS", &kv, NULL);
+        mg_kv_setf(&kv, "done", "%.3f", pc->from + pc->span * done);
+        s_push(pc->push, MG_WCMD_PROGRESS, &kv, NULL);
         mg_kv_clear(&kv);
     }
     return atomic_load(&pc->slot->cancel);
@@ -87,7 +93,7 @@ static void s_fail(void *push, mg_worker_t *w, mg_slot_t *slot, int retryable, c
     mg_kv_t kv;
     mg_kv_init(&kv);
     mg_worker_fail_kv(&kv, w, slot, retryable, 0, message);
-    s_push(push, "FAIL", &kv, NULL);
+    s_push(push, MG_WCMD_FAIL, &kv, NULL);
     mg_kv_clear(&kv);
 }
 
@@ -98,7 +104,8 @@ static void s_render_one(mg_worker_t *w, void *push, mg_slot_t *slot)
     const mg_renderer_t *r = w->renderer;
     const mg_render_spec_t *spec = &slot->spec;
     int64_t started = mg_now_ms();
-    s_progress_ctx_t pc = {.push = push, .slot = slot, .w = w, .last_progress = mg_mono_ms()};
+    s_progress_ctx_t pc = {.push = push, .slot = slot, .w = w, .last_progress = mg_mono_ms(), .from = 0.0,
+                           .span = S_RENDER_SHARE};
     mg_audio_t audio;
     memset(&audio, 0, sizeof audio);
     char err[1024] = "";
@@ -140,10 +147,17 @@ static void s_render_one(mg_worker_t *w, void *push, mg_slot_t *slot)
               "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia");
     mg_pipeline_result_t res;
     memset(&res, 0, sizeof res);
-    rc = mg_pipeline_run(spec, &audio, &tags, &res, err, sizeof err);
+    pc.from = S_RENDER_SHARE;
+    pc.span = 1.0 - S_RENDER_SHARE;
+    rc = mg_pipeline_run_progress(spec, &audio, &tags, s_progress, &pc, &res, err, sizeof err);
     mg_kv_clear(&tags);
     if (rc != 0) {
         mg_audio_free(&audio);
+        if (atomic_load(&slot->cancel)) { /* stopped between two files, not broken */
+            mg_info("render %" PRId64 " cancelled while encoding", slot->render_id);
+            s_fail(push, w, slot, 1, "cancelled on the worker");
+            return;
+        }
         mg_warn("render %" PRId64 ": pipeline failed: %s", slot->render_id, err);
         s_fail(push, w, slot, 0, err);
         return;
@@ -183,7 +197,7 @@ static void s_render_one(mg_worker_t *w, void *push, mg_slot_t *slot)
     mg_msg_init(&ptr);
     mg_msg_add(&ptr, &up, sizeof up);
     s_mark_delivering(w, slot);
-    s_push(push, "RESULT", &kv, &ptr);
+    s_push(push, MG_WCMD_RESULT, &kv, &ptr);
     mg_msg_clear(&ptr);
     mg_kv_clear(&kv);
 }
