@@ -121,8 +121,11 @@ static void s_send_ready(mg_worker_t *w)
         }
     }
     pthread_mutex_unlock(&w->lock);
+    /* a new connection: whether the held leases survived is the coordinator's to say; no lease
+     * is kept alive again until its render thread has reported through this connection */
+    for (int i = 0; i < MG_WORKER_MAX_CAPACITY; i++) w->slots[i].keepalive = 0;
     mg_kv_set(&kv, "held", held);
-    s_send(w, "READY", &kv);
+    s_send(w, MG_WCMD_READY, &kv);
     mg_kv_clear(&kv);
 }
 
@@ -233,6 +236,11 @@ static void s_on_lease(mg_worker_t *w, const mg_msg_t *m)
                 mg_strlcpy(slot->token, token, sizeof slot->token);
                 slot->spec = spec;
                 atomic_store(&slot->cancel, 0);
+                mg_strlcpy(slot->done, "0.000", sizeof slot->done);
+                slot->progress_mono = slot->renewed_mono = mg_mono_ms();
+                slot->keepalive = 1;
+                slot->lease_ms = mg_kv_get_i64(&lk, "lease_ms", 30000);
+                if (slot->lease_ms < 300) slot->lease_ms = 300;
                 slot->state = MG_SLOT_QUEUED;
                 pthread_cond_signal(&w->work);
             }
@@ -331,7 +339,15 @@ static void s_on_outcome(mg_worker_t *w, mg_msg_t *m)
     mg_slot_t *s = s_slot_by_render(w, mg_kv_get_i64(&kv, "render_id", 0), mg_kv_get_or(&kv, "lease_token", ""));
     mg_kv_clear(&kv);
     int64_t now = mg_mono_ms();
-    if (strcmp(cmd, "PROGRESS") == 0) {
+    if (strcmp(cmd, MG_WCMD_PROGRESS) == 0) {
+        if (s) {
+            mg_kv_t pk;
+            mg_kv_init(&pk);
+            if (mg_msg_kv(m, 2, &pk) == 0) mg_strlcpy(s->done, mg_kv_get_or(&pk, "done", s->done), sizeof s->done);
+            mg_kv_clear(&pk);
+            s->progress_mono = s->renewed_mono = now;
+            s->keepalive = w->dealer != NULL;
+        }
         if (w->dealer && mg_msg_send(m, w->dealer, ZMQ_DONTWAIT) == 0) w->last_send = now;
         return;
     }
@@ -420,6 +436,34 @@ static int s_next_backoff(const mg_worker_t *w, int backoff_ms)
     return backoff_ms > w->cfg.backoff_max_ms / 2 ? w->cfg.backoff_max_ms : backoff_ms * 2;
 }
 
+/* A render thread reports progress after each step of its renderer and pipeline, but one step
+ * (the loudness pass over a 10-minute mix, one stem's MP3) can outlast a lease. While the
+ * thread is still working, the main thread repeats its last PROGRESS once half a lease has
+ * passed without one, for at most S_KEEPALIVE_MAX_MS after the thread's last real report: a
+ * render thread that is stuck for longer loses its lease, as it should. Past a whole lease
+ * without a PROGRESS, or after a reconnection until the thread has reported again, it sends
+ * nothing: the lease may be gone, and the render's own outcome finds out (fenced if late). */
+#define S_KEEPALIVE_MAX_MS (10 * 60 * 1000)
+
+static void s_keep_lease(mg_worker_t *w, mg_slot_t *s, int64_t now)
+{
+    pthread_mutex_lock(&w->lock);
+    int working = s->state == MG_SLOT_RENDERING;
+    pthread_mutex_unlock(&w->lock);
+    int64_t since = now - s->renewed_mono;
+    if (!working || !s->keepalive || since < s->lease_ms / 2 || since >= s->lease_ms ||
+        now - s->progress_mono > S_KEEPALIVE_MAX_MS)
+        return;
+    mg_kv_t kv;
+    mg_kv_init(&kv);
+    mg_kv_set_i64(&kv, "render_id", s->render_id);
+    mg_kv_set(&kv, "lease_token", s->token);
+    mg_kv_set(&kv, "done", s->done);
+    s_send(w, MG_WCMD_PROGRESS, &kv);
+    mg_kv_clear(&kv);
+    s->renewed_mono = now;
+}
+
 int mg_worker_run(mg_worker_t *w)
 {
     if (w->ran) return -1;
@@ -501,6 +545,7 @@ int mg_worker_run(mg_worker_t *w)
             mg_slot_t *s = &w->slots[i];
             if (s->outbox.n > 0 && now - s->sent_mono > w->cfg.outbox_resend_ms) s_send_outbox(w, s, now);
             s_pump(w, s, now);
+            s_keep_lease(w, s, now);
         }
     }
     mg_msg_clear(&m);

@@ -33,6 +33,11 @@ typedef struct {
     mg_msg_t outbox;              /* FAIL frames [hdr, cmd, ...] awaiting ACK (main only) */
     mg_upload_t *upload;          /* owned: the RESULT being delivered, until its ACK (main only) */
     int64_t sent_mono;            /* when the outbox was last sent (main only) */
+    /* Keeping the lease alive (main only): the render thread's last PROGRESS, when it came and
+     * when a PROGRESS for this lease last went to the coordinator; the lease's length. */
+    char done[16];
+    int64_t progress_mono, renewed_mono, lease_ms;
+    int keepalive;                /* 0 after a reconnection until the thread reports again */
 } mg_slot_t;
 
 struct mg_worker {
