@@ -10,6 +10,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "common/curve.h"
 #include "common/protocol.h"
 #include "common/util.h"
 
@@ -56,6 +57,11 @@ mg_client_t *mg_client_new(const char *endpoint, int timeout_ms, char *err, size
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!c->sock || mg_socket_setup(c->sock, timeout_ms) != 0) {
         mg_set_error(err, errlen, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
+        mg_client_destroy(&c);
+        return NULL;
+    }
+    /* CURVE when curve_key and coordinator_key are set (common/curve.h). */
+    if (mg_curve_client_setup(c->sock, NULL, err, errlen) != 0) {
         mg_client_destroy(&c);
         return NULL;
     }

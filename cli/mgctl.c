@@ -15,6 +15,7 @@
 #include "cli/client.h"
 #include "cli/fetch.h"
 #include "cli/filetag.h"
+#include "cli/keys.h"
 #include "cli/output.h"
 #include "cli/plan.h"
 #include "common/config.h"
@@ -50,11 +51,12 @@ typedef enum {
     O_ENDPOINT, O_TIMEOUT, O_JSON, O_HELP, /* global: accepted everywhere */
     O_VERSION,                             /* only before the command */
     O_WAIT, O_STATE, O_LIMIT, O_JOB, O_CUE, O_CRON, O_NAME, O_SINCE, O_MIDI, O_DEST, O_KIND,
+    O_ROLE, O_OUT, O_CURVE_KEY, O_COORD_KEY,
     O_COUNT
 } s_opt_t;
 
 #define OB(o) (1u << (o))
-#define S_GLOBAL_OPTS (OB(O_ENDPOINT) | OB(O_TIMEOUT) | OB(O_JSON) | OB(O_HELP))
+#define S_GLOBAL_OPTS (OB(O_ENDPOINT) | OB(O_TIMEOUT) | OB(O_JSON) | OB(O_HELP) | OB(O_CURVE_KEY) | OB(O_COORD_KEY))
 
 static const struct {
     const char *name;
@@ -69,6 +71,8 @@ static const struct {
     [O_NAME] = {"name", "N"},         [O_SINCE] = {"since", "ID"},
     [O_MIDI] = {"midi", "DIR"},       [O_DEST] = {"dest", "DIR"},
     [O_KIND] = {"kind", "K,..."},
+    [O_ROLE] = {"role", "ROLE"},      [O_OUT] = {"out", "DIR"},
+    [O_CURVE_KEY] = {"curve-key", "FILE"}, [O_COORD_KEY] = {"coordinator-key", "FILE"},
 };
 
 typedef struct s_ctx s_ctx_t;
@@ -219,8 +223,13 @@ static int s_call(s_ctx_t *ctx, const char *command, const mg_kv_t *args, const 
     case MG_CLIENT_TIMEOUT:
         fprintf(stderr,
                 "mgctl: no answer from the coordinator at %s after %d ms "
-                "(is mg-coordinator running? see docs/cli.md)\n",
-                ctx->endpoint, ctx->timeout_ms);
+                "(is mg-coordinator running? %s)\n",
+                ctx->endpoint, ctx->timeout_ms,
+                mg_config_get(MG_CONFIG_CURVE_KEY, NULL, MG_CURVE_KEY, NULL)
+                    ? "a coordinator with CURVE also stays silent to a key not in its allow-list or a wrong "
+                      "coordinator_key; see docs/security.md"
+                    : "a coordinator with client keys answers only CURVE clients (curve_key, coordinator_key); "
+                      "see docs/cli.md");
         return MGCTL_EXIT_UNREACHABLE;
     case MG_CLIENT_INTERRUPTED:
         s_interrupted = 1;
@@ -976,6 +985,11 @@ static int s_cmd_fetch(s_ctx_t *ctx)
     return mg_fetch_run(&o, stdout, stderr);
 }
 
+static int s_cmd_keys(s_ctx_t *ctx)
+{
+    return mg_keys_run(ctx->pos, ctx->npos, ctx->opt[O_ROLE], ctx->opt[O_OUT], ctx->json, stdout, stderr);
+}
+
 /* ---- command table and help ---------------------------------------------------------- */
 
 static const s_cmd_t s_cmds[] = {
@@ -1074,6 +1088,16 @@ static const s_cmd_t s_cmds[] = {
      "  --dest DIR   where the files go (created if needed)\n"
      "  --kind K,... only these kinds: mix, stem (or stems), midi; default all\n"
      "  --json       one JSON object: the totals and one row per file\n"},
+    {"keys", s_cmd_keys, OB(O_ROLE) | OB(O_OUT),
+     "the coordinator's allow-list of CURVE keys (run on its host)",
+     "mgctl keys add NAME --role reader|submitter|admin|worker [--out DIR]\n"
+     "mgctl keys list [--json]\n"
+     "mgctl keys revoke NAME\n\n"
+     "add makes a keypair, writes NAME.key (secret, 0600) and NAME.pub to DIR (default .) and\n"
+     "installs NAME.pub with its role in $MG_HOME/keys/clients/; the client then sets\n"
+     "curve_key = NAME.key and coordinator_key = $MG_HOME/keys/coordinator.pub. revoke removes\n"
+     "it: the coordinator drops its sessions within a second. Files only: no coordinator is\n"
+     "contacted, so run it where $MG_HOME is the coordinator's (docs/security.md).\n"},
     {"ping", s_cmd_ping, 0,
      "check that the coordinator answers",
      "mgctl ping [--json]\n\n"
@@ -1087,6 +1111,9 @@ static const char s_global_help[] =
     "                 $MG_HOME/mg.conf, then " MG_DEFAULT_ENDPOINT ")\n"
     "  --timeout MS   how long to wait for each answer (default: $MG_TIMEOUT, then\n"
     "                 'timeout' in mg.conf, then 5000)\n"
+    "  --curve-key F  this client's secret key file (MG_CURVE_KEY, 'curve_key')\n"
+    "  --coordinator-key F  the coordinator's public key file (MG_COORDINATOR_KEY,\n"
+    "                 'coordinator_key'); both or neither (docs/security.md)\n"
     "  --json         machine-readable output: one JSON object, every value a string\n"
     "  --help         usage (of the command when one is given)\n";
 
@@ -1255,6 +1282,9 @@ static int s_main(s_ctx_t *ctx, int argc, char **argv)
     }
 
     ctx->json = ctx->opt[O_JSON] != NULL;
+    /* The client reads its keys from the environment or mg.conf (common/curve.h). */
+    if (ctx->opt[O_CURVE_KEY]) setenv(MG_CURVE_KEY, ctx->opt[O_CURVE_KEY], 1);
+    if (ctx->opt[O_COORD_KEY]) setenv(MG_COORDINATOR_KEY, ctx->opt[O_COORD_KEY], 1);
     ctx->endpoint = mg_config_get("endpoint", ctx->opt[O_ENDPOINT], "MG_ENDPOINT", MG_DEFAULT_ENDPOINT);
     const char *timeout = mg_config_get("timeout", ctx->opt[O_TIMEOUT], "MG_TIMEOUT", "5000");
     long long t;

@@ -9,6 +9,14 @@
 
 #include <stddef.h>
 
+/* The CURVE settings of every client (mgctl, mg-worker; common/curve.c, docs/security.md):
+ * this client's secret key file and the coordinator's public key file. Key names, then the
+ * environment variables. */
+#define MG_CONFIG_CURVE_KEY "curve_key"
+#define MG_CONFIG_COORDINATOR_KEY "coordinator_key"
+#define MG_CURVE_KEY "MG_CURVE_KEY"
+#define MG_COORDINATOR_KEY "MG_COORDINATOR_KEY"
+
 /* Returns flag_value if non-NULL, else getenv(env_name) if set and non-empty, else the
  * value of key in $MG_HOME/mg.conf, else dflt. The result is borrowed: flag/env/default
  * pointers as given, or static storage for file values (valid until the next call to

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -115,6 +116,13 @@ int mg_msg_recv(mg_msg_t *m, void *socket, int flags)
             mg_msg_clear(m);
             errno = e;
             return -1;
+        }
+        if (!m->user_id[0]) {
+            /* Metadata rides on every frame of a message; one look is enough. */
+            const char *uid = zmq_msg_gets(&part, "User-Id");
+            const char *key = zmq_msg_gets(&part, MG_MSG_PROP_KEY);
+            if (uid) snprintf(m->user_id, sizeof m->user_id, "%s", uid);
+            if (key) snprintf(m->peer_key, sizeof m->peer_key, "%s", key);
         }
         int rc = mg_msg_add(m, zmq_msg_data(&part), zmq_msg_size(&part));
         int more = zmq_msg_more(&part);

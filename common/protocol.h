@@ -106,12 +106,20 @@
 #define MG_CMD_FETCH "FETCH"
 #define MG_FETCH_MAX_BYTES (4 * 1024 * 1024)
 
-/* A multipart message: frames are owned byte buffers. */
+/* A multipart message: frames are owned byte buffers. A received message also carries what
+ * the coordinator's ZAP handler said about its sender (coordinator/auth.c): "" when the socket
+ * is plaintext or the peer sent nothing, else the client's name and its Z85 public key. */
 typedef struct {
     void **data;   /* owned */
     size_t *size;
     size_t n, cap;
+    char user_id[80];  /* ZAP "User-Id" of the sender (the key's name) */
+    char peer_key[48]; /* ZAP metadata MG_MSG_PROP_KEY: the key that opened the session */
 } mg_msg_t;
+
+/* The ZAP metadata property naming the CURVE key a session was opened with, so a key file
+ * replaced under the same name cuts off the sessions of the old key. */
+#define MG_MSG_PROP_KEY "X-Mg-Key"
 
 void mg_msg_init(mg_msg_t *m);
 void mg_msg_clear(mg_msg_t *m); /* frees all frames */
@@ -130,10 +138,12 @@ int mg_msg_is(const mg_msg_t *m, size_t i, const char *s);
 /* Send all frames (ZMQ_SNDMORE between them). Frames are not consumed. 0 or -1 (errno
  * from zmq: EAGAIN on send timeout, EHOSTUNREACH for a ROUTER's unknown peer). */
 int mg_msg_send(const mg_msg_t *m, void *socket, int flags);
-/* Receive one whole multipart message into m (cleared first). 0 or -1 (errno). */
+/* Receive one whole multipart message into m (cleared first), with its sender's user_id and
+ * peer_key (above). 0 or -1 (errno). */
 int mg_msg_recv(mg_msg_t *m, void *socket, int flags);
 
-/* Socket options every mg socket gets: linger, MAXMSGSIZE, send timeout. */
+/* Socket options every mg socket gets: linger, MAXMSGSIZE, send timeout. CURVE keys are
+ * applied next to it (common/curve.h: mg_curve_apply_server, mg_curve_client_setup). */
 int mg_socket_setup(void *socket, int send_timeout_ms);
 
 #endif

@@ -1,6 +1,11 @@
-/* main.c - mg-coordinator: settings, signals, then the server loop (server.c).
- * All state lives under $MG_HOME (default ~/.local/share/mg): mg.db (SQLite, WAL) and
- * outputs/. Settings: flag > environment > $MG_HOME/mg.conf > default (docs/config.md).
+/* main.c - mg-coordinator: settings, keys, signals, then the server loop (server.c).
+ * All state lives under $MG_HOME (default ~/.local/share/mg): mg.db (SQLite, WAL), outputs/
+ * and keys/ (docs/security.md). Settings: flag > environment > $MG_HOME/mg.conf > default
+ * (docs/config.md).
+ *
+ * Security mode, decided at start (protected mode, after Redis):
+ *   keys/clients/ holds a key   -> CURVE, and only the allow-list gets a session (auth.c)
+ *   keys/clients/ is empty      -> plaintext, and only a loopback endpoint may be bound
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 
 #include "../common/config.h"
+#include "../common/curve.h"
 #include "../common/protocol.h"
 #include "../common/util.h"
 #include "server.h"
@@ -50,6 +58,62 @@ static int s_int(const char *key, const char *flag, const char *env, const char 
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+/* Is endpoint reachable from this host only: tcp on 127.0.0.0/8, localhost or ::1, or ipc. */
+static int s_is_loopback(const char *endpoint)
+{
+    if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0) return 1;
+    if (strncmp(endpoint, "tcp://", 6) != 0) return 0;
+    const char *h = endpoint + 6;
+    return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 || strncmp(h, "[::1]:", 6) == 0;
+}
+
+/* How many NAME.pub files dir holds. */
+static int s_count_keys(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        n += e->d_name[0] != '.' && l > 4 && strcmp(e->d_name + l - 4, ".pub") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* keys/ (0700) with the coordinator's keypair, made on first start, and keys/clients/. 0 and
+ * *key loaded, or -1 with the reason logged. */
+static int s_keys(const char *home, char *keys_dir, size_t len, mg_curve_key_t *key)
+{
+    char path[4300], pub[4300], clients[4300], err[9000];
+    snprintf(keys_dir, len, "%s/keys", home);
+    snprintf(clients, sizeof clients, "%s/clients", keys_dir);
+    if ((mkdir(keys_dir, 0700) != 0 && errno != EEXIST) || (mkdir(clients, 0700) != 0 && errno != EEXIST)) {
+        mg_err("cannot create %s: %s", clients, strerror(errno));
+        return -1;
+    }
+    if (mg_curve_check_private(keys_dir, err, sizeof err) != 0) {
+        mg_err("%s", err);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/coordinator.key", keys_dir);
+    snprintf(pub, sizeof pub, "%s/coordinator.pub", keys_dir);
+    if (access(path, F_OK) != 0) {
+        if (mg_curve_generate(key, "coordinator", "", err, sizeof err) != 0 ||
+            mg_curve_write_secret(path, key, err, sizeof err) != 0 || mg_curve_write_public(pub, key, err, sizeof err) != 0) {
+            mg_err("%s", err);
+            return -1;
+        }
+        mg_info("created the coordinator's CURVE keypair; its public key (for clients' coordinator_key): %s", pub);
+    }
+    if (mg_curve_load(path, 1, key, err, sizeof err) != 0) {
+        mg_err("%s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -115,6 +179,25 @@ int main(int argc, char **argv)
         return 2;
     policy.lease_ms = lease_ms;
     cfg.send_timeout_ms = 1000;
+
+    char keys_dir[4200], clients_dir[4300];
+    mg_curve_key_t curve_key;
+    if (s_keys(home, keys_dir, sizeof keys_dir, &curve_key) != 0) return 1;
+    snprintf(clients_dir, sizeof clients_dir, "%s/clients", keys_dir);
+    int n_keys = s_count_keys(clients_dir);
+    if (n_keys > 0) {
+        cfg.curve_key = &curve_key;
+        cfg.clients_dir = clients_dir;
+        mg_info("CURVE on: %d client key(s) in %s; coordinator public key %s/coordinator.pub", n_keys, clients_dir,
+                keys_dir);
+    } else if (!s_is_loopback(cfg.endpoint)) {
+        mg_err("refusing to listen on %s without keys: with no client key in %s the coordinator speaks "
+               "plaintext and binds loopback only. Create keys on this host (mgctl keys add NAME --role admin; "
+               "one per worker with --role worker), then start again; or bind tcp://127.0.0.1:PORT "
+               "(docs/security.md)",
+               cfg.endpoint, clients_dir);
+        return 1;
+    }
 
     char db_path[4200], outputs[4200], err[1024] = "";
     snprintf(db_path, sizeof db_path, "%s/mg.db", home);

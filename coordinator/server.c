@@ -41,9 +41,11 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "../common/curve.h"
 #include "../common/jobspec.h"
 #include "../common/protocol.h"
 #include "../common/util.h"
+#include "auth.h"
 #include "fetch.h"
 #include "query.h"
 #include "schedule.h"
@@ -61,6 +63,8 @@ typedef struct {
     int capacity;
     int64_t last_seen;            /* monotonic ms */
     int live;
+    char user[80];                /* the key it registered with (ZAP User-Id; "" in plaintext) */
+    char key[48];
 } s_worker_t;
 
 typedef struct {
@@ -75,19 +79,23 @@ typedef struct {
     int n_pending;
     char result_errs[S_MAX_PENDING * S_RESULT_ERRLEN]; /* each pending result's error, per flush */
     mg_transfer_t *transfers;     /* owned: result files arriving in chunks */
+    mg_auth_t *auth;              /* owned: ZAP handler and allow-list; NULL in plaintext mode */
     /* When housekeeping last did each of its periodic jobs (monotonic ms). */
-    int64_t last_house, last_heartbeat, last_sched, last_transfer_sweep, last_seen_flush;
+    int64_t last_house, last_heartbeat, last_sched, last_transfer_sweep, last_seen_flush, last_auth;
 } s_server_t;
 
-/* Minimum role a peer needs for a command. Documented, not yet enforced: every peer that
- * reaches the socket may send every command today; a check against the peer's
- * authenticated identity will sit in s_handle_client / s_handle_worker, reading this field.
+/* The roles that may send a command (mg_role_t bits, auth.h); admin may send every one.
+ * Checked in s_handle_client / s_handle_worker against the role of the sender's key, which
+ * the ZAP handler vouched for (auth.c); in plaintext mode (no allow-list, loopback only:
+ * main.c) every peer has every role.
  *   reader     reads: status, lists, the event log, audits, verify, fetching delivered files
- *   submitter  changes jobs: submit, cancel, retry
+ *   submitter  changes jobs (submit, cancel, retry) and follows them: status, lists, the event
+ *              log, fetching; not the audit log
  *   admin      runs the farm: schedules (listing them too), the worker list (host names,
- *              pids, devices)
+ *              pids, devices), and everything else
  *   worker     the worker protocol (MGW): leases, chunks, results */
-typedef enum { S_ROLE_READER, S_ROLE_SUBMITTER, S_ROLE_ADMIN, S_ROLE_WORKER } s_role_t;
+#define S_RS (MG_ROLE_READER | MG_ROLE_SUBMITTER)
+#define S_ALL_ROLES (MG_ROLE_ANY_CLIENT | MG_ROLE_WORKER)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
@@ -485,25 +493,39 @@ static void s_handle_heartbeat(s_server_t *srv, mg_msg_t *m, const mg_kv_t *kv, 
  * worker (NULL: unknown peer). */
 typedef struct {
     const char *name;
-    s_role_t role;
+    unsigned roles;
     void (*handle)(s_server_t *srv, mg_msg_t *m, const mg_kv_t *kv, s_worker_t *w);
 } s_worker_cmd_t;
 
 static const s_worker_cmd_t s_worker_cmds[] = {
-    {MG_WCMD_READY, S_ROLE_WORKER, s_handle_ready},
-    {MG_WCMD_CHUNK, S_ROLE_WORKER, s_handle_chunk},
-    {MG_WCMD_RESULT, S_ROLE_WORKER, s_handle_result},
-    {MG_WCMD_FAIL, S_ROLE_WORKER, s_handle_fail},
-    {MG_WCMD_PROGRESS, S_ROLE_WORKER, s_handle_progress},
-    {MG_WCMD_DISCONNECT, S_ROLE_WORKER, s_handle_disconnect},
-    {MG_WCMD_HEARTBEAT, S_ROLE_WORKER, s_handle_heartbeat},
+    {MG_WCMD_READY, MG_ROLE_WORKER, s_handle_ready},
+    {MG_WCMD_CHUNK, MG_ROLE_WORKER, s_handle_chunk},
+    {MG_WCMD_RESULT, MG_ROLE_WORKER, s_handle_result},
+    {MG_WCMD_FAIL, MG_ROLE_WORKER, s_handle_fail},
+    {MG_WCMD_PROGRESS, MG_ROLE_WORKER, s_handle_progress},
+    {MG_WCMD_DISCONNECT, MG_ROLE_WORKER, s_handle_disconnect},
+    {MG_WCMD_HEARTBEAT, MG_ROLE_WORKER, s_handle_heartbeat},
 };
 
-static void s_handle_worker(s_server_t *srv, mg_msg_t *m)
+/* A worker command from a peer whose key has the roles `role`. */
+static void s_handle_worker(s_server_t *srv, mg_msg_t *m, unsigned role)
 {
     char cmd[32];
     mg_msg_str(m, 2, cmd, sizeof cmd);
     s_worker_t *w = s_worker_by_rid(srv, m->data[0], m->size[0]);
+    if (w && strcmp(w->user, m->user_id) != 0) {
+        /* Another key on this routing id (the worker went away and a peer took its id). */
+        mg_warn("worker %s: routing id now used by key '%s', not '%s': dropped", w->name, m->user_id, w->user);
+        s_worker_dead(srv, w, "routing id taken by another key");
+        w = NULL;
+    }
+    if (!(role & (MG_ROLE_WORKER | MG_ROLE_ADMIN))) {
+        /* Nothing is leased to, or accepted from, a key that is not a worker's. */
+        mg_warn("worker command %s from key '%s' (role %s): forbidden, needs role worker", cmd, m->user_id,
+                mg_role_name(role));
+        s_disconnect(srv, m->data[0], m->size[0], "forbidden: worker commands need a key with role worker");
+        return;
+    }
     if (w) w->last_seen = mg_mono_ms(); /* any message counts as a heartbeat */
     mg_kv_t kv;
     mg_kv_init(&kv);
@@ -515,8 +537,19 @@ static void s_handle_worker(s_server_t *srv, mg_msg_t *m)
     const s_worker_cmd_t *c = NULL;
     for (size_t i = 0; i < sizeof s_worker_cmds / sizeof s_worker_cmds[0] && !c; i++)
         if (strcmp(cmd, s_worker_cmds[i].name) == 0) c = &s_worker_cmds[i];
-    if (c) c->handle(srv, m, &kv, w);
-    else {
+    const char *name = mg_kv_get(&kv, "name");
+    s_worker_t *named = c && c->handle == s_handle_ready && name ? s_worker_by_name(srv, name) : NULL;
+    if (named && strcmp(named->user, m->user_id) != 0) {
+        mg_warn("READY as worker %s from key '%s': that worker is registered with key '%s': refused", name,
+                m->user_id, named->user);
+        s_disconnect(srv, m->data[0], m->size[0], "forbidden: a live worker of that name has another key");
+    } else if (c) {
+        c->handle(srv, m, &kv, w);
+        if (c->handle == s_handle_ready && (w = s_worker_by_rid(srv, m->data[0], m->size[0]))) {
+            mg_strlcpy(w->user, m->user_id, sizeof w->user);
+            mg_strlcpy(w->key, m->peer_key, sizeof w->key);
+        }
+    } else {
         mg_warn("unknown worker command '%s': answered with DISCONNECT", cmd);
         char reason[64];
         snprintf(reason, sizeof reason, "unknown command '%s'", cmd);
@@ -732,34 +765,35 @@ S_QUERY(s_cmd_verify, mg_query_verify)
 S_QUERY(s_cmd_events, mg_query_events)
 #undef S_QUERY
 
-/* Every client command (docs/protocol.md), with the role it will need (s_role_t). */
+/* Every client command (docs/protocol.md), with the roles that may send it (admin: all). */
 static const struct {
     const char *name;
-    s_role_t role;
+    unsigned roles;
     s_client_fn handle;
 } s_client_cmds[] = {
-    {MG_CMD_PING, S_ROLE_READER, s_cmd_ping},
-    {MG_CMD_SUBMIT, S_ROLE_SUBMITTER, s_cmd_submit},
-    {MG_CMD_STATUS, S_ROLE_READER, s_cmd_status},
-    {MG_CMD_JOBS, S_ROLE_READER, s_cmd_jobs},
-    {MG_CMD_RENDERS, S_ROLE_READER, s_cmd_renders},
-    {MG_CMD_CANCEL, S_ROLE_SUBMITTER, s_cmd_cancel},
-    {MG_CMD_RETRY, S_ROLE_SUBMITTER, s_cmd_retry},
-    {MG_CMD_WORKERS, S_ROLE_ADMIN, s_cmd_workers},
-    {MG_CMD_SCHED_ADD, S_ROLE_ADMIN, s_cmd_sched_add},
-    {MG_CMD_SCHED_LIST, S_ROLE_ADMIN, s_cmd_sched_list},
-    {MG_CMD_SCHED_RM, S_ROLE_ADMIN, s_cmd_sched_rm},
-    {MG_CMD_SCHED_PAUSE, S_ROLE_ADMIN, s_cmd_sched_pause},
-    {MG_CMD_SCHED_RESUME, S_ROLE_ADMIN, s_cmd_sched_resume},
-    {MG_CMD_AUDIT, S_ROLE_READER, s_cmd_audit},
-    {MG_CMD_AUDIT_VERIFY, S_ROLE_READER, s_cmd_audit_verify},
-    {MG_CMD_VERIFY, S_ROLE_READER, s_cmd_verify},
-    {MG_CMD_EVENTS, S_ROLE_READER, s_cmd_events},
-    {MG_CMD_FILES, S_ROLE_READER, s_cmd_files},
-    {MG_CMD_FETCH, S_ROLE_READER, s_cmd_fetch},
+    {MG_CMD_PING, S_RS, s_cmd_ping},
+    {MG_CMD_SUBMIT, MG_ROLE_SUBMITTER, s_cmd_submit},
+    {MG_CMD_STATUS, S_RS, s_cmd_status},
+    {MG_CMD_JOBS, S_RS, s_cmd_jobs},
+    {MG_CMD_RENDERS, S_RS, s_cmd_renders},
+    {MG_CMD_CANCEL, MG_ROLE_SUBMITTER, s_cmd_cancel},
+    {MG_CMD_RETRY, MG_ROLE_SUBMITTER, s_cmd_retry},
+    {MG_CMD_WORKERS, MG_ROLE_ADMIN, s_cmd_workers},
+    {MG_CMD_SCHED_ADD, MG_ROLE_ADMIN, s_cmd_sched_add},
+    {MG_CMD_SCHED_LIST, MG_ROLE_ADMIN, s_cmd_sched_list},
+    {MG_CMD_SCHED_RM, MG_ROLE_ADMIN, s_cmd_sched_rm},
+    {MG_CMD_SCHED_PAUSE, MG_ROLE_ADMIN, s_cmd_sched_pause},
+    {MG_CMD_SCHED_RESUME, MG_ROLE_ADMIN, s_cmd_sched_resume},
+    {MG_CMD_AUDIT, MG_ROLE_READER, s_cmd_audit},
+    {MG_CMD_AUDIT_VERIFY, MG_ROLE_READER, s_cmd_audit_verify},
+    {MG_CMD_VERIFY, MG_ROLE_READER, s_cmd_verify},
+    {MG_CMD_EVENTS, S_RS, s_cmd_events},
+    {MG_CMD_FILES, S_RS, s_cmd_files},
+    {MG_CMD_FETCH, S_RS, s_cmd_fetch},
 };
 
-static void s_handle_client(s_server_t *srv, const mg_msg_t *m)
+/* A client command from a peer whose key has the roles `role`. */
+static void s_handle_client(s_server_t *srv, const mg_msg_t *m, unsigned role)
 {
     char cmd[32];
     mg_msg_str(m, 2, cmd, sizeof cmd);
@@ -768,11 +802,20 @@ static void s_handle_client(s_server_t *srv, const mg_msg_t *m)
     mg_kv_t args;
     mg_kv_init(&args);
     s_client_fn handle = NULL;
+    unsigned may = 0;
     for (size_t i = 0; i < sizeof s_client_cmds / sizeof s_client_cmds[0] && !handle; i++)
-        if (strcmp(cmd, s_client_cmds[i].name) == 0) handle = s_client_cmds[i].handle;
+        if (strcmp(cmd, s_client_cmds[i].name) == 0) {
+            handle = s_client_cmds[i].handle;
+            may = s_client_cmds[i].roles | MG_ROLE_ADMIN;
+        }
+    char need[64];
     if (m->n > 3 && mg_msg_kv(m, 3, &args) != 0) mg_reply_fail(&r, "bad_request", "malformed arguments");
     else if (!handle) mg_reply_fail(&r, "bad_request", "unknown command '%s'", cmd);
-    else handle(srv, m, &args, &r);
+    else if (!(role & may)) {
+        mg_warn("%s from key '%s' (role %s): forbidden", cmd, m->user_id, mg_role_name(role));
+        mg_reply_fail(&r, "forbidden", "%s needs role %s; key '%s' has role %s", cmd,
+                      mg_role_list(may, need, sizeof need), m->user_id, mg_role_name(role));
+    } else handle(srv, m, &args, &r);
     mg_msg_t reply;
     mg_msg_init(&reply);
     mg_msg_add(&reply, m->data[0], m->size[0]);
@@ -788,9 +831,28 @@ static void s_handle_client(s_server_t *srv, const mg_msg_t *m)
 
 /* ---- loop ------------------------------------------------------------------------------- */
 
+/* Re-reads the allow-list when it changed; a live worker whose key is gone or no longer a
+ * worker's is told DISCONNECT and dead (its leases return to the queue). */
+static void s_auth_tick(s_server_t *srv)
+{
+    if (!mg_auth_reload(srv->auth, 0)) return;
+    for (int i = 0; i < srv->n_workers; i++) {
+        s_worker_t *w = &srv->workers[i];
+        if (w->live && !(mg_auth_role(srv->auth, w->user, w->key) & (MG_ROLE_WORKER | MG_ROLE_ADMIN))) {
+            s_disconnect(srv, w->rid, w->rid_len, "key revoked");
+            s_worker_dead(srv, w, "key revoked");
+        }
+    }
+}
+
 static void s_housekeeping(s_server_t *srv)
 {
     int64_t mono = mg_mono_ms(), now = mg_now_ms();
+    /* 250 ms: a revoked key loses its sessions within a second, for a stat per key file. */
+    if (srv->auth && mono - srv->last_auth >= 250) {
+        srv->last_auth = mono;
+        s_auth_tick(srv);
+    }
     int64_t dead_after = (int64_t)srv->cfg->heartbeat_ms * srv->cfg->liveness;
     for (int i = 0; i < srv->n_workers; i++) {
         s_worker_t *w = &srv->workers[i];
@@ -859,13 +921,27 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
         return -1;
     }
     void *ctx = zmq_ctx_new();
+    if (cfg->curve_key) {
+        /* The handler first: libzmq asks it about every CURVE handshake on this context. */
+        srv->auth = mg_auth_new(ctx, cfg->clients_dir, err, sizeof err);
+        if (!srv->auth) {
+            mg_err("%s", err);
+            zmq_ctx_term(ctx);
+            mg_transfer_destroy(&srv->transfers);
+            free(srv->pending);
+            free(srv);
+            return -1;
+        }
+    }
     srv->router = zmq_socket(ctx, ZMQ_ROUTER);
     int one = 1;
     if (!srv->router || mg_socket_setup(srv->router, cfg->send_timeout_ms) != 0 ||
+        (cfg->curve_key && mg_curve_apply_server(srv->router, cfg->curve_key) != 0) ||
         zmq_setsockopt(srv->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0 ||
         zmq_bind(srv->router, cfg->endpoint) != 0) {
         mg_err("cannot bind %s: %s", cfg->endpoint, zmq_strerror(errno));
         if (srv->router) zmq_close(srv->router);
+        mg_auth_destroy(&srv->auth);
         zmq_ctx_term(ctx);
         mg_transfer_destroy(&srv->transfers);
         free(srv->pending);
@@ -874,23 +950,33 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
     }
     int recovered = 0;
     mg_store_recover(store, mg_now_ms(), &recovered);
-    mg_info("coordinator listening on %s (%d live lease(s) kept from before)", cfg->endpoint, recovered);
+    mg_info("coordinator listening on %s (%d live lease(s) kept from before); %s", cfg->endpoint, recovered,
+            srv->auth ? "CURVE, keys in the allow-list only" : "plaintext (no client keys: loopback only)");
     mg_msg_t m;
     mg_msg_init(&m);
     while (!*stop) {
-        zmq_pollitem_t item = {srv->router, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t items[2] = {{srv->router, 0, ZMQ_POLLIN, 0}, {srv->auth ? mg_auth_socket(srv->auth) : NULL, 0, ZMQ_POLLIN, 0}};
         int timeout = cfg->heartbeat_ms / 4 < 100 ? cfg->heartbeat_ms / 4 : 100;
-        int rc = zmq_poll(&item, 1, timeout > 0 ? timeout : 1);
+        int rc = zmq_poll(items, srv->auth ? 2 : 1, timeout > 0 ? timeout : 1);
         if (rc < 0 && errno != EINTR) {
             mg_err("poll: %s", zmq_strerror(errno));
             break;
         }
+        if (srv->auth && (items[1].revents & ZMQ_POLLIN)) mg_auth_handle(srv->auth);
+        if (rc > 0 && !(items[0].revents & ZMQ_POLLIN)) rc = 0;
         /* Drain what is waiting, but no more than a bounded batch between housekeeping. */
         for (int k = 0; rc > 0 && k < 1000 && !*stop; k++) {
             if (mg_msg_recv(&m, srv->router, ZMQ_DONTWAIT) != 0) break;
             if (m.n < 3) continue;
-            if (mg_msg_is(&m, 1, MG_PROTO_WORKER)) s_handle_worker(srv, &m);
-            else if (mg_msg_is(&m, 1, MG_PROTO_CLIENT)) s_handle_client(srv, &m);
+            /* The sender's roles, as the allow-list stands now: a key revoked since its
+             * handshake gets nothing, as if it had never connected. */
+            unsigned role = srv->auth ? mg_auth_role(srv->auth, m.user_id, m.peer_key) : S_ALL_ROLES;
+            if (!role) {
+                mg_debug("message from revoked key '%s': ignored", m.user_id);
+                continue;
+            }
+            if (mg_msg_is(&m, 1, MG_PROTO_WORKER)) s_handle_worker(srv, &m, role);
+            else if (mg_msg_is(&m, 1, MG_PROTO_CLIENT)) s_handle_client(srv, &m, role);
             else if (m.n >= 2 && m.size[1] >= 3 && memcmp(m.data[1], "MGW", 3) == 0) {
                 s_disconnect(srv, m.data[0], m.size[0],
                              "protocol version not supported (coordinator speaks " MG_PROTO_WORKER ")");
@@ -925,6 +1011,7 @@ int mg_server_run(mg_store_t *store, const mg_server_config_t *cfg, volatile sig
     s_flush_results(srv);
     mg_transfer_destroy(&srv->transfers);
     zmq_close(srv->router);
+    mg_auth_destroy(&srv->auth);
     zmq_ctx_term(ctx);
     free(srv->pending);
     free(srv);

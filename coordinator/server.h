@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include "../common/curve.h"
 #include "store.h"
 
 typedef struct {
@@ -17,6 +18,10 @@ typedef struct {
     int heartbeat_ms;         /* default 1000 */
     int liveness;             /* missed heartbeats before a worker is dead, default 3 */
     int send_timeout_ms;      /* default 1000 */
+    /* CURVE (docs/security.md): the coordinator's keypair and the allow-list folder
+     * (keys/clients/); curve_key NULL: plaintext, every peer has every role. Borrowed. */
+    const mg_curve_key_t *curve_key;
+    const char *clients_dir;
 } mg_server_config_t;
 
 /* Runs until *stop becomes non-zero (SIGTERM / SIGINT handler). Borrows store.

@@ -21,9 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/curve.h"
 #include "../common/protocol.h"
 #include "../common/util.h"
 #include "backend.h"
@@ -89,6 +91,9 @@ static void s_usage(FILE *f)
         "  --liveness N       MG_LIVENESS        liveness (%d)\n"
         "  --drain-s N        MG_DRAIN_S         on SIGTERM, seconds to finish renders (60)\n"
         "  --name NAME        MG_WORKER_NAME     name (host:pid:random)\n"
+        "  --curve-key F      MG_CURVE_KEY       curve_key: this worker's secret key file (NAME.key)\n"
+        "  --coordinator-key F MG_COORDINATOR_KEY coordinator_key: the coordinator's public key file\n"
+        "                                        (both or neither: plaintext; docs/security.md)\n"
         "                     MG_CHUNK_BYTES     chunk_bytes: result bytes per CHUNK, 4096..%d (%d)\n"
         "                     MG_CHUNK_WINDOW    chunk_window: CHUNKs' worth of bytes unacknowledged (%d)\n"
         "  -h, --help\n"
@@ -170,7 +175,7 @@ int main(int argc, char **argv)
     mg_log_init("mg-worker");
     const char *f_endpoint = NULL, *f_cap = NULL, *f_backend = NULL, *f_renderer = NULL, *f_hb = NULL,
                *f_live = NULL, *f_drain = NULL, *f_name = NULL, *f_model = NULL, *f_temp = NULL,
-               *f_rthreads = NULL;
+               *f_rthreads = NULL, *f_ckey = NULL, *f_skey = NULL;
     static const struct option opts[] = {
         {"endpoint", required_argument, 0, 'e'}, {"capacity", required_argument, 0, 'c'},
         {"backend", required_argument, 0, 'b'},  {"renderer", required_argument, 0, 'r'},
@@ -178,6 +183,7 @@ int main(int argc, char **argv)
         {"drain-s", required_argument, 0, 'd'},  {"name", required_argument, 0, 'n'},
         {"model", required_argument, 0, 'm'},    {"temperature", required_argument, 0, 'T'},
         {"render-threads", required_argument, 0, 't'},
+        {"curve-key", required_argument, 0, 'K'}, {"coordinator-key", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -193,6 +199,8 @@ int main(int argc, char **argv)
         case 'm': f_model = optarg; break;
         case 'T': f_temp = optarg; break;
         case 't': f_rthreads = optarg; break;
+        case 'K': f_ckey = optarg; break;
+        case 'S': f_skey = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -224,6 +232,21 @@ int main(int argc, char **argv)
     cfg.upload.window = window;
     cfg.endpoint = mg_config_get("endpoint", f_endpoint, "MG_ENDPOINT", MG_DEFAULT_ENDPOINT);
     cfg.name = mg_config_get("name", f_name, "MG_WORKER_NAME", NULL);
+    /* The keys are read at each connect (worker.c: mg_curve_client_setup, from the
+     * environment or mg.conf): flags become those variables; a bad key file stops us now. */
+    if (f_ckey) setenv(MG_CURVE_KEY, f_ckey, 1);
+    if (f_skey) setenv(MG_COORDINATOR_KEY, f_skey, 1);
+    {
+        void *ctx = zmq_ctx_new(), *probe = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+        char kerr[9000] = "";
+        int bad = !probe || mg_curve_client_setup(probe, NULL, kerr, sizeof kerr) != 0;
+        if (probe) zmq_close(probe);
+        if (ctx) zmq_ctx_term(ctx);
+        if (bad) {
+            fprintf(stderr, "mg-worker: %s\n", *kerr ? kerr : "cannot make a ZeroMQ socket");
+            return 2;
+        }
+    }
 #ifdef MG_TEST_RENDERER
     cfg.result_hook = mg_render_test_result; /* acts only with MG_TEST_RESULT_BYTES set */
 #endif

@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "../common/curve.h"
 #include "../common/protocol.h"
 #include "../common/util.h"
 #include "upload.h"
@@ -134,9 +135,12 @@ static void s_send_ready(mg_worker_t *w)
 /* CONNECTING -> READY. 0, or -1 (logged) when no socket could be made: still CONNECTING. */
 static int s_connect(mg_worker_t *w)
 {
+    char curve_err[9000] = "";
     w->dealer = zmq_socket(w->ctx, ZMQ_DEALER);
-    if (!w->dealer || mg_socket_setup(w->dealer, 1000) != 0 || zmq_connect(w->dealer, w->endpoint) != 0) {
-        mg_err("cannot connect to %s: %s", w->endpoint, zmq_strerror(errno));
+    if (!w->dealer || mg_socket_setup(w->dealer, 1000) != 0 ||
+        mg_curve_client_setup(w->dealer, NULL, curve_err, sizeof curve_err) != 0 ||
+        zmq_connect(w->dealer, w->endpoint) != 0) {
+        mg_err("cannot connect to %s: %s", w->endpoint, *curve_err ? curve_err : zmq_strerror(errno));
         if (w->dealer) zmq_close(w->dealer);
         w->dealer = NULL;
         return -1;
