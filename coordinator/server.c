@@ -728,6 +728,7 @@ S_QUERY(s_cmd_workers, mg_query_workers)
 S_QUERY(s_cmd_sched_list, mg_query_schedules)
 S_QUERY(s_cmd_audit, mg_query_audit)
 S_QUERY(s_cmd_audit_verify, mg_query_audit_verify)
+S_QUERY(s_cmd_audit_head, mg_query_audit_head)
 S_QUERY(s_cmd_verify, mg_query_verify)
 S_QUERY(s_cmd_events, mg_query_events)
 #undef S_QUERY
@@ -753,6 +754,7 @@ static const struct {
     {MG_CMD_SCHED_RESUME, S_ROLE_ADMIN, s_cmd_sched_resume},
     {MG_CMD_AUDIT, S_ROLE_READER, s_cmd_audit},
     {MG_CMD_AUDIT_VERIFY, S_ROLE_READER, s_cmd_audit_verify},
+    {MG_CMD_AUDIT_HEAD, S_ROLE_READER, s_cmd_audit_head},
     {MG_CMD_VERIFY, S_ROLE_READER, s_cmd_verify},
     {MG_CMD_EVENTS, S_ROLE_READER, s_cmd_events},
     {MG_CMD_FILES, S_ROLE_READER, s_cmd_files},
