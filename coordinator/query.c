@@ -316,6 +316,7 @@ int mg_query_audit_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
     mg_prov_check_t c;
     int ok = mg_prov_verify_key(s->db, have_key ? &pub : NULL, &c);
     if (ok < 0) return mg_reply_fail(r, "internal", "cannot read the provenance table");
+    int chain_ok = ok;
     char head_msg[512] = "";
     int head_ok = -1;
     if (mg_kv_get(args, "head_seq")) {
@@ -326,6 +327,7 @@ int mg_query_audit_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
         snprintf(c.msg, sizeof c.msg, "chain intact; signatures not checked (the coordinator has no signing key)");
     mg_kv_set_i64(&r->info, "records", c.records);
     mg_kv_set_i64(&r->info, "ok", ok);
+    mg_kv_set_i64(&r->info, "chain_ok", chain_ok);
     mg_kv_set_i64(&r->info, "first_broken_seq", c.first_broken_seq);
     mg_kv_set(&r->info, "message", c.msg);
     char head[65];
