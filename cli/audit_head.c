@@ -85,7 +85,6 @@ int mg_audit_head_arg(const char *path, mg_kv_t *args, char *err, size_t errlen)
         snprintf(name, sizeof name, "head_%s", need[i]);
         mg_kv_set(args, name, v);
     }
-    /* An empty chain's head has an empty hash: s_field finds no value then. */
     if (rc == 0 && s_field(text, "public_key", v, sizeof v) == 0) mg_kv_set(args, "head_public_key", v);
     free(text);
     return rc;

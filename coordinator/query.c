@@ -353,6 +353,8 @@ int mg_query_audit_head(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
     if (!key) return mg_reply_fail(r, "internal", "this coordinator has no provenance signing key: it cannot sign a head");
     char hash[65];
     int64_t seq = mg_prov_head(s->db, hash), now = mg_now_ms();
+    /* The empty chain's head is seq 0 with the genesis hash, the prev_hash record 1 will have. */
+    if (seq == 0) snprintf(hash, sizeof hash, "%064d", 0);
     char sig[MG_SIGN_SIG_HEX];
     mg_sign_head(key, seq, hash, now, sig);
     mg_kv_set_i64(&r->info, "seq", seq);
