@@ -355,3 +355,13 @@ SELECT json_extract(p.record_json, '$.render_id')          AS render_id,
 FROM outputs o
 JOIN provenance p   ON p.render_id = o.render_id
 LEFT JOIN workers w ON w.name = json_extract(p.record_json, '$.worker');
+
+-- migrate: 3
+
+-- Provenance records are signed with the coordinator's Ed25519 key ($MG_HOME/keys/, never in
+-- this database; coordinator/sign.h): signature is the hex signature of (seq, prev_hash,
+-- record_hash), signer_key_id the first 8 bytes of sha256(public key) in hex. Both are NULL
+-- for the records written before this migration, which `mgctl audit verify` reports as
+-- "unsigned (before signing)"; an unsigned record after a signed one is a broken chain.
+ALTER TABLE provenance ADD COLUMN signature TEXT;
+ALTER TABLE provenance ADD COLUMN signer_key_id TEXT;

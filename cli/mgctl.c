@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/audit_head.h"
 #include "cli/client.h"
 #include "cli/fetch.h"
 #include "cli/filetag.h"
@@ -52,6 +53,7 @@ typedef enum {
     O_VERSION,                             /* only before the command */
     O_WAIT, O_STATE, O_LIMIT, O_JOB, O_CUE, O_CRON, O_NAME, O_SINCE, O_MIDI, O_DEST, O_KIND,
     O_ROLE, O_OUT, O_CURVE_KEY, O_COORD_KEY,
+    O_HEAD, O_KEY,
     O_COUNT
 } s_opt_t;
 
@@ -73,6 +75,7 @@ static const struct {
     [O_KIND] = {"kind", "K,..."},
     [O_ROLE] = {"role", "ROLE"},      [O_OUT] = {"out", "DIR"},
     [O_CURVE_KEY] = {"curve-key", "FILE"}, [O_COORD_KEY] = {"coordinator-key", "FILE"},
+    [O_HEAD] = {"head", "FILE"},      [O_KEY] = {"key", "FILE"},
 };
 
 typedef struct s_ctx s_ctx_t;
@@ -823,41 +826,71 @@ static int s_cmd_schedule(s_ctx_t *ctx)
     return s_usage_error(ctx, "unknown action '%s' (expected add, list, remove, pause or resume)", sub);
 }
 
+/* --key FILE into args; 0, or the exit code. */
+static int s_key_arg(s_ctx_t *ctx, mg_kv_t *args)
+{
+    char err[512];
+    if (ctx->opt[O_KEY] && mg_audit_key_arg(ctx->opt[O_KEY], args, err, sizeof err) != 0) {
+        fprintf(stderr, "mgctl: %s\n", err);
+        return MGCTL_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* `audit verify` and `audit head`: the files and the verdicts are cli/audit_head.c's. */
 static int s_audit_verify(s_ctx_t *ctx)
 {
     if (ctx->npos > 1) return s_usage_error(ctx, "unexpected argument '%s'", ctx->pos[1]);
     if (ctx->opt[O_JOB] || ctx->opt[O_LIMIT])
         return s_usage_error(ctx, "'audit verify' checks the whole chain: no --job or --limit");
+    mg_kv_t args;
+    mg_kv_init(&args);
+    char err[512];
+    int rc = s_key_arg(ctx, &args);
+    if (rc == 0 && ctx->opt[O_HEAD] && mg_audit_head_arg(ctx->opt[O_HEAD], &args, err, sizeof err) != 0) {
+        fprintf(stderr, "mgctl: %s\n", err);
+        rc = MGCTL_EXIT_USAGE;
+    }
     mg_reply_t reply;
     mg_reply_init(&reply);
-    int rc = s_call(ctx, MG_CMD_AUDIT_VERIFY, NULL, NULL, 0, &reply);
+    if (rc == 0) rc = s_call(ctx, MG_CMD_AUDIT_VERIFY, &args, NULL, 0, &reply);
     if (rc == 0) {
-        const mg_kv_t *in = &reply.info;
-        int ok = mg_kv_get_i64(in, "ok", 0) == 1;
-        const char *msg = mg_kv_get_or(in, "message", "");
-        if (ctx->json) mg_out_json_reply(stdout, in, reply.rows, reply.n_rows);
-        else if (ok) printf("audit chain ok: %s records verified; head: record %s, hash %s\n"
-                            "(keep the head elsewhere: a later verify can then prove nothing was removed from the end)\n",
-                            mg_kv_get_or(in, "records", "?"), mg_kv_get_or(in, "head_seq", "?"),
-                            mg_kv_get_or(in, "head_hash", "?"));
-        else printf("audit chain BROKEN at record %s of %s%s%s\n", mg_kv_get_or(in, "first_broken_seq", "?"),
-                    mg_kv_get_or(in, "records", "?"), *msg ? ": " : "", msg);
+        int ok = ctx->json ? mg_audit_verify_ok(&reply.info)
+                           : mg_audit_verify_print(stdout, &reply.info, ctx->opt[O_KEY]);
+        if (ctx->json) mg_out_json_reply(stdout, &reply.info, reply.rows, reply.n_rows);
         rc = ok ? MGCTL_EXIT_OK : MGCTL_EXIT_AUDIT_BROKEN;
     }
+    mg_reply_clear(&reply);
+    mg_kv_clear(&args);
+    return rc;
+}
+
+static int s_audit_head(s_ctx_t *ctx)
+{
+    if (ctx->npos > 1) return s_usage_error(ctx, "unexpected argument '%s'", ctx->pos[1]);
+    if (ctx->opt[O_JOB] || ctx->opt[O_LIMIT] || ctx->opt[O_HEAD] || ctx->opt[O_KEY])
+        return s_usage_error(ctx, "'audit head' takes no --job, --limit, --head or --key");
+    mg_reply_t reply;
+    mg_reply_init(&reply);
+    int rc = s_call(ctx, MG_CMD_AUDIT_HEAD, NULL, NULL, 0, &reply);
+    if (rc == 0 && ctx->json) mg_out_json_reply(stdout, &reply.info, reply.rows, reply.n_rows);
+    else if (rc == 0) mg_audit_head_print(stdout, &reply.info);
     mg_reply_clear(&reply);
     return rc;
 }
 
 static int s_cmd_audit(s_ctx_t *ctx)
 {
-    static const char *queries[] = {"renders", "models", "failures", "workers", "provenance", "verify"};
+    static const char *queries[] = {"renders", "models", "failures", "workers", "provenance", "verify", "head"};
     const char *query = ctx->npos ? ctx->pos[0] : "renders";
     int known = 0;
     for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) known |= strcmp(query, queries[i]) == 0;
     if (!known)
         return s_usage_error(ctx, "unknown audit query '%s' (expected renders, models, failures, "
-                                  "workers, provenance or verify)", query);
+                                  "workers, provenance, verify or head)", query);
     if (strcmp(query, "verify") == 0) return s_audit_verify(ctx);
+    if (strcmp(query, "head") == 0) return s_audit_head(ctx);
+    if (ctx->opt[O_HEAD] || ctx->opt[O_KEY]) return s_usage_error(ctx, "--head and --key are for 'audit verify'");
     if (ctx->npos > 1) return s_usage_error(ctx, "unexpected argument '%s'", ctx->pos[1]);
     if (ctx->opt[O_JOB] && s_check_id(ctx, ctx->opt[O_JOB], "job")) return MGCTL_EXIT_USAGE;
     const char *limit = s_limit(ctx);
@@ -895,7 +928,8 @@ static int s_cmd_verify(s_ctx_t *ctx)
     if (tagged) mg_kv_set(&args, "render_id", tag);
     mg_reply_t reply;
     mg_reply_init(&reply);
-    int rc = s_call(ctx, MG_CMD_VERIFY, &args, NULL, 0, &reply);
+    int rc = s_key_arg(ctx, &args);
+    if (rc == 0) rc = s_call(ctx, MG_CMD_VERIFY, &args, NULL, 0, &reply);
     if (rc) goto out;
 
     mg_kv_t *in = &reply.info;
@@ -940,6 +974,10 @@ static int s_cmd_verify(s_ctx_t *ctx)
         printf("  sha256  %s\n", sha);
         if (tagged) printf("  MG_RENDER_ID tag  %s\n", tag);
     }
+    if (mg_kv_get(in, "signature"))
+        printf("  record signature  %s%s%s%s\n", mg_kv_get_or(in, "signature", ""),
+               *mg_kv_get_or(in, "signer_key_id", "") ? " (key id " : "", mg_kv_get_or(in, "signer_key_id", ""),
+               *mg_kv_get_or(in, "signer_key_id", "") ? ")" : "");
 out:
     mg_reply_clear(&reply);
     mg_kv_clear(&args);
@@ -1048,22 +1086,33 @@ static const s_cmd_t s_cmds[] = {
      "add checks FILE locally like submit (exit 4 on errors), then stores it; the coordinator\n"
      "submits it at every cron match (UTC). --name defaults to the job's campaign. Prints\n"
      "the schedule id and the next run.\n"},
-    {"audit", s_cmd_audit, OB(O_JOB) | OB(O_LIMIT),
-     "query the audit log, or verify its hash chain",
+    {"audit", s_cmd_audit, OB(O_JOB) | OB(O_LIMIT) | OB(O_HEAD) | OB(O_KEY),
+     "query the audit log, verify its signed hash chain, or print a signed head",
      "mgctl audit [renders|models|failures|workers|provenance] [--job J] [--limit N] [--json]\n"
-     "mgctl audit verify [--json]\n\n"
+     "mgctl audit verify [--key FILE] [--head FILE] [--json]\n"
+     "mgctl audit head [--json]\n\n"
      "The first form prints the audit records of that kind (default renders) in the\n"
      "coordinator's order; --job J narrows them to one job; --limit defaults to " S_DEFAULT_LIMIT ".\n"
-     "verify re-hashes the whole chain: exit 0 when intact, 7 when a record was changed or\n"
-     "removed (the first broken record is named).\n"},
-    {"verify", s_cmd_verify, 0,
+     "verify re-hashes the whole chain and checks every record's signature: exit 0 when\n"
+     "intact, 7 when a record was changed or removed or a signature fails (the first broken\n"
+     "record is named). Records written before signing began are reported as unsigned.\n"
+     "  --key FILE   check the signatures with this public key (a copy of provenance.pub\n"
+     "               kept elsewhere) instead of the key the coordinator reports\n"
+     "  --head FILE  also check a head saved by 'audit head': its signature, and that the\n"
+     "               chain still holds its record with its hash (exit 7 when the tail was\n"
+     "               removed or the chain rewritten before it)\n"
+     "head prints the newest record's seq and hash with the time, the public key and the\n"
+     "coordinator's signature over them: keep it outside mg.\n"},
+    {"verify", s_cmd_verify, OB(O_KEY),
      "is this audio file one mg made, unchanged?",
-     "mgctl verify FILE [--json]\n\n"
+     "mgctl verify FILE [--key FILE] [--json]\n\n"
      "Hashes FILE (sha256) and reads its MG_RENDER_ID tag if it has one (FLAC Vorbis comment\n"
      "or MP3 ID3 TXXX), then asks the coordinator. Prints the render's provenance when the\n"
      "file is known. Exit 0 known, 7 known but its provenance record was altered afterwards\n"
      "(run 'mgctl audit verify'), 8 altered (its tags name an mg render but the bytes\n"
-     "differ), 9 unknown.\n"},
+     "differ), 9 unknown. The record's signature is shown: valid, unsigned (written before\n"
+     "signing), invalid or other key (exit 7 for the last two); --key FILE checks it with\n"
+     "that public key instead of the coordinator's.\n"},
     {"validate", s_cmd_validate, 0,
      "check job files locally (no coordinator needed)",
      "mgctl validate FILE... [--json]\n\n"

@@ -29,7 +29,7 @@
  * [MG_PROTO_CLIENT, "OK"|"ERR", kv (message, ids...), row kv frames...]. Row frames form a
  * table: every row has the same keys in the same order. Commands: SUBMIT, STATUS, JOBS,
  * RENDERS, CANCEL, RETRY, WORKERS, SCHED_ADD, SCHED_LIST, SCHED_RM, SCHED_PAUSE,
- * SCHED_RESUME, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS, PING, FILES, FETCH (FETCH's reply ends
+ * SCHED_RESUME, AUDIT, AUDIT_VERIFY, AUDIT_HEAD, VERIFY, EVENTS, PING, FILES, FETCH (FETCH's reply ends
  * in one raw payload frame, not a row). A peer speaking another version of either protocol
  * is answered with DISCONNECT (workers) or ERR (clients).
  */
@@ -93,7 +93,8 @@
 #define MG_CMD_SCHED_PAUSE "SCHED_PAUSE"
 #define MG_CMD_SCHED_RESUME "SCHED_RESUME"
 #define MG_CMD_AUDIT "AUDIT"
-#define MG_CMD_AUDIT_VERIFY "AUDIT_VERIFY"
+#define MG_CMD_AUDIT_VERIFY "AUDIT_VERIFY"   /* args: public_key, head_* (a saved head) */
+#define MG_CMD_AUDIT_HEAD "AUDIT_HEAD"       /* the chain's head, signed by the coordinator */
 #define MG_CMD_VERIFY "VERIFY"
 #define MG_CMD_EVENTS "EVENTS"
 #define MG_REPLY_OK "OK"

@@ -1,6 +1,7 @@
 /* main.c - mg-coordinator: settings, keys, signals, then the server loop (server.c).
  * All state lives under $MG_HOME (default ~/.local/share/mg): mg.db (SQLite, WAL), outputs/
- * and keys/ (docs/security.md). Settings: flag > environment > $MG_HOME/mg.conf > default
+ * and keys/ (CURVE keys, docs/security.md; the provenance signing key, sign.h: never in the
+ * database). Settings: flag > environment > $MG_HOME/mg.conf > default
  * (docs/config.md).
  *
  * Security mode, decided at start (protected mode, after Redis):
@@ -23,7 +24,9 @@
 #include "../common/curve.h"
 #include "../common/protocol.h"
 #include "../common/util.h"
+#include "provenance.h"
 #include "server.h"
+#include "sign.h"
 #include "store.h"
 
 static volatile sig_atomic_t s_stop;
@@ -199,12 +202,26 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char db_path[4200], outputs[4200], err[1024] = "";
+    /* The key before the database: a coordinator that cannot sign must not append records. */
+    char err[1024] = "";
+    const char *keys = keys_dir;
+    int created = 0;
+    mg_sign_key_t *key = mg_sign_key_load(keys, &created, err, sizeof err);
+    if (!key) {
+        mg_err("provenance signing key: %s", err);
+        return 1;
+    }
+    mg_info("%s provenance signing key %s/provenance.key, key id %s, public key %s", created ? "created" : "loaded",
+            keys, mg_sign_key_pub(key)->id, mg_sign_key_pub(key)->hex);
+    mg_prov_set_signer(key);
+
+    char db_path[4200], outputs[4200];
     snprintf(db_path, sizeof db_path, "%s/mg.db", home);
     snprintf(outputs, sizeof outputs, "%s/outputs", home);
     mg_store_t *store = mg_store_open(db_path, outputs, &policy, err, sizeof err);
     if (!store) {
         mg_err("%s", err);
+        mg_sign_key_destroy(&key);
         return 1;
     }
     mg_info("database %s, outputs in %s", db_path, outputs);
@@ -218,5 +235,7 @@ int main(int argc, char **argv)
 
     int rc = mg_server_run(store, &cfg, &s_stop);
     mg_store_close(&store);
+    mg_prov_set_signer(NULL);
+    mg_sign_key_destroy(&key);
     return rc == 0 ? 0 : 1;
 }

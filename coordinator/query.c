@@ -18,6 +18,7 @@
 #include "db.h"
 #include "provenance.h"
 #include "schedule.h"
+#include "sign.h"
 #include "store_internal.h"
 
 void mg_reply_init(mg_reply_t *r)
@@ -253,19 +254,115 @@ int mg_query_audit(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
     return s_done(s_rows(s, r, st));
 }
 
+/* The key to check signatures with: args' public_key when given, else the coordinator's.
+ * 1 with *pub filled, 0 when there is none (no signer), -1 with the reply failed. */
+static int s_check_key(const mg_kv_t *args, mg_reply_t *r, mg_sign_pub_t *pub, const char **source)
+{
+    const char *given = mg_kv_get(args, "public_key");
+    char err[160];
+    if (given && *given) {
+        if (mg_sign_pub_parse(given, pub, err, sizeof err) != 0) return mg_reply_fail(r, "bad_request", "public_key: %s", err);
+        *source = "given";
+        return 1;
+    }
+    if (!mg_prov_signer()) return 0;
+    *pub = *mg_sign_key_pub(mg_prov_signer());
+    *source = "coordinator";
+    return 1;
+}
+
+/* Checks a saved head (args head_*) against key and the chain: 1 holds, 0 not (why in msg). */
+static int s_check_head(sqlite3 *db, const mg_kv_t *args, const mg_sign_pub_t *key, char *msg, size_t msglen)
+{
+    int64_t seq = mg_kv_get_i64(args, "head_seq", -1), time_ms = mg_kv_get_i64(args, "head_time_ms", -1);
+    const char *hash = mg_kv_get_or(args, "head_hash", ""), *sig = mg_kv_get_or(args, "head_signature", "");
+    const char *head_key = mg_kv_get_or(args, "head_public_key", "");
+    mg_sign_pub_t hp;
+    char err[160];
+    if (seq < 0 || time_ms < 0) {
+        snprintf(msg, msglen, "the saved head has no seq or time_ms");
+        return 0;
+    }
+    if (!key) {
+        snprintf(msg, msglen, "no key to check the saved head's signature with (the coordinator has no signing key; "
+                              "give one with --key)");
+        return 0;
+    }
+    if (*head_key && mg_sign_pub_parse(head_key, &hp, err, sizeof err) == 0 && strcmp(hp.hex, key->hex) != 0) {
+        snprintf(msg, msglen, "the saved head was signed by key id %s, not by the key checked against (key id %s)",
+                 hp.id, key->id);
+        return 0;
+    }
+    if (!mg_sign_head_check(key, seq, hash, time_ms, sig)) {
+        snprintf(msg, msglen, "the saved head's signature is not valid for key id %s (the head file was edited, or "
+                              "it comes from another coordinator)", key->id);
+        return 0;
+    }
+    if (seq == 0) {
+        snprintf(msg, msglen, "the saved head is the empty chain");
+        return 1;
+    }
+    int rc = mg_prov_contains(db, seq, hash, msg, msglen);
+    if (rc < 0) snprintf(msg, msglen, "cannot read record %lld", (long long)seq);
+    return rc == 1;
+}
+
 int mg_query_audit_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
 {
-    int64_t records = 0, broken = 0;
-    char msg[512];
-    int ok = mg_prov_verify(s->db, &records, &broken, msg, sizeof msg);
+    mg_sign_pub_t pub;
+    const char *source = "";
+    int have_key = s_check_key(args, r, &pub, &source);
+    if (have_key < 0) return -1;
+    mg_prov_check_t c;
+    int ok = mg_prov_verify_key(s->db, have_key ? &pub : NULL, &c);
     if (ok < 0) return mg_reply_fail(r, "internal", "cannot read the provenance table");
-    mg_kv_set_i64(&r->info, "records", records);
+    int chain_ok = ok;
+    char head_msg[512] = "";
+    int head_ok = -1;
+    if (mg_kv_get(args, "head_seq")) {
+        head_ok = s_check_head(s->db, args, have_key ? &pub : NULL, head_msg, sizeof head_msg);
+        if (!head_ok) ok = 0;
+    }
+    if (!have_key && ok)
+        snprintf(c.msg, sizeof c.msg, "chain intact; signatures not checked (the coordinator has no signing key)");
+    mg_kv_set_i64(&r->info, "records", c.records);
     mg_kv_set_i64(&r->info, "ok", ok);
-    mg_kv_set_i64(&r->info, "first_broken_seq", broken);
-    mg_kv_set(&r->info, "message", msg);
+    mg_kv_set_i64(&r->info, "chain_ok", chain_ok);
+    mg_kv_set_i64(&r->info, "first_broken_seq", c.first_broken_seq);
+    mg_kv_set(&r->info, "message", c.msg);
     char head[65];
     mg_kv_set_i64(&r->info, "head_seq", mg_prov_head(s->db, head));
     mg_kv_set(&r->info, "head_hash", head);
+    mg_kv_set_i64(&r->info, "signed", c.signed_records);
+    mg_kv_set_i64(&r->info, "unsigned", c.unsigned_records);
+    mg_kv_set_i64(&r->info, "bad_signature", c.bad_signature);
+    mg_kv_set(&r->info, "public_key", have_key ? pub.hex : "");
+    mg_kv_set(&r->info, "key_id", have_key ? pub.id : "");
+    mg_kv_set(&r->info, "key_source", source);
+    if (head_ok >= 0) {
+        mg_kv_set_i64(&r->info, "saved_head_ok", head_ok);
+        mg_kv_set_i64(&r->info, "saved_head_seq", mg_kv_get_i64(args, "head_seq", 0));
+        mg_kv_set(&r->info, "saved_head_message", head_msg);
+    }
+    return 0;
+}
+
+int mg_query_audit_head(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
+{
+    const mg_sign_key_t *key = mg_prov_signer();
+    if (!key) return mg_reply_fail(r, "internal", "this coordinator has no provenance signing key: it cannot sign a head");
+    char hash[65];
+    int64_t seq = mg_prov_head(s->db, hash), now = mg_now_ms();
+    /* The empty chain's head is seq 0 with the genesis hash, the prev_hash record 1 will have. */
+    if (seq == 0) snprintf(hash, sizeof hash, "%064d", 0);
+    char sig[MG_SIGN_SIG_HEX];
+    mg_sign_head(key, seq, hash, now, sig);
+    mg_kv_set_i64(&r->info, "seq", seq);
+    mg_kv_set(&r->info, "hash", hash);
+    mg_kv_set_i64(&r->info, "time_ms", now);
+    mg_kv_set(&r->info, "public_key", mg_sign_key_pub(key)->hex);
+    mg_kv_set(&r->info, "key_id", mg_sign_key_pub(key)->id);
+    mg_kv_set(&r->info, "signature", sig);
     return 0;
 }
 
@@ -288,11 +385,30 @@ int mg_query_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r)
                      strstr((const char *)sqlite3_column_text(st, 1), sha) != NULL;
         }
         sqlite3_finalize(st);
+        mg_sign_pub_t pub;
+        const char *source = "", *sig = "unsigned";
+        char key_id[MG_SIGN_ID_HEX] = "";
+        int have_key = s_check_key(args, r, &pub, &source);
+        if (have_key < 0) return -1;
+        if (mg_prov_record_signature(db, seq, have_key ? &pub : NULL, &sig, key_id) != 0) sig = "unsigned";
+        /* unsigned is fine for a record written before signing began; audit verify checks
+         * that no signed record precedes it. */
+        int sig_ok = strcmp(sig, "valid") == 0 || strcmp(sig, "unsigned") == 0;
         mg_kv_set(&r->info, "status", "known");
-        mg_kv_set(&r->info, "record_intact", intact ? "1" : "0");
-        mg_kv_set(&r->info, "message", intact ? "the file matches a recorded output; its provenance record is intact"
-                                              : "the file matches a recorded output, but its provenance record was "
-                                                "altered (run mgctl audit verify)");
+        mg_kv_set(&r->info, "record_intact", intact && sig_ok ? "1" : "0");
+        mg_kv_set(&r->info, "signature", sig);
+        mg_kv_set(&r->info, "signer_key_id", key_id);
+        if (!intact)
+            mg_kv_set(&r->info, "message", "the file matches a recorded output, but its provenance record was "
+                                           "altered (run mgctl audit verify)");
+        else if (!sig_ok)
+            mg_kv_setf(&r->info, "message", "the file matches a recorded output, but its provenance record's signature "
+                                            "is %s%s%s (run mgctl audit verify)", strcmp(sig, "other key") == 0 ?
+                       "by another key than " : sig, strcmp(sig, "other key") == 0 ? "key id " : "",
+                       strcmp(sig, "other key") == 0 ? (have_key ? pub.id : "(none)") : "");
+        else
+            mg_kv_setf(&r->info, "message", "the file matches a recorded output; its provenance record is intact and %s",
+                       strcmp(sig, "valid") == 0 ? "signed" : "unsigned (written before signing)");
         return 0;
     }
     int64_t claimed = mg_kv_get_i64(args, "render_id", 0);

@@ -1,5 +1,5 @@
 /* query.h - the read side of the store: the client queries (STATUS, JOBS, RENDERS, WORKERS,
- * SCHED_LIST, AUDIT, AUDIT_VERIFY, VERIFY, EVENTS), the lookups behind FILES / FETCH
+ * SCHED_LIST, AUDIT, AUDIT_VERIFY, AUDIT_HEAD, VERIFY, EVENTS), the lookups behind FILES / FETCH
  * (fetch.c) and the scheduler's list of active schedules (schedule.c).
  *
  * Nothing here writes: every function reads through the store's one connection, so a reply
@@ -38,8 +38,16 @@ int mg_query_renders(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);      /*
 int mg_query_workers(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);      /* state, limit */
 int mg_query_schedules(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);    /* (none) */
 int mg_query_audit(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);        /* query, job_id, limit */
-int mg_query_audit_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r); /* (none) */
-int mg_query_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);       /* sha256, render_id */
+/* AUDIT_VERIFY: the chain, every record's signature and, when head_seq is given, a saved head.
+ * Args: public_key (hex; default the coordinator's own), head_seq, head_hash, head_time_ms,
+ * head_signature, head_public_key. A head whose signature does not verify with the key, or
+ * whose record the chain no longer holds (truncated, or rewritten at or before it), makes
+ * ok 0 with head_ok 0 and head_message saying which. */
+int mg_query_audit_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);
+/* AUDIT_HEAD: seq, hash, time_ms, public_key, key_id and the coordinator's signature of
+ * (seq, hash, time_ms). internal when the coordinator has no signing key. */
+int mg_query_audit_head(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);  /* (none) */
+int mg_query_verify(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);       /* sha256, render_id, public_key */
 int mg_query_events(mg_store_t *s, const mg_kv_t *args, mg_reply_t *r);       /* since_id, job_id, limit */
 
 /* FILES: job job_id's campaign, output_dir, state, render counts into info and one row per

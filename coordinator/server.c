@@ -761,6 +761,7 @@ S_QUERY(s_cmd_workers, mg_query_workers)
 S_QUERY(s_cmd_sched_list, mg_query_schedules)
 S_QUERY(s_cmd_audit, mg_query_audit)
 S_QUERY(s_cmd_audit_verify, mg_query_audit_verify)
+S_QUERY(s_cmd_audit_head, mg_query_audit_head)
 S_QUERY(s_cmd_verify, mg_query_verify)
 S_QUERY(s_cmd_events, mg_query_events)
 #undef S_QUERY
@@ -786,6 +787,7 @@ static const struct {
     {MG_CMD_SCHED_RESUME, MG_ROLE_ADMIN, s_cmd_sched_resume},
     {MG_CMD_AUDIT, MG_ROLE_READER, s_cmd_audit},
     {MG_CMD_AUDIT_VERIFY, MG_ROLE_READER, s_cmd_audit_verify},
+    {MG_CMD_AUDIT_HEAD, MG_ROLE_READER, s_cmd_audit_head},
     {MG_CMD_VERIFY, MG_ROLE_READER, s_cmd_verify},
     {MG_CMD_EVENTS, S_RS, s_cmd_events},
     {MG_CMD_FILES, S_RS, s_cmd_files},
