@@ -5,6 +5,11 @@
 #   make demo       start a coordinator and a worker, submit jobs/ad-campaign.yaml, show results
 #   make bench      coordinator throughput figures (bench/)
 #   make SAN=address,undefined test    the same tests under sanitizers (objects in build-san/)
+#   make fuzz       the libFuzzer targets of tests/fuzz/ (job files, kv frames, mg.conf, MGNN model
+#                   files, MIDI) built with clang into build-fuzz/, each run FUZZ_SECONDS (60) under
+#                   ASan+UBSan, printing execs/s and any crash (installs clang: ops/install-deps.sh
+#                   fuzz); FUZZ_TARGETS=kv picks some. Not part of `make test`, which only replays
+#                   each target's corpus once (docs/security.md, "Fuzzing")
 #   make cuda       (part of `make` when nvcc exists) the GPU renderer's test, bench and the worker's
 #                   plugin bin/libmg-wavernn-cuda.so (docs/architecture.md, "Backends"); see
 #                   bench/cuda/README.md for what runs on a GPU machine
@@ -17,7 +22,14 @@
 
 CC      ?= cc
 SAN     ?=
-ifeq ($(SAN),)
+ifeq ($(FUZZ),1)
+# `make fuzz` calls itself with FUZZ=1: the library instrumented for libFuzzer, in build-fuzz/.
+CC       = $(FUZZ_CC)
+BUILD   ?= build-fuzz
+BIN     ?= build-fuzz/bin
+OPT     ?= -O1
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else ifeq ($(SAN),)
 BUILD   ?= build
 OPT     ?= -O2
 else
@@ -42,6 +54,7 @@ COORD_SRC  = $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
 WORKER_SRC = $(filter-out worker/main.c worker/render_test.c,$(wildcard worker/*.c))
 CLI_SRC    = $(wildcard cli/*.c)
 TEST_SRC   = $(wildcard tests/test_*.c)
+FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC  = $(wildcard bench/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -57,7 +70,8 @@ WORKER_TEST_BIN = $(BUILD)/tests/mg-worker-test
 
 PRODUCTS = $(BIN)/mgctl $(BIN)/mg-coordinator $(BIN)/mg-worker
 
-.PHONY: all deps deps-test test test-run demo demo-run bench bench-run bench-model clean cuda
+.PHONY: all deps deps-test deps-fuzz test test-run demo demo-run bench bench-run bench-model clean cuda \
+        fuzz fuzz-run
 all: $(PRODUCTS) cuda
 
 # ---- dependencies -----------------------------------------------------------------
@@ -201,11 +215,45 @@ $(BUILD)/bench/cuda_bench: $(BUILD)/cuda/bench/cuda_bench.o $(CUDA_OBJ) $(LIBMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
+# ---- fuzzing (tests/fuzz/, docs/security.md) ----------------------------------------------
+# Each tests/fuzz/fuzz_<t>.c is built twice: by `make fuzz` with libFuzzer (clang,
+# -fsanitize=fuzzer,address,undefined) into build-fuzz/fuzz_<t>, and by every build with
+# tests/fuzz/driver.c into $(BUILD)/tests/fuzz/fuzz_<t>, the corpus replay `make test` runs.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_SMOKE_BINS = $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
+FUZZ_BINS  = $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_TARGETS))
+
+$(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/driver.o $(TESTLIB_OBJ) \
+                            $(LIBCOORD) $(LIBWORKER) $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+# libFuzzer supplies main; only under FUZZ=1, where $(BUILD) is build-fuzz.
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(LIBMG)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Whether clang links a libFuzzer target here (Debian: clang + libclang-rt-dev).
+FUZZ_PROBE = printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+  $(FUZZ_CC) -x c -fsanitize=fuzzer,address,undefined -o /tmp/mg-fuzz-probe.$$$$ - 2>/dev/null && \
+  rm -f /tmp/mg-fuzz-probe.$$$$
+deps-fuzz: deps
+	@if ! command -v $(FUZZ_CC) >/dev/null || ! ( $(FUZZ_PROBE) ); then \
+	  echo "mg: installing clang and libFuzzer (ops/install-deps.sh fuzz)"; \
+	  sh ops/install-deps.sh fuzz; \
+	  ( $(FUZZ_PROBE) ) || { echo "mg: $(FUZZ_CC) -fsanitize=fuzzer does not link; see ops/install-deps.sh" >&2; exit 1; }; \
+	fi
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+fuzz-run: $(FUZZ_BINS)
+	@sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # ---- test, demo, bench --------------------------------------------------------------
 export MG_BUILD = $(BUILD)
 export MG_BIN = $(BIN)
-test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN) $(CUDA_TEST_BINS) $(CUDA_PLUGIN_INST)
-	@sh tests/run.sh $(TEST_BINS) $(CUDA_TEST_BINS)
+test-run: $(PRODUCTS) $(TEST_BINS) $(WORKER_TEST_BIN) $(CUDA_TEST_BINS) $(CUDA_PLUGIN_INST) $(FUZZ_SMOKE_BINS)
+	@sh tests/run.sh $(TEST_BINS) $(CUDA_TEST_BINS) $(FUZZ_SMOKE_BINS)
 
 demo-run: $(PRODUCTS)
 	@sh ops/demo.sh
@@ -214,6 +262,6 @@ bench-run: $(PRODUCTS) $(BENCH_BINS) $(WORKER_TEST_BIN)
 	@sh bench/run.sh $(BENCH_BINS)
 
 clean:
-	rm -rf $(BUILD) build-san $(BIN)
+	rm -rf $(BUILD) build-san build-fuzz $(BIN)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

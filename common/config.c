@@ -1,8 +1,8 @@
 /* config.c - flag > env > $MG_HOME/mg.conf > default (see config.h). */
 #include "config.h"
 
-#include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,45 +15,98 @@ static mg_kv_t s_file_line;  /* key -> the line number that set it */
 static char s_file_path[4200];
 static int s_loaded;
 
-static char *s_trim(char *s)
+/* Appends "name:line:1: message" (and a newline before it if err holds text already). */
+__attribute__((format(printf, 5, 6)))
+static void s_line_error(char *err, size_t errlen, const char *name, int lineno, const char *fmt, ...)
 {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
+    if (!err || errlen == 0) return;
+    size_t o = strlen(err);
+    if (o + 1 >= errlen) return;
+    int n = snprintf(err + o, errlen - o, "%s%s:%d:1: ", o ? "\n" : "", name, lineno);
+    if (n < 0 || (size_t)n >= errlen - o) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + o + (size_t)n, errlen - o - (size_t)n, fmt, ap);
+    va_end(ap);
 }
 
-int mg_config_reload(void)
+static int s_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+int mg_config_parse_buffer(const char *name, const char *buf, size_t len, char *err, size_t errlen)
 {
     mg_kv_clear(&s_file);
     mg_kv_clear(&s_file_line);
     s_loaded = 1;
-    char *path = s_file_path;
-    snprintf(s_file_path, sizeof s_file_path, "%s/mg.conf", mg_home());
-    FILE *f = fopen(path, "r");
-    if (!f) return 0; /* no file: defaults */
-    char line[4096];
+    snprintf(s_file_path, sizeof s_file_path, "%s", name);
+    if (err && errlen) err[0] = 0;
     int lineno = 0, rc = 0;
-    while (fgets(line, sizeof line, f)) {
+    for (size_t at = 0; at < len;) {
+        const char *line = buf + at;
+        const char *nl = memchr(line, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - line) : len - at;
+        at += n + (nl ? 1 : 0);
         lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = s_trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            fprintf(stderr, "%s:%d:1: expected 'key = value'\n", path, lineno);
+        if (memchr(line, 0, n)) {
+            s_line_error(err, errlen, name, lineno, "the line contains a NUL byte");
             rc = -1;
             continue;
         }
-        *eq = 0;
-        char *k = s_trim(s), *v = s_trim(eq + 1);
-        if (mg_kv_set(&s_file, k, v) != 0 || mg_kv_set_i64(&s_file_line, k, lineno) != 0) {
-            fprintf(stderr, "%s:%d:1: bad key '%s'\n", path, lineno, k);
+        const char *hash = memchr(line, '#', n);
+        if (hash) n = (size_t)(hash - line);
+        const char *eq = memchr(line, '=', n);
+        size_t ks = 0, ke = eq ? (size_t)(eq - line) : n;
+        while (ks < ke && s_space(line[ks])) ks++;
+        while (ke > ks && s_space(line[ke - 1])) ke--;
+        if (!eq) {
+            if (ks == ke) continue; /* blank or a comment */
+            s_line_error(err, errlen, name, lineno, "expected 'key = value'");
+            rc = -1;
+            continue;
+        }
+        size_t vs = (size_t)(eq - line) + 1, ve = n;
+        while (vs < ve && s_space(line[vs])) vs++;
+        while (ve > vs && s_space(line[ve - 1])) ve--;
+        char *k = strndup(line + ks, ke - ks), *v = strndup(line + vs, ve - vs);
+        if (!k || !v || mg_kv_set(&s_file, k, v) != 0 || mg_kv_set_i64(&s_file_line, k, lineno) != 0) {
+            char shown[48];
+            mg_strlcpy(shown, k ? k : "", sizeof shown);
+            for (char *p = shown; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+            s_line_error(err, errlen, name, lineno, "bad key '%s%s' (letters, digits, '_', '.' and '-')", shown,
+                         k && strlen(k) >= sizeof shown ? "..." : "");
             rc = -1;
         }
+        free(k);
+        free(v);
     }
+    return rc;
+}
+
+int mg_config_reload(void)
+{
+    char path[sizeof s_file_path];
+    snprintf(path, sizeof path, "%s/mg.conf", mg_home());
+    mg_kv_clear(&s_file);
+    mg_kv_clear(&s_file_line);
+    s_loaded = 1;
+    snprintf(s_file_path, sizeof s_file_path, "%s", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0; /* no file: defaults */
+    char *buf = malloc(MG_CONFIG_MAX_BYTES + 1);
+    size_t len = buf ? fread(buf, 1, MG_CONFIG_MAX_BYTES + 1, f) : 0;
+    int bad = !buf || ferror(f);
     fclose(f);
+    if (bad || len > MG_CONFIG_MAX_BYTES) {
+        if (bad) fprintf(stderr, "%s:1:1: cannot read the file\n", path);
+        else fprintf(stderr, "%s:1:1: mg.conf is over %d bytes (the limit); its settings are ignored\n", path,
+                     MG_CONFIG_MAX_BYTES);
+        free(buf);
+        return -1;
+    }
+    char err[4096];
+    int rc = mg_config_parse_buffer(path, buf, len, err, sizeof err);
+    free(buf);
+    if (rc != 0) fprintf(stderr, "%s\n", err);
     return rc;
 }
 

@@ -37,8 +37,18 @@ const char *mg_config_source(const char *key, const char *flag_value, const char
 int mg_config_int(const char *key, const char *flag_value, const char *env_name, const char *dflt, long lo,
                   long hi, long *out, char *err, size_t errlen);
 
-/* Re-reads $MG_HOME/mg.conf (done lazily on first mg_config_get). 0, or -1 with a message
- * on stderr naming file:line for a malformed line. */
+/* Re-reads $MG_HOME/mg.conf (done lazily on first mg_config_get) through
+ * mg_config_parse_buffer. 0, or -1 with a message on stderr naming file:line for a malformed
+ * line or a file over MG_CONFIG_MAX_BYTES (whose settings are then all ignored). */
 int mg_config_reload(void);
+
+#define MG_CONFIG_MAX_BYTES (64 * 1024) /* mg.conf is a few dozen lines */
+
+/* Replaces the settings of mg.conf with those of buf (len bytes, need not be NUL-terminated,
+ * may hold anything), read as the file called name (used in messages and by
+ * mg_config_source). Every line is read: a malformed one is skipped and reported, the others
+ * apply. 0, or -1 with one "name:line:1: problem" line per malformed line in err (truncated to
+ * errlen, err may be NULL). */
+int mg_config_parse_buffer(const char *name, const char *buf, size_t len, char *err, size_t errlen);
 
 #endif

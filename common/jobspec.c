@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "emotion.h"
@@ -40,6 +41,14 @@ _Static_assert(S_MAX_FILE_BYTES + (64u << 10) <= MG_MAX_MESSAGE_BYTES, "a job fi
 #define S_MAX_INSTRUMENTS_JOINED 511
 #define S_MAX_STEMS_JOINED 255
 #define S_MAX_KEY_LEN 31
+/* Bounds on the work and memory an untrusted file can cost (docs/jobs.md, "Limits"). A job file
+ * nests about 6 deep (cues > cue > emotions); libyaml's scanner costs O(depth) per token, so a
+ * deep file would cost O(depth^2): the depth is checked at every collection start. A
+ * 100,000-render file with explicit seeds is about 400,000 nodes. The error list stops growing
+ * at S_MAX_ERRORS (the rest are counted): more lines help nobody and cost memory. */
+#define S_MAX_DEPTH 32
+#define S_MAX_NODES 1000000
+#define S_MAX_ERRORS 1000
 
 /* ---- arena: every tree node, string and scratch array of one parse -------------------- */
 
@@ -118,11 +127,14 @@ typedef struct {
     s_arena_t arena;
     s_err_t *errs;          /* malloc'd */
     size_t n_errs, cap_errs;
+    size_t n_dropped;       /* errors past S_MAX_ERRORS, counted only */
+    size_t n_nodes;         /* tree nodes made so far (S_MAX_NODES) */
 } s_ctx_t;
 
 __attribute__((format(printf, 4, 5)))
 static void s_error_at(s_ctx_t *c, int line, int col, const char *fmt, ...)
 {
+    if (c->n_errs >= S_MAX_ERRORS) { c->n_dropped++; return; }
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -165,6 +177,7 @@ static const char *s_show(const char *s, size_t len, char *buf, size_t buflen)
 
 static s_node_t *s_new_node(s_ctx_t *c, int type, yaml_mark_t m)
 {
+    c->n_nodes++;
     s_node_t *n = s_alloc(&c->arena, sizeof *n);
     if (!n) return NULL;
     memset(n, 0, sizeof *n);
@@ -288,6 +301,13 @@ static s_node_t *s_load(s_ctx_t *c, const char *buf, size_t len)
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT: {
             int seq = ev.type == YAML_SEQUENCE_START_EVENT;
+            if (n_open >= S_MAX_DEPTH) {
+                s_error_at(c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                           "lists and mappings are nested more than %d deep here; a job file needs "
+                           "about 6 levels (limit: %d)", S_MAX_DEPTH, S_MAX_DEPTH);
+                done = failed = 1;
+                break;
+            }
             s_node_t *n = s_new_node(c, seq ? S_SEQ : S_MAP, ev.start_mark);
             if (!n) break;
             s_anchor_error(c, seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor,
@@ -331,8 +351,16 @@ static s_node_t *s_load(s_ctx_t *c, const char *buf, size_t len)
         default:
             break;
         }
+        if (c->n_nodes > S_MAX_NODES && !failed) {
+            s_error_at(c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                       "more than %d values, lists and mappings; a job file of 100,000 renders needs "
+                       "about 400,000 (limit: %d nodes; split the file into several jobs)",
+                       S_MAX_NODES, S_MAX_NODES);
+            done = failed = 1;
+        }
         yaml_event_delete(&ev);
         if (c->arena.oom) { failed = 1; break; }
+        if (failed) break;
         if (!made) continue;
         if (n_open == 0) {
             root = made;
@@ -633,6 +661,7 @@ static const char *s_closest(const char *const *set, const char *k)
 
 static void s_unknown_key(s_ctx_t *c, const s_node_t *k, const char *const *set, const char *where)
 {
+    if (c->n_errs >= S_MAX_ERRORS) { c->n_dropped++; return; } /* no hint is shown: skip the search */
     char sh[64];
     const char *key = s_show(k->text, k->len, sh, sizeof sh);
     if (strlen(k->text) != k->len) { /* an escaped NUL: no hint can be right */
@@ -675,28 +704,54 @@ static void s_unknown_key(s_ctx_t *c, const s_node_t *k, const char *const *set,
     s_error(c, k, "unknown key '%s' in %s (expected one of: %s)", key, where, list);
 }
 
+/* Scalar keys sorted by text, then position, so equal keys sit together with the first one
+ * in front: duplicates cost O(n log n) however many keys a hostile mapping has. */
+typedef struct { const s_node_t *k; size_t i; } s_keyref_t;
+
+static int s_cmp_keyref(const void *a, const void *b)
+{
+    const s_keyref_t *x = a, *y = b;
+    if (x->k->len != y->k->len) return x->k->len < y->k->len ? -1 : 1;
+    int r = memcmp(x->k->text, y->k->text, x->k->len);
+    if (r) return r;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
 /* Reports non-text keys, unknown keys and duplicate keys of a mapping. */
 static void s_check_keys(s_ctx_t *c, const s_node_t *map, const char *const *set, const char *where)
 {
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const s_node_t *k = map->kids[i];
+    size_t n_keys = map->n / 2;
+    /* first[p]: the key that key p repeats, or NULL (every scalar key counts as a first one,
+     * a tagged one too, as when the keys were compared pairwise) */
+    const s_node_t **first = n_keys ? s_alloc(&c->arena, n_keys * sizeof *first) : NULL;
+    s_keyref_t *refs = n_keys ? s_alloc(&c->arena, n_keys * sizeof *refs) : NULL;
+    if (n_keys && (!first || !refs)) return;
+    size_t n_refs = 0;
+    for (size_t p = 0; p < n_keys; p++) {
+        first[p] = NULL;
+        if (map->kids[2 * p]->type == S_SCALAR) refs[n_refs++] = (s_keyref_t){map->kids[2 * p], p};
+    }
+    qsort(refs, n_refs, sizeof *refs, s_cmp_keyref);
+    for (size_t r = 1, f = 0; r < n_refs; r++) {
+        if (refs[r].k->len == refs[f].k->len && memcmp(refs[r].k->text, refs[f].k->text, refs[f].k->len) == 0)
+            first[refs[r].i] = refs[f].k;
+        else
+            f = r;
+    }
+    for (size_t p = 0; p < n_keys; p++) {
+        const s_node_t *k = map->kids[2 * p];
         if (S_SKIP(k)) continue;
         if (k->type != S_SCALAR) {
             s_error(c, k, "keys in %s must be words, got %s", where, k->type == S_SEQ ? "a list" : "a mapping");
             continue;
         }
-        int dup = 0;
-        for (size_t j = 0; j < i; j += 2) {
-            const s_node_t *f = map->kids[j];
-            if (f->type == S_SCALAR && f->len == k->len && memcmp(f->text, k->text, k->len) == 0) {
-                char sh[64];
-                s_error(c, k, "duplicate key '%s' (first at line %d)", s_show(k->text, k->len, sh, sizeof sh),
-                        f->line);
-                dup = 1;
-                break;
-            }
+        if (first[p]) {
+            char sh[64];
+            s_error(c, k, "duplicate key '%s' (first at line %d)", s_show(k->text, k->len, sh, sizeof sh),
+                    first[p]->line);
+        } else if (strlen(k->text) != k->len || !s_in(set, k->text)) {
+            s_unknown_key(c, k, set, where);
         }
-        if (!dup && (strlen(k->text) != k->len || !s_in(set, k->text))) s_unknown_key(c, k, set, where);
     }
 }
 
@@ -1482,12 +1537,19 @@ static void s_format_errors(s_ctx_t *c, char *err, size_t errlen)
         size_t n = strlen(line);
         if (o + n + 1 > errlen) {
             if (o == 0) { mg_strlcpy(err, line, errlen); return; }
-            snprintf(line, sizeof line, "\n%s: %zu more errors not shown", c->src, c->n_errs - i);
+            snprintf(line, sizeof line, "\n%s: %zu more errors not shown", c->src,
+                     c->n_errs - i + c->n_dropped);
             if (o + strlen(line) + 1 <= errlen) memcpy(err + o, line, strlen(line) + 1);
             return;
         }
         memcpy(err + o, line, n + 1);
         o += n;
+    }
+    if (c->n_dropped) {
+        char line[256];
+        snprintf(line, sizeof line, "\n%s: %zu more errors not shown (only the first %d found are listed)", c->src,
+                 c->n_dropped, S_MAX_ERRORS);
+        if (o + strlen(line) + 1 <= errlen) memcpy(err + o, line, strlen(line) + 1);
     }
 }
 
@@ -1499,7 +1561,8 @@ int mg_job_parse_buffer(const char *name, const char *buf, size_t len, mg_job_t 
     if (!name) name = "<job>";
     s_ctx_t c = {.src = name};
     if (len > S_MAX_FILE_BYTES) {
-        s_error_at(&c, 1, 1, "job file is %zu bytes; at most %u allowed", len, S_MAX_FILE_BYTES);
+        s_error_at(&c, 1, 1, "the job file is %zu bytes; the limit is %u bytes (8 MiB - 64 KiB): "
+                   "split it into several jobs", len, S_MAX_FILE_BYTES);
     } else {
         size_t bad = s_utf8_first_bad((const unsigned char *)buf, len);
         s_node_t *root = NULL;
@@ -1531,13 +1594,53 @@ int mg_job_parse_buffer(const char *name, const char *buf, size_t len, mg_job_t 
     return rc;
 }
 
+/* Reads at most S_MAX_FILE_BYTES + 1 bytes of path (malloc'd, NUL-terminated), so a huge file
+ * (or /dev/zero) is refused by mg_job_parse_buffer's size check without being read whole.
+ * NULL with errno on failure. */
+static char *s_read_bounded(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 65536, n = 0, max = (size_t)S_MAX_FILE_BYTES + 1;
+    char *buf = malloc(cap + 1);
+    while (buf && n < max) {
+        size_t want = (cap < max ? cap : max) - n;
+        size_t got = fread(buf + n, 1, want, f);
+        n += got;
+        if (got < want) break;
+        if (n == cap && cap < max) {
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) { free(buf); buf = NULL; }
+            else buf = nb;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) { errno = ENOMEM; return NULL; }
+    if (bad) { free(buf); errno = EIO; return NULL; }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
 int mg_job_parse_file(const char *path, mg_job_t **job_out, char *err, size_t errlen)
 {
     *job_out = NULL;
     size_t len;
-    char *buf = mg_read_file(path, &len);
+    char *buf = s_read_bounded(path, &len);
     if (!buf) {
         mg_set_error(err, errlen, "%s: cannot read the job file: %s", path, strerror(errno));
+        return -1;
+    }
+    if (len > S_MAX_FILE_BYTES) { /* name the real size when there is one (not a pipe) */
+        struct stat st;
+        char size[64];
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) snprintf(size, sizeof size, "%lld", (long long)st.st_size);
+        else snprintf(size, sizeof size, "more than %u", S_MAX_FILE_BYTES);
+        mg_set_error(err, errlen, "%s:1:1: the job file is %s bytes; the limit is %u bytes (8 MiB - 64 KiB): "
+                     "split it into several jobs", path, size, S_MAX_FILE_BYTES);
+        free(buf);
         return -1;
     }
     int rc = mg_job_parse_buffer(path, buf, len, job_out, err, errlen);

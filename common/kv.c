@@ -145,19 +145,88 @@ char *mg_kv_encode(const mg_kv_t *kv, size_t *len)
     return out;
 }
 
+/* Decoded lines are appended without a look-up, then repeated keys are merged in one sort:
+ * mg_kv_set's linear search per line would make a frame of n distinct keys cost O(n^2) (an
+ * 8 MiB frame of a million keys froze the coordinator for minutes). */
+typedef struct { const char *key; size_t i; } s_ref_t;
+
+static int s_cmp_ref(const void *a, const void *b)
+{
+    const s_ref_t *x = a, *y = b;
+    int r = strcmp(x->key, y->key);
+    return r ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Repeated keys as mg_kv_set would leave them: the first one's place, the last one's value. */
+static int s_merge_repeats(mg_kv_t *kv)
+{
+    if (kv->n < 2) return 0;
+    s_ref_t *refs = malloc(kv->n * sizeof *refs);
+    if (!refs) return -1;
+    for (size_t i = 0; i < kv->n; i++) refs[i] = (s_ref_t){kv->pairs[i].key, i};
+    qsort(refs, kv->n, sizeof *refs, s_cmp_ref);
+    int any = 0;
+    for (size_t r = 0; r < kv->n;) {
+        size_t e = r + 1;
+        while (e < kv->n && strcmp(refs[e].key, refs[r].key) == 0) e++;
+        if (e - r > 1) {
+            mg_kv_pair_t *keep = &kv->pairs[refs[r].i], *last = &kv->pairs[refs[e - 1].i];
+            char *v = last->value;
+            last->value = keep->value;
+            keep->value = v;
+            for (size_t d = r + 1; d < e; d++) {
+                mg_kv_pair_t *p = &kv->pairs[refs[d].i];
+                free(p->key);
+                free(p->value);
+                p->key = p->value = NULL;
+            }
+            any = 1;
+        }
+        r = e;
+    }
+    free(refs);
+    if (any) {
+        size_t o = 0;
+        for (size_t i = 0; i < kv->n; i++)
+            if (kv->pairs[i].key) kv->pairs[o++] = kv->pairs[i];
+        kv->n = o;
+    }
+    return 0;
+}
+
+static int s_append(mg_kv_t *kv, const char *key, size_t kl, const char *val, size_t vl)
+{
+    if (kv->n == kv->cap) {
+        size_t cap = kv->cap ? kv->cap * 2 : 8;
+        mg_kv_pair_t *np = realloc(kv->pairs, cap * sizeof *np);
+        if (!np) return -1;
+        kv->pairs = np;
+        kv->cap = cap;
+    }
+    char *k = malloc(kl + 1), *v = malloc(vl + 1);
+    if (!k || !v) { free(k); free(v); return -1; }
+    memcpy(k, key, kl);
+    k[kl] = 0;
+    memcpy(v, val, vl);
+    v[vl] = 0;
+    kv->pairs[kv->n].key = k;
+    kv->pairs[kv->n].value = v;
+    kv->n++;
+    return 0;
+}
+
 int mg_kv_decode(mg_kv_t *kv, const char *buf, size_t len)
 {
     mg_kv_clear(kv);
     size_t i = 0;
-    char *val = malloc(len + 1), *key = malloc(len + 1);
-    if (!val || !key) { free(val); free(key); return -1; }
+    char *val = malloc(len + 1);
+    if (!val) return -1;
     int rc = 0;
     while (i < len) {
         size_t ks = i;
         while (i < len && buf[i] != '=' && buf[i] != '\n') i++;
         if (i >= len || buf[i] != '=' || !s_key_ok(buf + ks, i - ks)) { rc = -1; break; }
-        memcpy(key, buf + ks, i - ks);
-        key[i - ks] = 0;
+        size_t kl = i - ks;
         i++;
         size_t vn = 0;
         while (i < len && buf[i] != '\n') {
@@ -172,12 +241,11 @@ int mg_kv_decode(mg_kv_t *kv, const char *buf, size_t len)
             val[vn++] = c;
         }
         if (rc) break;
-        val[vn] = 0;
         if (i < len) i++; /* the newline; a last line without one is accepted */
-        if (mg_kv_set(kv, key, val) != 0) { rc = -1; break; }
+        if (s_append(kv, buf + ks, kl, val, vn) != 0) { rc = -1; break; }
     }
     free(val);
-    free(key);
+    if (rc == 0) rc = s_merge_repeats(kv);
     if (rc) mg_kv_clear(kv);
     return rc;
 }

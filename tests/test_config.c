@@ -83,11 +83,40 @@ static void test_int_errors_name_the_source(void **state)
     assert_int_equal(mg_config_int("max_attempts", "x", NULL, "3", 1, 100, &v, NULL, 0), -1);
 }
 
+/* The parser behind mg_config_reload, from memory (as tests/fuzz/fuzz_config.c drives it): every
+ * line is read, a bad one is named and skipped; a NUL, CRLF and a 10,000-byte value are fine. */
+static void test_parse_buffer(void **state)
+{
+    (void)state;
+    char err[1024], src[256];
+    static char text[12000];
+    size_t o = (size_t)snprintf(text, sizeof text, "endpoint = tcp://x:1\r\nno equals sign\n= 5\nbad key! = 1\n");
+    text[o++] = 'a';
+    text[o++] = 0;
+    o += (size_t)snprintf(text + o, sizeof text - o, "=1\nlong = ");
+    memset(text + o, 'v', 10000);
+    o += 10000;
+    o += (size_t)snprintf(text + o, sizeof text - o, "\nlast=1");
+    assert_int_equal(mg_config_parse_buffer("x.conf", text, o, err, sizeof err), -1);
+    assert_string_equal(err, "x.conf:2:1: expected 'key = value'\n"
+                             "x.conf:3:1: bad key '' (letters, digits, '_', '.' and '-')\n"
+                             "x.conf:4:1: bad key 'bad key!' (letters, digits, '_', '.' and '-')\n"
+                             "x.conf:5:1: the line contains a NUL byte");
+    assert_string_equal(mg_config_get("endpoint", NULL, NULL, "d"), "tcp://x:1");
+    assert_int_equal(strlen(mg_config_get("long", NULL, NULL, "d")), 10000);
+    assert_string_equal(mg_config_get("last", NULL, NULL, "d"), "1");
+    assert_string_equal(mg_config_source("last", NULL, NULL, src, sizeof src), "x.conf:7");
+    assert_int_equal(mg_config_parse_buffer("y.conf", "", 0, NULL, 0), 0);
+    assert_string_equal(mg_config_get("endpoint", NULL, NULL, "d"), "d");
+    assert_int_equal(mg_config_reload(), 0); /* back to the test's mg.conf */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_int_errors_name_the_source),
+        cmocka_unit_test(test_parse_buffer),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

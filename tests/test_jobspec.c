@@ -607,6 +607,151 @@ static void test_parse_10k_renders(void **state)
     free(buf);
 }
 
+/* ---- limits: what a hostile file can cost ------------------------------------------------------ */
+
+/* Parses buf (len bytes), expects a refusal whose first line is first_line, and returns the
+ * time it took in ms. */
+static double s_refused(const char *what, const char *buf, size_t len, const char *first_line)
+{
+    static char err[1 << 16];
+    mg_job_t *job = (mg_job_t *)1;
+    double t0 = mg_test_now_ms();
+    int rc = mg_job_parse_buffer("t.yaml", buf, len, &job, err, sizeof err);
+    double dt = mg_test_now_ms() - t0;
+    size_t n = strcspn(err, "\n");
+    if (rc != -1 || strncmp(err, first_line, n) != 0 || strlen(first_line) != n)
+        fprintf(stderr, "%s:\n  got:      %.*s\n  expected: %s\n", what, (int)n, err, first_line);
+    assert_int_equal(rc, -1);
+    assert_null(job);
+    assert_int_equal(strncmp(err, first_line, n), 0);
+    assert_int_equal(strlen(first_line), n);
+    printf("jobspec: %s (%zu bytes) refused in %.2f ms\n", what, len, dt);
+    return dt;
+}
+
+/* 200 KB and 800 KB of "[[[...]]]" and "{a: {a: ...}}": libyaml's scanner costs O(depth) per
+ * token, so before the depth limit these took 29 s and minutes. Refused at level 33. */
+static void test_limit_nesting(void **state)
+{
+    (void)state;
+    size_t cap = 800001;
+    char *buf = malloc(cap + 8);
+    for (int big = 0; big < 2; big++) {
+        size_t n = big ? 400000 : 100000, o = 0;
+        memset(buf, '[', n);
+        memset(buf + n, ']', n);
+        assert_true(s_refused(big ? "nested lists, 800 KB" : "nested lists, 200 KB", buf, 2 * n,
+                              "t.yaml:1:33: lists and mappings are nested more than 32 deep here; a job "
+                              "file needs about 6 levels (limit: 32)") < 100.0);
+        size_t levels = n * 2 / 5;
+        for (size_t i = 0; i < levels; i++) { memcpy(buf + o, "{a: ", 4); o += 4; }
+        buf[o++] = '1';
+        memset(buf + o, '}', levels);
+        o += levels;
+        assert_true(s_refused(big ? "nested mappings, 800 KB" : "nested mappings, 200 KB", buf, o,
+                              "t.yaml:1:129: lists and mappings are nested more than 32 deep here; a job "
+                              "file needs about 6 levels (limit: 32)") < 100.0);
+    }
+    /* Block style counts the same; 32 levels are still only a validation matter. */
+    size_t o = (size_t)sprintf(buf, "campaign: c\ncues:\n  - name: a\n    prompt: p\n    instruments:\n");
+    for (int d = 0; d < 28; d++) o += (size_t)sprintf(buf + o, "%*s-\n", 6 + 2 * d, "");
+    o += (size_t)sprintf(buf + o, "%*s- x\n", 62, "");
+    s_refused("32 levels", buf, o, "t.yaml:7:9: 'instruments' must be a string, got a list");
+    o = (size_t)sprintf(buf, "campaign: c\ncues:\n  - name: a\n    prompt: p\n    instruments:\n");
+    for (int d = 0; d < 29; d++) o += (size_t)sprintf(buf + o, "%*s-\n", 6 + 2 * d, "");
+    o += (size_t)sprintf(buf + o, "%*s- x\n", 64, "");
+    s_refused("33 levels", buf, o, "t.yaml:35:65: lists and mappings are nested more than 32 deep here; a "
+                                   "job file needs about 6 levels (limit: 32)");
+    free(buf);
+}
+
+/* Anchors and aliases are refused, never expanded: the "billion laughs" (each alias stands
+ * for nine copies of the one before) costs what its bytes cost. */
+static void test_limit_alias_bomb(void **state)
+{
+    (void)state;
+    char *buf = malloc(1 << 20);
+    /* under a cue field, so the anchor is the first problem in the file */
+    size_t o = (size_t)sprintf(buf, "campaign: lol\ncues:\n  - name: a\n    prompt: p\n    instruments:\n"
+                                    "      - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (int i = 1; i < 10; i++)
+        o += (size_t)sprintf(buf + o, "      - &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", i,
+                             i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+    o += (size_t)sprintf(buf + o, "  - name: b\n    prompt: p\n    instruments: *l9\n");
+    assert_true(s_refused("billion laughs", buf, o,
+                          "t.yaml:6:9: anchor '&l0': anchors and aliases are not supported in job files; "
+                          "use 'defaults:' for shared cue settings") < 100.0);
+    /* 1 MiB of aliases: one error each would be 100,000 lines; 1000 are kept, the rest counted. */
+    o = (size_t)sprintf(buf, "campaign: &a c\ncues: [");
+    while (o < (1 << 20) - 16) o += (size_t)sprintf(buf + o, "*a, ");
+    o += (size_t)sprintf(buf + o, "*a]\n");
+    static char err[1 << 20];
+    mg_job_t *job = NULL;
+    double t0 = mg_test_now_ms();
+    assert_int_equal(mg_job_parse_buffer("t.yaml", buf, o, &job, err, sizeof err), -1);
+    double dt = mg_test_now_ms() - t0;
+    printf("jobspec: 1 MiB of aliases refused in %.1f ms\n", dt);
+    assert_true(dt < 1000.0);
+    const char *last = strrchr(err, '\n');
+    assert_non_null(last);
+    assert_non_null(strstr(last, "more errors not shown (only the first 1000 found are listed)"));
+    free(buf);
+}
+
+/* The size limit is checked before libyaml sees a byte, for a buffer (the coordinator's
+ * SUBMIT) and for a file (mgctl), which is not read whole. */
+static void test_limit_size(void **state)
+{
+    (void)state;
+    size_t max = (8u << 20) - (64u << 10);
+    char *buf = malloc(max + 2);
+    memset(buf, '[', max + 1);
+    buf[max + 1] = 0;
+    char expect[256];
+    snprintf(expect, sizeof expect, "t.yaml:1:1: the job file is %zu bytes; the limit is %zu bytes "
+             "(8 MiB - 64 KiB): split it into several jobs", max + 1, max);
+    assert_true(s_refused("a file over the size limit", buf, max + 1, expect) < 100.0);
+    free(buf);
+
+    char path[512], err[1024], expect2[1024];
+    mg_test_temp_write("jobsize", ".yaml", "campaign: c\n", 12, path, sizeof path);
+    assert_int_equal(truncate(path, 1LL << 30), 0); /* 1 GiB, sparse */
+    mg_job_t *job = NULL;
+    double t0 = mg_test_now_ms();
+    assert_int_equal(mg_job_parse_file(path, &job, err, sizeof err), -1);
+    double dt = mg_test_now_ms() - t0;
+    unlink(path);
+    snprintf(expect2, sizeof expect2, "%s:1:1: the job file is 1073741824 bytes; the limit is %zu bytes "
+             "(8 MiB - 64 KiB): split it into several jobs", path, max);
+    assert_string_equal(err, expect2);
+    printf("jobspec: a 1 GiB job file refused in %.1f ms\n", dt);
+    assert_true(dt < 500.0);
+}
+
+/* Duplicate keys are found by sorting: a mapping of 100,000 keys costs O(n log n), not the
+ * 5 * 10^9 comparisons of checking each key against every one before it. */
+static void test_limit_many_keys(void **state)
+{
+    (void)state;
+    size_t cap = 2u << 20, o = 0;
+    char *buf = malloc(cap);
+    o += (size_t)sprintf(buf + o, "campaign: c\ncues:\n  - name: a\n    prompt: p\n");
+    for (int i = 0; i < 100000; i++) o += (size_t)sprintf(buf + o, "    k%d: 1\n", i);
+    o += (size_t)sprintf(buf + o, "    k7: 2\n");
+    double dt = s_refused("a cue of 100,000 unknown keys", buf, o,
+                          "t.yaml:5:5: unknown key 'k0' in a cue (expected one of: name, prompt, emotions, "
+                          "duration, variations, seeds, tempo, key, instruments, stems, loop)");
+    assert_true(dt < 1000.0);
+    /* 1,000,001 nodes: refused at the node that passes the limit. */
+    o = (size_t)sprintf(buf, "campaign: c\ncues: [");
+    for (int i = 0; i < 1000000; i++) { memcpy(buf + o, "a,", 2); o += 2; }
+    o += (size_t)sprintf(buf + o, "a]\n");
+    s_refused("1,000,001 nodes", buf, o,
+              "t.yaml:2:1999998: more than 1000000 values, lists and mappings; a job file of 100,000 renders "
+              "needs about 400,000 (limit: 1000000 nodes; split the file into several jobs)");
+    free(buf);
+}
+
 /* ---- formats ----------------------------------------------------------------------------------- */
 
 /* output.deliver, loop, loudness normalisation by default, keys from other tools. */
@@ -986,6 +1131,33 @@ static void test_kv_roundtrip(void **state)
     mg_kv_clear(&back);
 }
 
+/* A frame of many keys costs what its bytes cost: repeated keys are merged after one sort (the
+ * first one's place, the last one's value, as mg_kv_set does), not by a search per line. */
+static void test_kv_many_keys(void **state)
+{
+    (void)state;
+    mg_kv_t kv;
+    mg_kv_init(&kv);
+    assert_int_equal(mg_kv_decode(&kv, "a=1\nb=2\na=3\nc=4\nb=5\na=6\n", 24), 0);
+    assert_int_equal(kv.n, 3);
+    assert_string_equal(kv.pairs[0].key, "a");
+    assert_string_equal(kv.pairs[0].value, "6");
+    assert_string_equal(kv.pairs[1].key, "b");
+    assert_string_equal(kv.pairs[1].value, "5");
+    assert_string_equal(kv.pairs[2].key, "c");
+    size_t cap = 8u << 20, o = 0;
+    char *buf = malloc(cap);
+    for (int i = 0; o + 32 < cap; i++) o += (size_t)sprintf(buf + o, "k%d=%d\n", i, i);
+    double t0 = mg_test_now_ms();
+    assert_int_equal(mg_kv_decode(&kv, buf, o), 0);
+    double dt = mg_test_now_ms() - t0;
+    printf("kv: decode an 8 MiB frame of %zu distinct keys: %.1f ms (a search per line made it quadratic: minutes)\n", kv.n, dt);
+    assert_string_equal(mg_kv_get(&kv, "k12345"), "12345");
+    assert_true(dt < 5000.0);
+    mg_kv_clear(&kv);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1171,10 @@ int main(void)
         cmocka_unit_test(test_seed_derive),
         cmocka_unit_test(test_canonical),
         cmocka_unit_test(test_parse_10k_renders),
+        cmocka_unit_test(test_limit_nesting),
+        cmocka_unit_test(test_limit_alias_bomb),
+        cmocka_unit_test(test_limit_size),
+        cmocka_unit_test(test_limit_many_keys),
         cmocka_unit_test(test_formats),
         cmocka_unit_test(test_deliver_and_loop),
         cmocka_unit_test(test_emotions),
@@ -1006,6 +1182,7 @@ int main(void)
         cmocka_unit_test(test_renderspec_rejects),
         cmocka_unit_test(test_job_to_spec_fits),
         cmocka_unit_test(test_kv_roundtrip),
+        cmocka_unit_test(test_kv_many_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
