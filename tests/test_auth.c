@@ -28,21 +28,6 @@ static const char *s_job =
     "cues:\n"
     "  - name: a\n    prompt: \"calm piano\"\n    emotions: [calm]\n    duration: 1\n    variations: 1\n";
 
-/* Waits for text in HOME/<name>.log; fails after timeout_ms. */
-static void s_wait_log(const mg_test_farm_t *f, const char *name, const char *text, int timeout_ms)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s.log", f->home, name);
-    for (int t = 0; t < timeout_ms; t += 20) {
-        size_t len = 0;
-        char *log = mg_read_file(path, &len);
-        int found = log && strstr(log, text);
-        free(log);
-        if (found) return;
-        mg_test_sleep_ms(20);
-    }
-    fail_msg("no '%s' in %s within %d ms", text, path, timeout_ms);
-}
 
 /* `mgctl keys add NAME --role ROLE --out HOME` on the farm's MG_HOME. */
 static void s_key(mg_test_farm_t *f, const char *name, const char *role)
@@ -72,7 +57,7 @@ static int s_setup(void **state)
     s_key(f, "w2", "worker");
     static const char *const args[] = {"--heartbeat-ms", "100", "--liveness", "3", "--lease-ms", "5000", NULL};
     mg_test_farm_start_coordinator(f, args, NULL);
-    s_wait_log(f, "coordinator", "CURVE, keys in the allow-list only", 5000);
+    mg_test_farm_wait_log(f, "coordinator", "CURVE, keys in the allow-list only", 5000);
     mg_test_farm_write(f, "job.yaml", s_job);
     *state = f;
     return 0;
@@ -94,7 +79,7 @@ static void test_unknown_peers_get_nothing(void **state)
     assert_int_equal(mg_test_sh("%s", cmd), 0);
     st = s_as(f, "stranger", out, sizeof out, "ping");
     assert_int_equal(st, 3);
-    s_wait_log(f, "coordinator", "key not in the allow-list", 2000);
+    mg_test_farm_wait_log(f, "coordinator", "key not in the allow-list", 2000);
     /* The known key is served by the same coordinator. */
     assert_int_equal(s_as(f, "rd", out, sizeof out, "ping"), 0);
 }
@@ -136,7 +121,7 @@ static void test_roles(void **state)
     const char *env[] = {key, pub, NULL};
     const char *args[] = {"--heartbeat-ms", "100", "--liveness", "3", "--name", "impostor", NULL};
     int wi = mg_test_farm_start_worker(f, "impostor", args, env);
-    s_wait_log(f, "coordinator", "from key 'sub' (role submitter): forbidden, needs role worker", 5000);
+    mg_test_farm_wait_log(f, "coordinator", "from key 'sub' (role submitter): forbidden, needs role worker", 5000);
     mg_test_sleep_ms(300);
     assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'leased'"), 0);
     assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM workers WHERE name = 'impostor'"), 0);
@@ -164,7 +149,7 @@ static void test_revoke_worker(void **state)
     fprintf(stderr, "revocation: lease back in the queue %.0f ms after `mgctl keys revoke`\n", took);
     assert_true(took < 2000);
     assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'queued'"), 1);
-    s_wait_log(f, "coordinator", "worker w1 key revoked", 1000);
+    mg_test_farm_wait_log(f, "coordinator", "worker w1 key revoked", 1000);
     /* It stays out: nothing is leased to it again. */
     mg_test_sleep_ms(600);
     assert_int_equal(mg_test_farm_sql_int(f, "SELECT count(*) FROM renders WHERE state = 'leased'"), 0);

@@ -50,23 +50,6 @@ static int s_setup(void **state)
     return 0;
 }
 
-/* Waits until HOME/<name>.log has a line with text, or fails the test after timeout_ms. The
- * database shows a lease once the coordinator has committed it, which can be before the worker
- * has read the LEASE: a signal meant for a worker that is rendering waits for its log line. */
-static void s_wait_log(const mg_test_farm_t *f, const char *name, const char *text, int timeout_ms)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s.log", f->home, name);
-    for (int t = 0; t < timeout_ms; t += 20) {
-        size_t len = 0;
-        char *log = mg_read_file(path, &len);
-        int found = log && strstr(log, text);
-        free(log);
-        if (found) return;
-        mg_test_sleep_ms(20);
-    }
-    fail_msg("no '%s' in %s within %d ms", text, path, timeout_ms);
-}
 
 static const char *s_job4 =
     "campaign: itest\n"
@@ -179,7 +162,7 @@ static void test_worker_sigstop_late_result_rejected(void **state)
     assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
     mg_test_farm_wait_sql(f, 1, 5000,
                           "SELECT count(*) FROM renders WHERE state = 'leased' AND lease_worker = 'worker-0'");
-    s_wait_log(f, "worker-0", "leased render 1 ", 5000);
+    mg_test_farm_wait_log(f, "worker-0", "leased render 1 ", 5000);
     kill(f->workers[a], SIGSTOP);
     /* Past heartbeat x liveness: the coordinator declares worker-0 lost, worker-1 renders. */
     const char *fast[] = {"MG_TEST_RENDER_MS=50", NULL};
@@ -374,7 +357,7 @@ static void test_worker_sigterm_drains(void **state)
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
     assert_int_equal(mg_test_farm_mgctl(f, NULL, 0, NULL, "submit '%s'", path), 0);
     mg_test_farm_wait_sql(f, 1, 5000, "SELECT count(*) FROM renders WHERE state = 'leased'");
-    s_wait_log(f, "worker-0", "leased render 1 ", 5000);
+    mg_test_farm_wait_log(f, "worker-0", "leased render 1 ", 5000);
     kill(f->workers[a], SIGTERM);
     int st = 0;
     assert_int_equal(waitpid(f->workers[a], &st, 0), f->workers[a]);

@@ -669,6 +669,21 @@ void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...)
     mg_test_db_close(&db);
 }
 
+void mg_test_farm_wait_log(const mg_test_farm_t *f, const char *name, const char *text, int timeout_ms)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s.log", f->home, name);
+    for (int t = 0; t < timeout_ms; t += 20) {
+        size_t len = 0;
+        char *log = mg_read_file(path, &len);
+        int found = log && strstr(log, text);
+        free(log);
+        if (found) return;
+        mg_test_sleep_ms(20);
+    }
+    fail_msg("no '%s' in %s within %d ms", text, path, timeout_ms);
+}
+
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql)
 {
     int64_t got = -2;

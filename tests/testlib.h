@@ -239,6 +239,10 @@ void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...) __attr
 /* Polls the query sql every 20 ms until its first value is want; after timeout_ms fails the
  * test, naming the query, the last value and where the logs are. */
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql);
+/* Waits until HOME/<name>.log holds text, or fails the running test after timeout_ms. The
+ * database shows a lease once the coordinator has committed it, which can be before the worker
+ * has read the LEASE: a signal meant for a worker that is rendering waits for its log line. */
+void mg_test_farm_wait_log(const mg_test_farm_t *f, const char *name, const char *text, int timeout_ms);
 #endif
 
 #endif
