@@ -58,6 +58,8 @@ static const s_rule_t s_rules[] = {
     {S_IN_CODE, "mg_prov_append", "a provenance write (takes a connection)", S_SQL_FILES},
     {S_IN_CODE, "mg_prov_verify", "a provenance read (takes a connection)", S_SQL_FILES},
     {S_IN_CODE, "mg_prov_head", "a provenance read (takes a connection)", S_SQL_FILES},
+    {S_IN_CODE, "mg_prov_contains", "a provenance read (takes a connection)", S_SQL_FILES},
+    {S_IN_CODE, "mg_prov_record_signature", "a provenance read (takes a connection)", S_SQL_FILES},
 };
 
 static const char *const s_dirs[] = {"coordinator", "cli", "worker", "common"};
