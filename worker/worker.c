@@ -518,6 +518,10 @@ int mg_worker_run(mg_worker_t *w)
             rc = 1;
             break;
         }
+        /* Back from a stop (SIGSTOP, a suspended VM): whatever queued meanwhile is old news, and
+         * no lease is kept alive again before its render thread has reported afresh. */
+        if (mg_mono_ms() - now > timeout + (heartbeat_ms > 200 ? heartbeat_ms : 200))
+            for (int i = 0; i < MG_WORKER_MAX_CAPACITY; i++) w->slots[i].keepalive = 0;
         if (items[0].revents & ZMQ_POLLIN) {
             char sink[64];
             while (read(w->wake[0], sink, sizeof sink) > 0) {
