@@ -625,48 +625,49 @@ sqlite3 *mg_test_farm_db(const mg_test_farm_t *f)
     return mg_test_db_open(path);
 }
 
-/* The query fmt formatted into sql[0..len). */
-static void s_farm_sql(char *sql, size_t len, const char *fmt, va_list ap)
+enum { S_SQL_INT, S_SQL_TEXT, S_SQL_EXEC };
+
+/* The query fmt on a connection opened for it alone: its integer (S_SQL_INT), its text into
+ * *text (S_SQL_TEXT), or run as statements (S_SQL_EXEC). */
+static int64_t s_farm_sql(const mg_test_farm_t *f, int kind, const char **text, const char *fmt, va_list ap)
 {
-    if ((size_t)vsnprintf(sql, len, fmt, ap) >= len) s_fail("SQL longer than %zu bytes: %.200s", len, sql);
+    char sql[4096];
+    if ((size_t)vsnprintf(sql, sizeof sql, fmt, ap) >= sizeof sql)
+        s_fail("SQL longer than %zu bytes: %.200s", sizeof sql, sql);
+    sqlite3 *db = mg_test_farm_db(f);
+    int64_t v = 0;
+    if (kind == S_SQL_INT) v = mg_test_sql_int(db, "%s", sql);
+    else if (kind == S_SQL_TEXT) *text = mg_test_sql_text(db, "%s", sql);
+    else mg_test_sql_exec(db, "%s", sql);
+    mg_test_db_close(&db);
+    return v;
 }
 
 int64_t mg_test_farm_sql_int(const mg_test_farm_t *f, const char *fmt, ...)
 {
-    char sql[4096];
     va_list ap;
     va_start(ap, fmt);
-    s_farm_sql(sql, sizeof sql, fmt, ap);
+    int64_t v = s_farm_sql(f, S_SQL_INT, NULL, fmt, ap);
     va_end(ap);
-    sqlite3 *db = mg_test_farm_db(f);
-    int64_t v = mg_test_sql_int(db, "%s", sql);
-    mg_test_db_close(&db);
     return v;
 }
 
 const char *mg_test_farm_sql_text(const mg_test_farm_t *f, const char *fmt, ...)
 {
-    char sql[4096];
+    const char *text = NULL;
     va_list ap;
     va_start(ap, fmt);
-    s_farm_sql(sql, sizeof sql, fmt, ap);
+    s_farm_sql(f, S_SQL_TEXT, &text, fmt, ap);
     va_end(ap);
-    sqlite3 *db = mg_test_farm_db(f);
-    const char *v = mg_test_sql_text(db, "%s", sql);
-    mg_test_db_close(&db);
-    return v;
+    return text;
 }
 
 void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...)
 {
-    char sql[4096];
     va_list ap;
     va_start(ap, fmt);
-    s_farm_sql(sql, sizeof sql, fmt, ap);
+    s_farm_sql(f, S_SQL_EXEC, NULL, fmt, ap);
     va_end(ap);
-    sqlite3 *db = mg_test_farm_db(f);
-    mg_test_sql_exec(db, "%s", sql);
-    mg_test_db_close(&db);
 }
 
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql)
