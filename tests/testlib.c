@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -477,14 +480,36 @@ static void s_abs_path(char *dst, size_t len, const char *src)
     else snprintf(dst, len, "%s/%s", cwd, src);
 }
 
+/* A TCP port of 127.0.0.1 that nothing is bound to now, as the kernel picks one for bind(0);
+ * -1 when there is none. */
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
 mg_test_farm_t *mg_test_farm_new(const char *name)
 {
     mg_test_farm_t *f = calloc(1, sizeof *f);
     if (!f) s_fail("out of memory");
     mg_test_tmpdir_make(f->home, sizeof f->home, name);
-    /* A port per test process and farm, so test binaries run side by side do not collide. */
+    /* A port free when the farm is made, so that neither test binaries run side by side nor
+     * other checkouts' tests on the machine collide with it (a port computed from the pid can);
+     * the coordinator binds it soon after. */
     static int n;
-    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 7 + n++ * 13) % 20000);
+    int port = s_free_port();
+    if (port <= 0) port = 20000 + (getpid() * 7 + n++ * 13) % 20000;
+    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", port);
     const char *build = getenv("MG_BUILD");
     s_abs_path(f->bin, sizeof f->bin, mg_test_bin());
     s_abs_path(f->build, sizeof f->build, build && *build ? build : "build");

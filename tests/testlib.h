@@ -181,7 +181,7 @@ void mg_test_store_destroy(mg_test_store_t **t_p);
 
 typedef struct {
     char home[256];                  /* MG_HOME of every process: a temp folder */
-    char endpoint[64];               /* tcp://127.0.0.1:PORT, a port per test process and farm */
+    char endpoint[64];               /* tcp://127.0.0.1:PORT, a port free when the farm was made */
     char bin[512], build[512];       /* $MG_BIN and $MG_BUILD (bin, build), made absolute */
     const char *log_level;           /* MG_LOG_LEVEL of the processes; NULL: not set */
     int mgctl_err_in_out;            /* mg_test_farm_mgctl also appends standard error to out */
