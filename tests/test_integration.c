@@ -112,6 +112,8 @@ static void test_normal_job_two_workers(void **state)
     const char *env[] = {"MG_TEST_RENDER_MS=100", NULL};
     s_start_worker(f, 2, env);
     s_start_worker(f, 2, env);
+    /* Both registered before the job comes, or a slow start (sanitizers) leaves it all to one. */
+    mg_test_farm_wait_sql(f, 2, 10000, "SELECT count(*) FROM workers WHERE state = 'ready'");
     mg_test_farm_write(f, "job.yaml", s_job4);
     char out[8192], path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);

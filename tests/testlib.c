@@ -695,15 +695,44 @@ void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The first value of the query sql into *v (MG_TEST_SQL_NONE for NULL or no row): 0, or -1 with
+ * SQLite's message in why when the database cannot be read yet (not made, schema not there). */
+static int s_farm_try_int(const mg_test_farm_t *f, const char *sql, int64_t *v, char *why, size_t whylen)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/mg.db", f->home);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, MG_TEST_BUSY_TIMEOUT_MS);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+            int step = sqlite3_step(st);
+            if (step == SQLITE_ROW || step == SQLITE_DONE) {
+                *v = step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0)
+                                                                                     : MG_TEST_SQL_NONE;
+                rc = 0;
+            }
+        }
+    }
+    if (rc != 0) snprintf(why, whylen, "%s", db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
+
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql)
 {
     int64_t got = -2;
+    char why[512] = "";
     for (int t = 0; t < timeout_ms; t += 20) {
-        got = mg_test_farm_sql_int(f, "%s", sql);
-        if (got == want) return;
+        if (s_farm_try_int(f, sql, &got, why, sizeof why) == 0) {
+            if (got == want) return;
+            why[0] = 0;
+        }
         mg_test_sleep_ms(20);
     }
-    s_fail("timed out after %d ms waiting for [%s] = %lld (last %lld); logs in %s", timeout_ms, sql, (long long)want,
-           (long long)got, f->home);
+    s_fail("timed out after %d ms waiting for [%s] = %lld (last %lld%s%s); logs in %s", timeout_ms, sql,
+           (long long)want, (long long)got, *why ? ", last error: " : "", why, f->home);
 }
 #endif

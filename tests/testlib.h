@@ -236,8 +236,9 @@ int64_t mg_test_farm_sql_int(const mg_test_farm_t *f, const char *fmt, ...) __at
 const char *mg_test_farm_sql_text(const mg_test_farm_t *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Polls the query sql every 20 ms until its first value is want; after timeout_ms fails the
- * test, naming the query, the last value and where the logs are. */
+/* Polls the query sql every 20 ms until its first value is want, a database not made yet or
+ * without its schema counting as not yet; after timeout_ms fails the test, naming the query, the
+ * last value or error and where the logs are. */
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql);
 #endif
 
