@@ -95,6 +95,8 @@ static void test_normal_job_two_workers(void **state)
     const char *env[] = {"MG_TEST_RENDER_MS=100", NULL};
     s_start_worker(f, 2, env);
     s_start_worker(f, 2, env);
+    /* Both registered before the job comes, or a slow start (sanitizers) leaves it all to one. */
+    mg_test_farm_wait_sql(f, 2, 10000, "SELECT count(*) FROM workers WHERE state = 'ready'");
     mg_test_farm_write(f, "job.yaml", s_job4);
     char out[8192], path[512];
     snprintf(path, sizeof path, "%s/job.yaml", f->home);
@@ -152,7 +154,10 @@ static void test_worker_sigkill_mid_render(void **state)
 static void test_worker_sigstop_late_result_rejected(void **state)
 {
     mg_test_farm_t *f = *state;
-    const char *slow[] = {"MG_TEST_RENDER_MS=1500", NULL};
+    /* Under a second, so that the render sends no PROGRESS but the one due while worker-0 is
+     * disconnected after its wake-up (a PROGRESS of the stale lease would get it cancelled before
+     * it could deliver): this holds as long as the stop lasts under about a second. */
+    const char *slow[] = {"MG_TEST_RENDER_MS=900", NULL};
     int a = s_start_worker(f, 1, slow);
     mg_test_farm_write(f, "job.yaml",
                        "campaign: stop\noutput:\n  formats: [flac]\n  sample_rate: 16000\n  channels: 1\n"

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -477,14 +480,36 @@ static void s_abs_path(char *dst, size_t len, const char *src)
     else snprintf(dst, len, "%s/%s", cwd, src);
 }
 
+/* A TCP port of 127.0.0.1 that nothing is bound to now, as the kernel picks one for bind(0);
+ * -1 when there is none. */
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
 mg_test_farm_t *mg_test_farm_new(const char *name)
 {
     mg_test_farm_t *f = calloc(1, sizeof *f);
     if (!f) s_fail("out of memory");
     mg_test_tmpdir_make(f->home, sizeof f->home, name);
-    /* A port per test process and farm, so test binaries run side by side do not collide. */
+    /* A port free when the farm is made, so that neither test binaries run side by side nor
+     * other checkouts' tests on the machine collide with it (a port computed from the pid can);
+     * the coordinator binds it soon after. */
     static int n;
-    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", 20000 + (getpid() * 7 + n++ * 13) % 20000);
+    int port = s_free_port();
+    if (port <= 0) port = 20000 + (getpid() * 7 + n++ * 13) % 20000;
+    snprintf(f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", port);
     const char *build = getenv("MG_BUILD");
     s_abs_path(f->bin, sizeof f->bin, mg_test_bin());
     s_abs_path(f->build, sizeof f->build, build && *build ? build : "build");
@@ -625,48 +650,75 @@ sqlite3 *mg_test_farm_db(const mg_test_farm_t *f)
     return mg_test_db_open(path);
 }
 
-/* The query fmt formatted into sql[0..len). */
-static void s_farm_sql(char *sql, size_t len, const char *fmt, va_list ap)
+enum { S_SQL_INT, S_SQL_TEXT, S_SQL_EXEC };
+
+/* The query fmt on a connection opened for it alone: its integer (S_SQL_INT), its text into
+ * *text (S_SQL_TEXT), or run as statements (S_SQL_EXEC). */
+static int64_t s_farm_sql(const mg_test_farm_t *f, int kind, const char **text, const char *fmt, va_list ap)
 {
-    if ((size_t)vsnprintf(sql, len, fmt, ap) >= len) s_fail("SQL longer than %zu bytes: %.200s", len, sql);
+    char sql[4096];
+    if ((size_t)vsnprintf(sql, sizeof sql, fmt, ap) >= sizeof sql)
+        s_fail("SQL longer than %zu bytes: %.200s", sizeof sql, sql);
+    sqlite3 *db = mg_test_farm_db(f);
+    int64_t v = 0;
+    if (kind == S_SQL_INT) v = mg_test_sql_int(db, "%s", sql);
+    else if (kind == S_SQL_TEXT) *text = mg_test_sql_text(db, "%s", sql);
+    else mg_test_sql_exec(db, "%s", sql);
+    mg_test_db_close(&db);
+    return v;
 }
 
 int64_t mg_test_farm_sql_int(const mg_test_farm_t *f, const char *fmt, ...)
 {
-    char sql[4096];
     va_list ap;
     va_start(ap, fmt);
-    s_farm_sql(sql, sizeof sql, fmt, ap);
+    int64_t v = s_farm_sql(f, S_SQL_INT, NULL, fmt, ap);
     va_end(ap);
-    sqlite3 *db = mg_test_farm_db(f);
-    int64_t v = mg_test_sql_int(db, "%s", sql);
-    mg_test_db_close(&db);
     return v;
 }
 
 const char *mg_test_farm_sql_text(const mg_test_farm_t *f, const char *fmt, ...)
 {
-    char sql[4096];
+    const char *text = NULL;
     va_list ap;
     va_start(ap, fmt);
-    s_farm_sql(sql, sizeof sql, fmt, ap);
+    s_farm_sql(f, S_SQL_TEXT, &text, fmt, ap);
     va_end(ap);
-    sqlite3 *db = mg_test_farm_db(f);
-    const char *v = mg_test_sql_text(db, "%s", sql);
-    mg_test_db_close(&db);
-    return v;
+    return text;
 }
 
 void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...)
 {
-    char sql[4096];
     va_list ap;
     va_start(ap, fmt);
-    s_farm_sql(sql, sizeof sql, fmt, ap);
+    s_farm_sql(f, S_SQL_EXEC, NULL, fmt, ap);
     va_end(ap);
-    sqlite3 *db = mg_test_farm_db(f);
-    mg_test_sql_exec(db, "%s", sql);
-    mg_test_db_close(&db);
+}
+
+/* The first value of the query sql into *v (MG_TEST_SQL_NONE for NULL or no row): 0, or -1 with
+ * SQLite's message in why when the database cannot be read yet (not made, schema not there). */
+static int s_farm_try_int(const mg_test_farm_t *f, const char *sql, int64_t *v, char *why, size_t whylen)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/mg.db", f->home);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, MG_TEST_BUSY_TIMEOUT_MS);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+            int step = sqlite3_step(st);
+            if (step == SQLITE_ROW || step == SQLITE_DONE) {
+                *v = step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0)
+                                                                                     : MG_TEST_SQL_NONE;
+                rc = 0;
+            }
+        }
+    }
+    if (rc != 0) snprintf(why, whylen, "%s", db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
 }
 
 void mg_test_farm_wait_log(const mg_test_farm_t *f, const char *name, const char *text, int timeout_ms)
@@ -687,12 +739,15 @@ void mg_test_farm_wait_log(const mg_test_farm_t *f, const char *name, const char
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql)
 {
     int64_t got = -2;
+    char why[512] = "";
     for (int t = 0; t < timeout_ms; t += 20) {
-        got = mg_test_farm_sql_int(f, "%s", sql);
-        if (got == want) return;
+        if (s_farm_try_int(f, sql, &got, why, sizeof why) == 0) {
+            if (got == want) return;
+            why[0] = 0;
+        }
         mg_test_sleep_ms(20);
     }
-    s_fail("timed out after %d ms waiting for [%s] = %lld (last %lld); logs in %s", timeout_ms, sql, (long long)want,
-           (long long)got, f->home);
+    s_fail("timed out after %d ms waiting for [%s] = %lld (last %lld%s%s); logs in %s", timeout_ms, sql,
+           (long long)want, (long long)got, *why ? ", last error: " : "", why, f->home);
 }
 #endif

@@ -181,7 +181,7 @@ void mg_test_store_destroy(mg_test_store_t **t_p);
 
 typedef struct {
     char home[256];                  /* MG_HOME of every process: a temp folder */
-    char endpoint[64];               /* tcp://127.0.0.1:PORT, a port per test process and farm */
+    char endpoint[64];               /* tcp://127.0.0.1:PORT, a port free when the farm was made */
     char bin[512], build[512];       /* $MG_BIN and $MG_BUILD (bin, build), made absolute */
     const char *log_level;           /* MG_LOG_LEVEL of the processes; NULL: not set */
     int mgctl_err_in_out;            /* mg_test_farm_mgctl also appends standard error to out */
@@ -236,8 +236,9 @@ int64_t mg_test_farm_sql_int(const mg_test_farm_t *f, const char *fmt, ...) __at
 const char *mg_test_farm_sql_text(const mg_test_farm_t *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void mg_test_farm_sql_exec(const mg_test_farm_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Polls the query sql every 20 ms until its first value is want; after timeout_ms fails the
- * test, naming the query, the last value and where the logs are. */
+/* Polls the query sql every 20 ms until its first value is want, a database not made yet or
+ * without its schema counting as not yet; after timeout_ms fails the test, naming the query, the
+ * last value or error and where the logs are. */
 void mg_test_farm_wait_sql(const mg_test_farm_t *f, int64_t want, int timeout_ms, const char *sql);
 /* Waits until HOME/<name>.log holds text, or fails the running test after timeout_ms. The
  * database shows a lease once the coordinator has committed it, which can be before the worker
