@@ -731,7 +731,7 @@ static void s_check_keys(s_ctx_t *c, const s_node_t *map, const char *const *set
         first[p] = NULL;
         if (map->kids[2 * p]->type == S_SCALAR) refs[n_refs++] = (s_keyref_t){map->kids[2 * p], p};
     }
-    qsort(refs, n_refs, sizeof *refs, s_cmp_keyref);
+    if (n_refs > 1) qsort(refs, n_refs, sizeof *refs, s_cmp_keyref); /* refs is NULL for {} */
     for (size_t r = 1, f = 0; r < n_refs; r++) {
         if (refs[r].k->len == refs[f].k->len && memcmp(refs[r].k->text, refs[f].k->text, refs[f].k->len) == 0)
             first[refs[r].i] = refs[f].k;

@@ -190,6 +190,19 @@ static void test_more_errors(void **state)
     free(big);
 }
 
+/* Empty mappings where mappings go (found by fuzz_jobspec: the key check sorted a NULL array). */
+static void test_empty_mappings(void **state)
+{
+    (void)state;
+    mg_job_t *job = mg_test_job_parse("campaign: c\noutput: {}\ndefaults: {}\ncues:\n  - {name: a, prompt: p}\n");
+    assert_int_equal(job->output.formats, MG_FORMAT_FLAC);
+    mg_job_destroy(&job);
+    s_parse_bad("campaign: c\ncues: [{}]\n", "t.yaml:2:8: missing required key 'name' in cue 1\n"
+                                            "t.yaml:2:8: missing required key 'prompt' in cue '?'");
+    s_parse_bad("{}", "t.yaml:1:1: missing required key 'campaign' (the campaign's name)\n"
+                      "t.yaml:1:1: missing required key 'cues' (a list of cues, each with 'name' and 'prompt')");
+}
+
 static void test_error_buffer_truncation(void **state)
 {
     (void)state;
@@ -691,7 +704,7 @@ static void test_limit_alias_bomb(void **state)
     assert_int_equal(mg_job_parse_buffer("t.yaml", buf, o, &job, err, sizeof err), -1);
     double dt = mg_test_now_ms() - t0;
     printf("jobspec: 1 MiB of aliases refused in %.1f ms\n", dt);
-    assert_true(dt < 1000.0);
+    assert_true(dt < 5000.0); /* linear: about 0.1 s, more under sanitizers on a loaded machine */
     const char *last = strrchr(err, '\n');
     assert_non_null(last);
     assert_non_null(strstr(last, "more errors not shown (only the first 1000 found are listed)"));
@@ -725,23 +738,24 @@ static void test_limit_size(void **state)
              "(8 MiB - 64 KiB): split it into several jobs", path, max);
     assert_string_equal(err, expect2);
     printf("jobspec: a 1 GiB job file refused in %.1f ms\n", dt);
-    assert_true(dt < 500.0);
+    assert_true(dt < 2000.0); /* 8 MiB read, not 1 GiB */
 }
 
-/* Duplicate keys are found by sorting: a mapping of 100,000 keys costs O(n log n), not the
- * 5 * 10^9 comparisons of checking each key against every one before it. */
+/* Duplicate keys are found by sorting: a mapping of 200,000 keys costs O(n log n) (about 0.2 s),
+ * not the 2 * 10^10 comparisons of checking each key against every one before it (about 35 s;
+ * 100,000 took 8.6 s). The bound leaves room for sanitizers on a loaded machine. */
 static void test_limit_many_keys(void **state)
 {
     (void)state;
-    size_t cap = 2u << 20, o = 0;
+    size_t cap = 4u << 20, o = 0;
     char *buf = malloc(cap);
     o += (size_t)sprintf(buf + o, "campaign: c\ncues:\n  - name: a\n    prompt: p\n");
-    for (int i = 0; i < 100000; i++) o += (size_t)sprintf(buf + o, "    k%d: 1\n", i);
+    for (int i = 0; i < 200000; i++) o += (size_t)sprintf(buf + o, "    k%d: 1\n", i);
     o += (size_t)sprintf(buf + o, "    k7: 2\n");
-    double dt = s_refused("a cue of 100,000 unknown keys", buf, o,
+    double dt = s_refused("a cue of 200,000 unknown keys", buf, o,
                           "t.yaml:5:5: unknown key 'k0' in a cue (expected one of: name, prompt, emotions, "
                           "duration, variations, seeds, tempo, key, instruments, stems, loop)");
-    assert_true(dt < 1000.0);
+    assert_true(dt < 10000.0);
     /* 1,000,001 nodes: refused at the node that passes the limit. */
     o = (size_t)sprintf(buf, "campaign: c\ncues: [");
     for (int i = 0; i < 1000000; i++) { memcpy(buf + o, "a,", 2); o += 2; }
@@ -1153,7 +1167,7 @@ static void test_kv_many_keys(void **state)
     double dt = mg_test_now_ms() - t0;
     printf("kv: decode an 8 MiB frame of %zu distinct keys: %.1f ms (a search per line made it quadratic: minutes)\n", kv.n, dt);
     assert_string_equal(mg_kv_get(&kv, "k12345"), "12345");
-    assert_true(dt < 5000.0);
+    assert_true(dt < 10000.0); /* about 0.4 s; quadratic, it was minutes */
     mg_kv_clear(&kv);
     free(buf);
 }
@@ -1164,6 +1178,7 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_more_errors),
+        cmocka_unit_test(test_empty_mappings),
         cmocka_unit_test(test_error_buffer_truncation),
         cmocka_unit_test(test_example_jobs),
         cmocka_unit_test(test_defaults),
